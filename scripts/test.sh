@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs quotaq's whole test suite: unit tests on miniredis and integration tests
+# on a real redis-server, which the tests start themselves on free loopback ports.
+# Installs redis-server (Debian package) first when it is missing and we are root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: redis-server is missing; installing the Debian package redis-server" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+  else
+    echo "test.sh: redis-server is missing: install it (apt-get install redis-server, brew install redis) and run again" >&2
+    exit 1
+  fi
+fi
+
+go vet ./...
+go test -count=1 -timeout 9m "$@" ./...
