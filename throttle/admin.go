@@ -1,0 +1,271 @@
+package throttle
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// SetPolicy stores tenant's policy. Every Limiter on the same Redis and
+// prefix uses it from its next decision on.
+func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("tenant %q: %w", tenant, err)
+	}
+	k := l.keysFor(tenant).policy
+	pipe := l.rdb.TxPipeline()
+	pipe.Del(ctx, k)
+	pipe.HSet(ctx, k, p.fields()...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: set policy of tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	return nil
+}
+
+// GetPolicy returns tenant's policy, and whether it is the tenant's own
+// (explicit) rather than the default.
+func (l *Limiter) GetPolicy(ctx context.Context, tenant string) (p Policy, explicit bool, err error) {
+	if err := ValidateTenant(tenant); err != nil {
+		return Policy{}, false, err
+	}
+	m, err := l.rdb.HGetAll(ctx, l.keysFor(tenant).policy).Result()
+	if err != nil {
+		return Policy{}, false, fmt.Errorf("%w: get policy of tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	if len(m) == 0 {
+		p, err := l.defaultPolicy(ctx)
+		return p, false, err
+	}
+	p, err = policyFromFields(m)
+	return p, true, err
+}
+
+// DeletePolicy removes tenant's own policy: the default applies again.
+func (l *Limiter) DeletePolicy(ctx context.Context, tenant string) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if err := l.rdb.Del(ctx, l.keysFor(tenant).policy).Err(); err != nil {
+		return fmt.Errorf("%w: delete policy of tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	return nil
+}
+
+func (l *Limiter) defaultKey() string { return l.prefix + ":default-policy" }
+
+// SetDefaultPolicy stores the policy of tenants that have none of their own.
+// Every Limiter on the same Redis and prefix uses it within its refresh
+// interval (WithPolicyRefresh), this one at once.
+func (l *Limiter) SetDefaultPolicy(ctx context.Context, p Policy) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("default policy: %w", err)
+	}
+	pipe := l.rdb.TxPipeline()
+	pipe.Del(ctx, l.defaultKey())
+	pipe.HSet(ctx, l.defaultKey(), p.fields()...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: set default policy: %w", ErrUnavailable, err)
+	}
+	l.def.Store(&cachedPolicy{p: p, read: time.Now()})
+	return nil
+}
+
+// DefaultPolicy returns the policy of tenants without their own.
+func (l *Limiter) DefaultPolicy(ctx context.Context) (Policy, error) {
+	return l.defaultPolicy(ctx)
+}
+
+// defaultPolicy returns the stored default policy, read again once the
+// cached one is older than the refresh interval (by one caller at a time:
+// the others use the cached one meanwhile).
+func (l *Limiter) defaultPolicy(ctx context.Context) (Policy, error) {
+	c := l.def.Load()
+	if c != nil && time.Since(c.read) < l.refresh {
+		return c.p, nil
+	}
+	if c != nil && !l.refreshing.TryLock() {
+		return c.p, nil
+	}
+	if c == nil {
+		l.refreshing.Lock()
+	}
+	defer l.refreshing.Unlock()
+	if c2 := l.def.Load(); c2 != nil && c2 != c {
+		return c2.p, nil
+	}
+	p := l.fallback
+	m, err := l.rdb.HGetAll(ctx, l.defaultKey()).Result()
+	if err != nil {
+		return p, fmt.Errorf("read default policy: %w", err)
+	}
+	if len(m) > 0 {
+		if p, err = policyFromFields(m); err != nil {
+			return l.fallback, err
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("default policy: %w", err)
+	}
+	l.def.Store(&cachedPolicy{p: p, read: time.Now()})
+	return p, nil
+}
+
+// Reset gives tenant a full bucket and a fresh quota period, and lifts any
+// pause and pending bookings. Its policy stays.
+func (l *Limiter) Reset(ctx context.Context, tenant string) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
+	}
+	k := l.keysFor(tenant)
+	// one slot, one transaction: the tenant is reset atomically
+	pipe := l.rdb.TxPipeline()
+	for _, a := range []Algorithm{TokenBucket, FixedWindow, SlidingWindow} {
+		pipe.Del(ctx, l.prefix+":{"+escapeTenant(tenant)+"}:"+a.script().short)
+	}
+	pipe.Del(ctx, k.quota, k.aux)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: reset tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	return nil
+}
+
+// ResetQuota starts a new quota period for each tenant: its used count goes
+// back to 0. Each tenant is reset atomically; the tenants are sent in one
+// pipeline.
+func (l *Limiter) ResetQuota(ctx context.Context, tenants ...string) error {
+	for _, t := range tenants {
+		if err := ValidateTenant(t); err != nil {
+			return err
+		}
+	}
+	for start := 0; start < len(tenants); start += resetBatch {
+		end := min(start+resetBatch, len(tenants))
+		pipe := l.rdb.Pipeline()
+		for _, t := range tenants[start:end] {
+			pipe.HDel(ctx, l.keysFor(t).quota, "used", "win")
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("%w: reset quota of %d tenants: %w", ErrUnavailable, end-start, err)
+		}
+	}
+	return nil
+}
+
+// resetBatch is how many keys one pipeline of a quota reset touches.
+const resetBatch = 1000
+
+// ResetAllQuotas starts a new quota period for every tenant that has used
+// some of its quota, and returns how many were reset. It scans the keys in
+// batches (SCAN, then one pipeline of HDEL per batch), so it neither blocks
+// Redis nor costs a round trip per tenant; each tenant is reset atomically.
+func (l *Limiter) ResetAllQuotas(ctx context.Context) (int, error) {
+	total := 0
+	err := l.scan(ctx, l.prefix+":{*}:quota", func(ctx context.Context, c redis.UniversalClient, batch []string) error {
+		pipe := c.Pipeline()
+		for _, k := range batch {
+			pipe.HDel(ctx, k, "used", "win")
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		total += len(batch)
+		return nil
+	})
+	if err != nil {
+		return total, fmt.Errorf("%w: reset all quotas (%d done): %w", ErrUnavailable, total, err)
+	}
+	return total, nil
+}
+
+// SetQuotaReset records when tenant's quota period will end, for a quota
+// without a QuotaPeriod that a schedule resets: a decision refused by the
+// quota then says RetryAfter = the time until at.
+func (l *Limiter) SetQuotaReset(ctx context.Context, tenant string, at time.Time) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if err := l.rdb.HSet(ctx, l.keysFor(tenant).quota, "next", at.UnixMicro()).Err(); err != nil {
+		return fmt.Errorf("%w: set quota reset of tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	return nil
+}
+
+// Tenants returns the ids of the tenants with a policy of their own.
+func (l *Limiter) Tenants(ctx context.Context) ([]string, error) {
+	var ids []string
+	pre := l.prefix + ":{"
+	err := l.scan(ctx, pre+"*}:policy", func(_ context.Context, _ redis.UniversalClient, batch []string) error {
+		for _, k := range batch {
+			ids = append(ids, unescapeTenant(strings.TrimSuffix(strings.TrimPrefix(k, pre), "}:policy")))
+		}
+		return nil
+	})
+	if err != nil {
+		return ids, fmt.Errorf("%w: list tenants: %w", ErrUnavailable, err)
+	}
+	return ids, nil
+}
+
+// scan calls fn with batches of the keys that match pattern, on every master
+// of a Cluster or on the one server otherwise.
+func (l *Limiter) scan(ctx context.Context, pattern string, fn func(context.Context, redis.UniversalClient, []string) error) error {
+	one := func(ctx context.Context, c redis.UniversalClient) error {
+		var cursor uint64
+		for {
+			batch, next, err := c.Scan(ctx, cursor, pattern, resetBatch).Result()
+			if err != nil {
+				return err
+			}
+			if len(batch) > 0 {
+				if err := fn(ctx, c, batch); err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := l.rdb.(*redis.ClusterClient); ok {
+		var mu = make(chan struct{}, 1)
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu <- struct{}{} // fn is not safe for concurrent use
+			defer func() { <-mu }()
+			return one(ctx, c)
+		})
+	}
+	return one(ctx, l.rdb)
+}
+
+// Standing is a tenant's state now, for status views.
+type Standing struct {
+	Tenant   string
+	Policy   Policy
+	Explicit bool  // Policy is the tenant's own, not the default
+	Holds    int64 // times the tenant was paused by Hold
+	Result         // Peek: tokens now, quota left, pause
+}
+
+// Standing returns tenant's policy and what a decision would see now,
+// consuming nothing.
+func (l *Limiter) Standing(ctx context.Context, tenant string) (Standing, error) {
+	p, explicit, err := l.GetPolicy(ctx, tenant)
+	if err != nil {
+		return Standing{}, err
+	}
+	r, err := l.Peek(ctx, tenant)
+	if err != nil {
+		return Standing{}, err
+	}
+	h, err := l.HoldCount(ctx, tenant)
+	if err != nil {
+		return Standing{}, err
+	}
+	return Standing{Tenant: tenant, Policy: p, Explicit: explicit, Holds: h, Result: r}, nil
+}

@@ -1,0 +1,23 @@
+// Package throttle is a distributed, per-tenant rate limiter on Redis.
+//
+// A Limiter decides, in one Lua script run atomically inside Redis, whether a
+// tenant may spend n tokens now. Every process that shares the Redis shares
+// the limit, and the clock is Redis's own, so workers whose clocks disagree
+// still admit exactly what the bucket allows.
+//
+// Limiter has four kinds of calls. Allow and AllowN answer now or never and
+// consume only when they admit. ReserveN books tokens that may only be due
+// later and says when: a job queue uses it to put a throttled job back at its
+// own slot instead of retrying in a herd. Peek answers without consuming.
+// Hold pauses a tenant whose upstream said 429.
+//
+// Each tenant has a Policy (rate, burst and an optional period quota) stored
+// in Redis, so a change takes effect on every worker's next decision; tenants
+// without one get the default policy. The algorithm is the token bucket by
+// default; FixedWindow and SlidingWindow are the seeds' other two, behind the
+// same calls.
+//
+// Keys are "<prefix>:{<tenant>}:<kind>": the tenant id, escaped, is a Redis
+// Cluster hash tag, so one tenant's keys share one slot and no id can reach
+// another tenant's keys. A Limiter is safe for concurrent use.
+package throttle

@@ -1,0 +1,19 @@
+package throttle
+
+import "errors"
+
+var (
+	// ErrInvalidTenant is returned for a tenant id that is empty, longer
+	// than MaxTenantLen bytes, or holds control characters.
+	ErrInvalidTenant = errors.New("throttle: invalid tenant id")
+
+	// ErrInvalidPolicy is returned for a policy that cannot be enforced.
+	ErrInvalidPolicy = errors.New("throttle: invalid policy")
+
+	// ErrInvalidCost is returned for a cost n below 1.
+	ErrInvalidCost = errors.New("throttle: invalid cost")
+
+	// ErrUnavailable wraps the error of a decision that could not reach
+	// Redis. The Result then says what the fail-open setting chose.
+	ErrUnavailable = errors.New("throttle: redis unavailable")
+)

@@ -1,0 +1,245 @@
+package throttle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Limiter decides per tenant whether tokens may be spent, on Redis. It is
+// safe for concurrent use; the zero value is not usable, call New.
+type Limiter struct {
+	rdb        redis.UniversalClient
+	prefix     string
+	fallback   Policy
+	failOpen   bool
+	algo       *algoScript
+	refresh    time.Duration
+	quotaRetry time.Duration
+
+	def        atomic.Pointer[cachedPolicy]
+	refreshing sync.Mutex
+}
+
+type cachedPolicy struct {
+	p    Policy
+	read time.Time
+}
+
+// New returns a Limiter on rdb, which may be a single node, a Sentinel
+// failover client or a Cluster client. Defaults: prefix "quotaq", default
+// policy PerSecond(10), fail closed, TokenBucket.
+func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
+	l := &Limiter{
+		rdb:        rdb,
+		prefix:     "quotaq",
+		fallback:   PerSecond(10),
+		algo:       TokenBucket.script(),
+		refresh:    time.Second,
+		quotaRetry: time.Minute,
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Prefix returns the prefix of the Limiter's keys.
+func (l *Limiter) Prefix() string { return l.prefix }
+
+// Allow is shorthand for AllowN(ctx, tenant, 1).
+func (l *Limiter) Allow(ctx context.Context, tenant string) (Result, error) {
+	return l.AllowN(ctx, tenant, 1)
+}
+
+// AllowN reports whether tenant may spend n tokens now, and spends them if
+// so. A refused call consumes nothing.
+func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, error) {
+	return l.AllowMulti(ctx, n, tenant)
+}
+
+// AllowMulti is AllowN over several ids at once, such as a tenant and the
+// upstream API all tenants share: the n tokens are spent from every id's
+// bucket (and quota) or from none. On Redis Cluster the ids must hash to one
+// slot; see the README.
+func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
+	d, err := l.run(ctx, "allow", Request{IDs: ids, N: n})
+	return d.Result, err
+}
+
+// Peek reports what AllowN(ctx, tenant, 1) would answer, consuming nothing.
+func (l *Limiter) Peek(ctx context.Context, tenant string) (Result, error) {
+	d, err := l.run(ctx, "peek", Request{IDs: []string{tenant}, N: 1})
+	return d.Result, err
+}
+
+// ReserveN books n tokens of tenant's bucket, now or when they will be
+// there, and reports how long until they are due. The caller is expected to
+// act after Reservation.Delay, without asking again. Nothing is booked when
+// the delay would be longer than maxWait (maxWait <= 0: no cap).
+//
+// Only TokenBucket books future tokens; with the other algorithms a delayed
+// reservation is not OK and its Delay says when to ask again.
+func (l *Limiter) ReserveN(ctx context.Context, tenant string, n int64, maxWait time.Duration) (Reservation, error) {
+	return l.Reserve(ctx, Request{IDs: []string{tenant}, N: n, MaxWait: maxWait})
+}
+
+// Request is a general decision for Reserve.
+type Request struct {
+	// IDs are the ids to decide on, all or nothing: a tenant, then shared
+	// levels such as an upstream API. At least one.
+	IDs []string
+	// N is the cost in tokens. 0 means 1.
+	N int64
+	// MaxWait caps how far ahead tokens are booked; 0: no cap.
+	MaxWait time.Duration
+	// Ticket names a booking, e.g. the id of the job it is for. A delayed
+	// reservation records it; when the job comes back it asks again with the
+	// same ticket and is admitted once its tokens are due, without
+	// consuming a second time. Empty: no ticket.
+	Ticket string
+}
+
+// Reserve books req.N tokens of every id in req.IDs; see ReserveN and
+// Request.Ticket.
+func (l *Limiter) Reserve(ctx context.Context, req Request) (Reservation, error) {
+	d, err := l.run(ctx, "reserve", req)
+	if err != nil {
+		return Reservation{OK: d.Result.Allowed, Result: d.Result}, err
+	}
+	res := Reservation{OK: d.Result.Allowed || d.booked, Delay: d.Result.RetryAfter, Result: d.Result}
+	if res.Delay < 0 {
+		res.Delay = 0
+	}
+	return res, nil
+}
+
+// CancelN gives back n tokens of tenant's bucket and quota, such as a
+// reservation that will not be used. Giving back more than was taken leaves
+// a full bucket.
+func (l *Limiter) CancelN(ctx context.Context, tenant string, n int64) error {
+	_, err := l.run(ctx, "cancel", Request{IDs: []string{tenant}, N: n})
+	return err
+}
+
+// CancelTicket gives back the tokens booked under ticket (see
+// Request.Ticket), if they were not redeemed yet.
+func (l *Limiter) CancelTicket(ctx context.Context, req Request) error {
+	if req.Ticket == "" {
+		return fmt.Errorf("throttle: CancelTicket needs a ticket")
+	}
+	_, err := l.run(ctx, "cancel", req)
+	return err
+}
+
+// Hold pauses tenant for d: its bucket counts as empty until d has passed,
+// so its decisions wait, and tokens booked from now on are due after the
+// pause, one interval apart. Use it when the tenant's upstream answered 429
+// or 503 with Retry-After. It also counts the hold (HoldCount).
+func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if d <= 0 {
+		return fmt.Errorf("throttle: hold %s of tenant %q must be above 0", d, tenant)
+	}
+	k := l.keysFor(tenant)
+	us := (d + time.Microsecond - 1) / time.Microsecond
+	if err := holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds}, int64(us)).Err(); err != nil {
+		return fmt.Errorf("%w: hold tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	return nil
+}
+
+// HoldCount returns how many times tenant has been held.
+func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
+	if err := ValidateTenant(tenant); err != nil {
+		return 0, err
+	}
+	n, err := l.rdb.Get(ctx, l.keysFor(tenant).holds).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: hold count of tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	return n, nil
+}
+
+// decision is a parsed script reply.
+type decision struct {
+	Result
+	booked bool
+}
+
+// run validates req, runs the decision script and parses its reply.
+func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, error) {
+	n := req.N
+	if n == 0 {
+		n = 1
+	}
+	if n < 0 {
+		return decision{}, fmt.Errorf("%w: n=%d must be at least 1", ErrInvalidCost, n)
+	}
+	if len(req.IDs) == 0 {
+		return decision{}, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
+	}
+	ks := make([]string, 0, 4*len(req.IDs))
+	for _, id := range req.IDs {
+		if err := ValidateTenant(id); err != nil {
+			return decision{}, err
+		}
+		k := l.keysFor(id)
+		ks = append(ks, k.policy, k.state, k.quota, k.aux)
+	}
+	def, err := l.defaultPolicy(ctx)
+	if err != nil {
+		return l.failed(req, err)
+	}
+	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.args()...)
+	reply, err := l.algo.decide.Run(ctx, l.rdb, ks, args...).Int64Slice()
+	if err != nil {
+		return l.failed(req, err)
+	}
+	return l.parse(reply, req.IDs)
+}
+
+// failed is the answer when Redis could not be asked: the fail-open setting
+// decides, and the error goes back to the caller.
+func (l *Limiter) failed(req Request, err error) (decision, error) {
+	d := decision{Result: Result{Allowed: l.failOpen, QuotaRemaining: -1, Tenant: req.IDs[0]}}
+	if !l.failOpen {
+		d.Reason = ReasonRate
+	}
+	return d, fmt.Errorf("%w (failing %s): %w", ErrUnavailable, map[bool]string{true: "open", false: "closed"}[l.failOpen], err)
+}
+
+// parse reads the decision script's reply; see lua/decide.lua.
+func (l *Limiter) parse(v []int64, ids []string) (decision, error) {
+	if len(v) != 9 || v[6] < 1 || int(v[6]) > len(ids) {
+		return decision{}, fmt.Errorf("throttle: unexpected script reply %v", v)
+	}
+	us := func(x int64) time.Duration { return time.Duration(x) * time.Microsecond }
+	r := Result{
+		Allowed:         v[0] == 1,
+		Remaining:       v[1],
+		RetryAfter:      us(v[2]),
+		ResetAfter:      us(v[3]),
+		QuotaRemaining:  v[4],
+		QuotaResetAfter: us(v[5]),
+		Tenant:          ids[v[6]-1],
+		Reason:          Reason(v[7]),
+	}
+	if v[2] == -1 {
+		r.RetryAfter = -1
+		if r.Reason == ReasonQuota {
+			r.RetryAfter = l.quotaRetry
+		}
+	}
+	return decision{Result: r, booked: v[8] == 1}, nil
+}

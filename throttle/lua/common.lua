@@ -1,0 +1,68 @@
+-- common.lua: shared by every algorithm (prepended to each algorithm's script).
+-- The clock is Redis's own TIME, never the caller's. All arithmetic is on
+-- integers (microseconds, nanoseconds) that stay below 2^53, where Lua's
+-- doubles are exact.
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- fmt renders an integer without an exponent (tostring(1e15) is "1e+15").
+local function fmt(x)
+  return string.format('%d', x)
+end
+
+-- policy reads a tenant's policy hash, or returns the default from ARGV.
+-- Returns interval_ns (time per token), burst, quota, quota_period_us.
+local function policy(key, d)
+  local p = redis.call('HMGET', key, 't', 'b', 'q', 'qp')
+  if p[1] then
+    return tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
+  end
+  return d[1], d[2], d[3], d[4]
+end
+
+-- quota_load returns how much of the current quota period is used and the
+-- period's index. With a period (qp > 0) periods are aligned windows of qp
+-- microseconds since the Unix epoch; without one the period only ends when
+-- the quota hash is deleted (Limiter.ResetQuota).
+local function quota_load(key, qp, now)
+  local v = redis.call('HMGET', key, 'used', 'win')
+  local win = 0
+  if qp > 0 then win = math.floor(now / qp) end
+  if v[1] and tonumber(v[2]) == win then
+    return tonumber(v[1]), win
+  end
+  return 0, win
+end
+
+-- quota_reset_us is the time until the current quota period ends (0: unknown).
+local function quota_reset_us(key, qp, win, now)
+  if qp > 0 then return (win + 1) * qp - now end
+  local nxt = redis.call('HGET', key, 'next')
+  if nxt and tonumber(nxt) > now then return tonumber(nxt) - now end
+  return 0
+end
+
+local function quota_store(key, used, win, qp, now)
+  redis.call('HSET', key, 'used', fmt(used), 'win', fmt(win))
+  if qp > 0 then
+    redis.call('PEXPIRE', key, math.ceil(((win + 1) * qp - now) / 1000) + 1000)
+  end
+end
+
+-- aux holds the upstream pause ('h': until when, in µs) and reservation
+-- tickets ('k:<ticket>': when the reserved tokens are due, in µs).
+local function aux_load(key, ticket, now)
+  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket)
+  local hold = 0
+  if v[1] and tonumber(v[1]) > now then hold = (tonumber(v[1]) - now) * 1000 end
+  return hold, v[2] and tonumber(v[2]) or nil
+end
+
+local function aux_extend(key, until_us, now)
+  local ttl = redis.call('PTTL', key)
+  local want = math.ceil((until_us - now) / 1000) + 60000
+  if ttl < want then redis.call('PEXPIRE', key, want) end
+end

@@ -1,0 +1,113 @@
+-- decide.lua: one decision over one or more ids (a tenant, then shared
+-- levels such as an upstream API), all or nothing: when one id refuses,
+-- nothing is consumed anywhere. Appended to common.lua and one algorithm.
+--
+-- KEYS, four per id i = 0, 1, ...:
+--   KEYS[4i+1] -> policy hash       KEYS[4i+2] -> algorithm state
+--   KEYS[4i+3] -> quota hash        KEYS[4i+4] -> aux hash (pause, tickets)
+-- ARGV[1] -> mode: 'allow', 'reserve', 'peek' or 'cancel'
+-- ARGV[2] -> n, the cost in tokens (>= 1)
+-- ARGV[3] -> reserve: the longest wait to book, µs (0: no cap)
+-- ARGV[4] -> ticket ('' for none). Reserve records it with the due time of
+--            the tokens it books; a later allow or reserve with the same
+--            ticket redeems them once they are due, without consuming again.
+-- ARGV[5..8] -> default policy: interval_ns, burst, quota, quota_period_us
+-- Returns {allowed (1 or 0), remaining tokens, wait_us (0 when allowed,
+--   -1 never / quota reset unknown), reset_us (until full), quota remaining
+--   (-1: no quota), quota_reset_us, level (1-based id that decided),
+--   reason (0 none, 1 rate, 2 quota, 3 paused, 4 cost above burst),
+--   booked (1 when reserve booked tokens due later)}
+
+local mode, n = ARGV[1], tonumber(ARGV[2])
+local maxwait, ticket = tonumber(ARGV[3]) * 1000, ARGV[4]
+local def = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])}
+local now = now_us()
+local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
+
+local levels, redeem = {}, ticket ~= ''
+local wait, level, reason = 0, 1, 0
+for i = 1, #KEYS / 4 do
+  local L = {pk = KEYS[4*i-3], sk = KEYS[4*i-2], qk = KEYS[4*i-1], ak = KEYS[4*i]}
+  L.t, L.b, L.q, L.qp = policy(L.pk, def)
+  L.st = algo.load(L.sk, L.t, L.b, now)
+  L.hold, L.due = aux_load(L.ak, ticket, now)
+  if not L.due then redeem = false end
+  if L.hold > 0 then L.st = algo.pause(L.st, L.t, L.b, L.hold) end
+  L.wait, L.reason = algo.wait(L.sk, L.st, L.t, L.b, n, now), 1
+  if L.wait == -1 then
+    L.reason = 4
+  elseif L.hold > 0 and L.wait > 0 then
+    L.wait, L.reason = math.max(L.wait, L.hold), 3
+  end
+  if L.q > 0 then
+    L.used, L.win = quota_load(L.qk, L.qp, now)
+    if L.used + n > L.q and L.wait ~= -1 then
+      local r = quota_reset_us(L.qk, L.qp, L.win, now)
+      if r == 0 then L.wait = -1 else L.wait = math.max(L.wait, r * 1000) end
+      L.reason = 2
+    end
+  end
+  if L.wait == 0 then L.reason = 0 end
+  levels[i] = L
+  if wait ~= -1 and (L.wait == -1 or L.wait > wait) then
+    wait, level, reason = L.wait, i, L.reason
+  end
+end
+
+local allowed, booked = 0, 0
+if redeem and mode ~= 'peek' and mode ~= 'cancel' then
+  -- tokens already booked for this ticket: due yet, and not paused since?
+  wait, reason = 0, 0
+  for i, L in ipairs(levels) do
+    local w = math.max((L.due - now) * 1000, L.hold)
+    if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
+  end
+  if wait == 0 then
+    allowed = 1
+    for _, L in ipairs(levels) do redis.call('HDEL', L.ak, 'k:' .. ticket) end
+  else
+    booked = 1 -- still booked, just not due yet
+  end
+elseif mode == 'cancel' then
+  for _, L in ipairs(levels) do
+    L.st = algo.give(L.sk, L.st, L.t, L.b, n, now)
+    if L.q > 0 and L.used > 0 then quota_store(L.qk, math.max(0, L.used - n), L.win, L.qp, now) end
+    if L.due then redis.call('HDEL', L.ak, 'k:' .. ticket) end
+  end
+  wait, reason = 0, 0
+elseif mode ~= 'peek' and (wait == 0 or (mode == 'reserve' and algo.books and
+    (reason == 1 or reason == 3) and wait <= MAXBOOK and (maxwait == 0 or wait <= maxwait))) then
+  -- admit now, or book tokens due in 'wait' (all ids alike)
+  if wait == 0 then allowed = 1 else booked = 1 end
+  local due = now + math.ceil(wait / 1000)
+  for _, L in ipairs(levels) do
+    L.st = algo.take(L.sk, L.st, L.t, L.b, n, now)
+    if L.q > 0 then
+      L.used = L.used + n
+      quota_store(L.qk, L.used, L.win, L.qp, now)
+    end
+    if booked == 1 and ticket ~= '' then
+      redis.call('HSET', L.ak, 'k:' .. ticket, fmt(due))
+      aux_extend(L.ak, due, now)
+    end
+  end
+end
+
+-- report on the id that decided: the one that refused, or the one with the
+-- fewest tokens left
+if wait == 0 then level = 1 end
+local rep = {}
+for i, L in ipairs(levels) do
+  rep[i] = {algo.report(L.sk, L.st, L.t, L.b, now)}
+  if wait == 0 and rep[i][1] < rep[level][1] then level = i end
+end
+local L = levels[level]
+local rem, reset, qrem, qreset = rep[level][1], rep[level][2], -1, 0
+if L.q > 0 then
+  qrem = math.max(0, L.q - L.used)
+  qreset = quota_reset_us(L.qk, L.qp, L.win, now)
+end
+
+local wait_us = wait
+if wait > 0 then wait_us = math.ceil(wait / 1000) end
+return {allowed, rem, wait_us, math.ceil(reset / 1000), qrem, qreset, level, reason, booked}

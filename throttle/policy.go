@@ -1,0 +1,119 @@
+package throttle
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Policy is a tenant's limit: a bucket of Burst tokens refilled at Rate
+// tokens per second, and optionally a quota of Quota tokens per period.
+//
+// With QuotaPeriod > 0 the quota periods are aligned to UTC: 24h periods
+// start at midnight UTC. With QuotaPeriod == 0 and Quota > 0 the period only
+// ends when the quota is reset (Limiter.ResetQuota, which the scheduler calls
+// on its cron schedule: monthly, at midnight in a time zone, ...).
+type Policy struct {
+	Rate        float64       // tokens per second, > 0
+	Burst       int64         // bucket capacity in tokens, >= 1
+	Quota       int64         // tokens per quota period; 0: no quota
+	QuotaPeriod time.Duration // length of an aligned quota period; 0: until reset
+}
+
+// PerSecond returns a policy of n tokens per second with a burst of n.
+func PerSecond(n int64) Policy { return Policy{Rate: float64(n), Burst: n} }
+
+// PerMinute returns a policy of n tokens per minute with a burst of n.
+func PerMinute(n int64) Policy { return Policy{Rate: float64(n) / 60, Burst: n} }
+
+// maxFill bounds Burst/Rate: the time to fill an empty bucket. It keeps the
+// scripts' integer nanoseconds below 2^53, where Lua's doubles are exact.
+const maxFill = 10 * 24 * time.Hour
+
+// Validate reports whether p can be enforced, and if not, which field is
+// wrong and why.
+func (p Policy) Validate() error {
+	switch {
+	case math.IsNaN(p.Rate) || math.IsInf(p.Rate, 0):
+		return fmt.Errorf("%w: rate %v is not a number of tokens per second", ErrInvalidPolicy, p.Rate)
+	case p.Rate <= 0:
+		return fmt.Errorf("%w: rate %v must be above 0 tokens per second", ErrInvalidPolicy, p.Rate)
+	case p.Rate > 1e9:
+		return fmt.Errorf("%w: rate %v is above the most, 1e9 tokens per second", ErrInvalidPolicy, p.Rate)
+	case p.Burst < 1:
+		return fmt.Errorf("%w: burst %d must be at least 1", ErrInvalidPolicy, p.Burst)
+	case p.Quota < 0:
+		return fmt.Errorf("%w: quota %d must be 0 (none) or more", ErrInvalidPolicy, p.Quota)
+	case p.QuotaPeriod < 0:
+		return fmt.Errorf("%w: quota period %s must be 0 (until reset) or more", ErrInvalidPolicy, p.QuotaPeriod)
+	case p.QuotaPeriod > 0 && p.QuotaPeriod < time.Millisecond:
+		return fmt.Errorf("%w: quota period %s is below 1ms", ErrInvalidPolicy, p.QuotaPeriod)
+	case p.QuotaPeriod > 0 && p.Quota == 0:
+		return fmt.Errorf("%w: quota period %s given without a quota", ErrInvalidPolicy, p.QuotaPeriod)
+	}
+	if fill := time.Duration(p.interval() * p.Burst); fill > maxFill || fill < 0 {
+		return fmt.Errorf("%w: burst %d at rate %v takes %s to refill, the most is %s (raise the rate or lower the burst)",
+			ErrInvalidPolicy, p.Burst, p.Rate, fill, maxFill)
+	}
+	return nil
+}
+
+// interval is the time per token in nanoseconds, rounded to the nearest one.
+func (p Policy) interval() int64 {
+	iv := int64(math.Round(1e9 / p.Rate))
+	if iv < 1 {
+		iv = 1
+	}
+	return iv
+}
+
+func (p Policy) String() string {
+	s := strconv.FormatFloat(p.Rate, 'f', -1, 64) + "/s burst " + strconv.FormatInt(p.Burst, 10)
+	if p.Quota > 0 {
+		s += " quota " + strconv.FormatInt(p.Quota, 10)
+		if p.QuotaPeriod > 0 {
+			s += " per " + p.QuotaPeriod.String()
+		} else {
+			s += " until reset"
+		}
+	}
+	return s
+}
+
+// args renders p as the scripts' four policy numbers.
+func (p Policy) args() []any {
+	return []any{p.interval(), p.Burst, p.Quota, p.QuotaPeriod.Microseconds()}
+}
+
+// fields renders p as the policy hash the scripts read.
+func (p Policy) fields() []any {
+	return []any{
+		"rate", strconv.FormatFloat(p.Rate, 'g', -1, 64),
+		"t", p.interval(), "b", p.Burst, "q", p.Quota, "qp", p.QuotaPeriod.Microseconds(),
+	}
+}
+
+// policyFromFields parses a policy hash.
+func policyFromFields(m map[string]string) (Policy, error) {
+	var p Policy
+	var err error
+	num := func(k string) int64 {
+		if err != nil {
+			return 0
+		}
+		v, e := strconv.ParseInt(m[k], 10, 64)
+		if e != nil {
+			err = fmt.Errorf("throttle: stored policy field %q=%q: %w", k, m[k], e)
+		}
+		return v
+	}
+	p.Rate, err = strconv.ParseFloat(m["rate"], 64)
+	if err != nil {
+		return p, fmt.Errorf("throttle: stored policy field rate=%q: %w", m["rate"], err)
+	}
+	p.Burst = num("b")
+	p.Quota = num("q")
+	p.QuotaPeriod = time.Duration(num("qp")) * time.Microsecond
+	return p, err
+}
