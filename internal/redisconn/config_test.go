@@ -1,0 +1,339 @@
+package redisconn
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/internal/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// env returns an Env func backed by a map, so tests keep the process
+// environment out of it and can run in parallel.
+func env(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestResolveSingleURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		url        string
+		wantAddr   string // display
+		wantDial   string // network address
+		wantNet    string
+		wantDB     int
+		wantUser   string
+		wantPass   string
+		wantTLS    bool
+		wantServer string
+	}{
+		{"DefaultWhenEmpty", "", "redis://127.0.0.1:6379/0", "127.0.0.1:6379", "tcp", 0, "", "", false, ""},
+		{"HostPortDB", "redis://10.0.0.5:6380/3", "redis://10.0.0.5:6380/3", "10.0.0.5:6380", "tcp", 3, "", "", false, ""},
+		{"DefaultPort", "redis://cache.internal", "redis://cache.internal:6379/0", "cache.internal:6379", "tcp", 0, "", "", false, ""},
+		{"TrailingSlash", "redis://h:1/", "redis://h:1/0", "h:1", "tcp", 0, "", "", false, ""},
+		{"PasswordOnly", "redis://:s3cret@h:6379/1", "redis://h:6379/1", "h:6379", "tcp", 1, "", "s3cret", false, ""},
+		{"UserAndPassword", "redis://alice:s3cret@h:6379", "redis://h:6379/0", "h:6379", "tcp", 0, "alice", "s3cret", false, ""},
+		{"EscapedPassword", "redis://alice:p%40ss%2Fw@h:6379", "redis://h:6379/0", "h:6379", "tcp", 0, "alice", "p@ss/w", false, ""},
+		{"UnescapedAtInPassword", "redis://alice:s3cret@x@h:6379", "redis://h:6379/0", "h:6379", "tcp", 0, "alice", "s3cret@x", false, ""},
+		{"TLS", "rediss://alice:s3cret@redis.example.com:6380/2", "rediss://redis.example.com:6380/2", "redis.example.com:6380", "tcp", 2, "alice", "s3cret", true, "redis.example.com"},
+		{"UpperCaseScheme", "REDIS://h:1/0", "redis://h:1/0", "h:1", "tcp", 0, "", "", false, ""},
+		{"IPv6", "redis://[::1]:6379/0", "redis://[::1]:6379/0", "[::1]:6379", "tcp", 0, "", "", false, ""},
+		{"UnixSocket", "unix:///run/redis.sock?db=4", "unix:///run/redis.sock?db=4", "/run/redis.sock", "unix", 4, "", "", false, ""},
+		{"UnixWithPassword", "unix://:s3cret@/run/redis.sock", "unix:///run/redis.sock?db=0", "/run/redis.sock", "unix", 0, "", "s3cret", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &Config{URL: tt.url, Env: env()}
+			tg, err := c.resolve()
+			if err != nil {
+				t.Fatalf("resolve(%q): %v", tt.url, err)
+			}
+			if tg.addr != tt.wantAddr {
+				t.Errorf("addr = %q, want %q", tg.addr, tt.wantAddr)
+			}
+			o := tg.single
+			if o.Addr != tt.wantDial || o.Network != tt.wantNet || o.DB != tt.wantDB || o.Username != tt.wantUser || o.Password != tt.wantPass {
+				t.Errorf("options = %s %s db=%d user=%q pass=%q, want %s %s db=%d user=%q pass=%q",
+					o.Network, o.Addr, o.DB, o.Username, o.Password, tt.wantNet, tt.wantDial, tt.wantDB, tt.wantUser, tt.wantPass)
+			}
+			if (o.TLSConfig != nil) != tt.wantTLS {
+				t.Errorf("TLS = %v, want %v", o.TLSConfig != nil, tt.wantTLS)
+			}
+			if o.TLSConfig != nil && o.TLSConfig.ServerName != tt.wantServer {
+				t.Errorf("ServerName = %q, want %q", o.TLSConfig.ServerName, tt.wantServer)
+			}
+			a, ok := tg.asynq.(asynq.RedisClientOpt)
+			if !ok {
+				t.Fatalf("asynq opt is %T, want RedisClientOpt", tg.asynq)
+			}
+			if a.Addr != o.Addr || a.Network != o.Network || a.DB != o.DB || a.Username != o.Username || a.Password != o.Password || a.TLSConfig != o.TLSConfig {
+				t.Errorf("asynq opt %+v does not match go-redis options", a)
+			}
+			if strings.Contains(tg.addr, "s3cret") {
+				t.Errorf("display address %q holds the password", tg.addr)
+			}
+		})
+	}
+}
+
+func TestResolveRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		env  []string
+		want string // substring of the error
+	}{
+		{"NoScheme", Config{URL: "localhost:6379"}, nil, "no scheme"},
+		{"NoSchemeWithPassword", Config{URL: "u:hunter22@localhost:6379"}, nil, "no scheme"},
+		{"BadScheme", Config{URL: "http://u:hunter22@h:1"}, nil, `scheme "http"`},
+		{"BadPort", Config{URL: "redis://u:hunter22@h:99999"}, nil, `port "99999"`},
+		{"NonNumericPort", Config{URL: "redis://u:hunter22@h:abc/0"}, nil, "not a valid URL"},
+		{"BadDB", Config{URL: "redis://u:hunter22@h:1/zero"}, nil, `database "zero"`},
+		{"UnescapedSlashInPassword", Config{URL: "redis://u:hunter22/x@h:1/0"}, nil, "URL-encode"},
+		{"UnescapedHashInPassword", Config{URL: "redis://u:hun#ter22@h:1/0"}, nil, "URL-encode"},
+		{"UnknownQuery", Config{URL: "redis://u:hunter22@h:1/0?pool_size=3"}, nil, `"pool_size"`},
+		{"NoHost", Config{URL: "redis://:hunter22@:6379/0"}, nil, "no host"},
+		{"UnixNoPath", Config{URL: "unix://"}, nil, "no socket path"},
+		{"URLAndCluster", Config{URL: "redis://h:1", ClusterAddrs: []string{"a:1"}}, nil, "keep one"},
+		{"EnvURLAndSentinel", Config{}, []string{"REDIS_URL", "redis://h:1", "REDIS_SENTINEL_ADDRS", "s:26379", "REDIS_SENTINEL_MASTER", "m"}, "keep one"},
+		{"SentinelWithoutMaster", Config{SentinelAddrs: []string{"s:26379"}}, nil, "needs both"},
+		{"SentinelMasterWithoutAddrs", Config{SentinelMaster: "m"}, nil, "needs both"},
+		{"SentinelBadAddr", Config{SentinelAddrs: []string{"nocolon"}, SentinelMaster: "m"}, nil, `"nocolon"`},
+		{"ClusterBadAddr", Config{ClusterAddrs: []string{"a:1", "b:x"}}, nil, `"b:x"`},
+		{"ClusterWithDB", Config{ClusterAddrs: []string{"a:1"}, DB: 2}, nil, "only has database 0"},
+		{"DBWithURL", Config{URL: "redis://h:1"}, []string{"REDIS_DB", "3"}, "put the database in the URL"},
+		{"EnvBadDB", Config{}, []string{"REDIS_DB", "three"}, `REDIS_DB="three"`},
+		{"EnvBadTLS", Config{}, []string{"REDIS_TLS", "maybe"}, `REDIS_TLS="maybe"`},
+		{"EnvBadTimeout", Config{}, []string{"REDIS_TIMEOUT", "5"}, `REDIS_TIMEOUT="5"`},
+		{"NegativeTimeout", Config{DialTimeout: -time.Second}, nil, "negative"},
+		{"MissingCA", Config{URL: "rediss://h:1", TLSCAFile: filepath.Join(dir, "missing.pem")}, nil, "--redis-tls-ca"},
+		{"CAIsNotPEM", Config{URL: "rediss://h:1", TLSCAFile: notPEM}, nil, "no PEM certificate"},
+		{"CertWithoutKey", Config{URL: "rediss://h:1", TLSCertFile: notPEM}, nil, "needs both"},
+		{"TLSOverUnix", Config{URL: "unix:///run/redis.sock", TLS: true}, nil, "unix socket"},
+		{"BadEmbeddedAddr", Config{AllowEmbedded: true, EmbeddedAddr: "6379"}, nil, "--embedded-addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := tt.cfg
+			c.Env = env(tt.env...)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate(%v) = nil, want an error containing %q", c, tt.want)
+			}
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("error %v does not match ErrInvalidConfig", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter") {
+				t.Errorf("error %q shows the password", err)
+			}
+			if c.Addr() != "" {
+				t.Errorf("Addr() = %q for an invalid config, want \"\"", c.Addr())
+			}
+		})
+	}
+}
+
+func TestResolveSentinelAndCluster(t *testing.T) {
+	t.Parallel()
+	t.Run("SentinelFromEnv", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{Env: env("REDIS_SENTINEL_ADDRS", " s1:26379, s2:26379 ,", "REDIS_SENTINEL_MASTER", "mymaster",
+			"REDIS_PASSWORD", "hunter22", "REDIS_SENTINEL_PASSWORD", "sentpw", "REDIS_DB", "2", "REDIS_USERNAME", "bob")}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "redis-sentinel://s1:26379,s2:26379/2?master=mymaster"; tg.addr != want {
+			t.Errorf("addr = %q, want %q", tg.addr, want)
+		}
+		f := tg.failover
+		if f.MasterName != "mymaster" || strings.Join(f.SentinelAddrs, ",") != "s1:26379,s2:26379" || f.DB != 2 ||
+			f.Password != "hunter22" || f.SentinelPassword != "sentpw" || f.Username != "bob" {
+			t.Errorf("failover options = %+v", f)
+		}
+		a := tg.asynq.(asynq.RedisFailoverClientOpt)
+		if a.MasterName != "mymaster" || a.DB != 2 || a.Password != "hunter22" || a.SentinelPassword != "sentpw" || len(a.SentinelAddrs) != 2 {
+			t.Errorf("asynq failover opt = %+v", a)
+		}
+	})
+	t.Run("ClusterWithTLSFlag", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{ClusterAddrs: []string{"c1:7000", "c2:7000"}, TLS: true, Password: "hunter22", Env: env()}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "redis-clusters://c1:7000,c2:7000"; tg.addr != want {
+			t.Errorf("addr = %q, want %q", tg.addr, want)
+		}
+		if tg.cluster.TLSConfig == nil || tg.cluster.TLSConfig.ServerName != "" {
+			t.Errorf("cluster TLS = %+v, want TLS with the server name left to each node", tg.cluster.TLSConfig)
+		}
+		a := tg.asynq.(asynq.RedisClusterClientOpt)
+		if len(a.Addrs) != 2 || a.Password != "hunter22" || a.TLSConfig == nil {
+			t.Errorf("asynq cluster opt = %+v", a)
+		}
+	})
+	t.Run("TLSServerNameAndInsecure", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{URL: "redis://10.0.0.1:6380", TLSServerName: "redis.internal", TLSSkipVerify: true, Env: env()}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := tg.single.TLSConfig
+		if tc == nil || tc.ServerName != "redis.internal" || !tc.InsecureSkipVerify {
+			t.Errorf("TLS config = %+v, want server name redis.internal and InsecureSkipVerify", tc)
+		}
+		if tg.addr != "rediss://10.0.0.1:6380/0" {
+			t.Errorf("addr = %q, want the rediss:// form", tg.addr)
+		}
+	})
+	t.Run("EmbeddedOnlyWhenNothingIsConfigured", func(t *testing.T) {
+		t.Parallel()
+		for _, c := range []*Config{
+			{AllowEmbedded: true, Env: env("REDIS_URL", "redis://h:1")},
+			{AllowEmbedded: true, Env: env("REDIS_PASSWORD", "hunter22")},
+			{AllowEmbedded: true, TLS: true, Env: env()},
+		} {
+			tg, err := c.resolve()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tg.kind == "embedded" {
+				t.Errorf("%v resolved to the embedded server; something was configured", c)
+			}
+		}
+		c := &Config{AllowEmbedded: true, Env: env()}
+		if got := c.Addr(); got != "redis://"+DefaultEmbeddedAddr+"/0" {
+			t.Errorf("Addr() = %q, want the default embedded address", got)
+		}
+	})
+}
+
+func TestFlagsWinOverEnv(t *testing.T) {
+	t.Parallel()
+	c := &Config{Env: env("REDIS_URL", "redis://from-env:1/0", "REDIS_PASSWORD", "envpass1", "REDIS_CLUSTER_ADDRS", "")}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--redis-url", "redis://from-flag:2/1", "--redis-timeout", "2s"}); err != nil {
+		t.Fatal(err)
+	}
+	tg, err := c.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.addr != "redis://from-flag:2/1" {
+		t.Errorf("addr = %q, want the flag's URL", tg.addr)
+	}
+	if tg.single.Password != "envpass1" {
+		t.Errorf("password = %q, want the one from REDIS_PASSWORD", tg.single.Password)
+	}
+	if tg.single.DialTimeout != 2*time.Second {
+		t.Errorf("dial timeout = %s, want 2s", tg.single.DialTimeout)
+	}
+
+	c2 := &Config{}
+	fs2 := flag.NewFlagSet("test", flag.ContinueOnError)
+	c2.RegisterFlags(fs2)
+	if err := fs2.Parse([]string{"--redis-sentinel-addrs", "a:1, b:2", "--redis-sentinel-master", "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c2.SentinelAddrs, "|") != "a:1|b:2" {
+		t.Errorf("sentinel addrs = %q, want [a:1 b:2]", c2.SentinelAddrs)
+	}
+	if fs2.Lookup("embedded-addr") != nil {
+		t.Error("--embedded-addr registered although AllowEmbedded is false")
+	}
+	c3 := &Config{AllowEmbedded: true}
+	fs3 := flag.NewFlagSet("test", flag.ContinueOnError)
+	c3.RegisterFlags(fs3)
+	if fs3.Lookup("embedded-addr") == nil {
+		t.Error("--embedded-addr missing although AllowEmbedded is true")
+	}
+}
+
+func TestPasswordNeverPrinted(t *testing.T) {
+	t.Parallel()
+	c := Config{
+		URL: "redis://alice:hunter22@h:6379/0", Password: "hunter33", SentinelPassword: "hunter44",
+		TLSCAFile: "/etc/ca.pem",
+	}
+	var help bytes.Buffer
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(&help)
+	(&Config{Env: env("REDIS_PASSWORD", "hunter55")}).RegisterFlags(fs)
+	fs.PrintDefaults()
+	for _, s := range []string{
+		c.String(), c.GoString(), fmt.Sprint(c), fmt.Sprintf("%v %+v %#v %s", c, c, c, c),
+		fmt.Sprintf("%v %+v %#v", &c, &c, &c), help.String(),
+	} {
+		if strings.Contains(s, "hunter") {
+			t.Errorf("printed config shows a password: %s", s)
+		}
+	}
+	if !strings.Contains(c.String(), "url=redis://alice:xxxxx@h:6379/0") || !strings.Contains(c.String(), "tls_ca=/etc/ca.pem") {
+		t.Errorf("String() = %s, want the redacted URL and the other settings", c.String())
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"redis://h:6379/0", "redis://h:6379/0"},
+		{"redis://alice:hunter22@h:6379/0", "redis://alice:xxxxx@h:6379/0"},
+		{"redis://:hunter22@h:6379", "redis://:xxxxx@h:6379"},
+		{"redis://alice@h:6379", "redis://alice@h:6379"},
+		{"rediss://u:hun/ter#22@h:1/0", "rediss://u:xxxxx@h:1/0"},
+		{"redis://u:hunt@er22@h:1", "redis://u:xxxxx@h:1"},
+		{"u:hunter22@h:1", "u:xxxxx@h:1"},
+		{"not a url", "not a url"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestScrub(t *testing.T) {
+	t.Parallel()
+	got := scrub("auth p@ss/word failed (p%40ss%2Fword) ab", []string{"p@ss/word", "ab", ""})
+	if strings.Contains(got, "p@ss") || strings.Contains(got, "p%40ss") {
+		t.Errorf("scrub left the secret: %q", got)
+	}
+	if !strings.HasSuffix(got, " ab") {
+		t.Errorf("scrub replaced a 2-byte secret: %q", got)
+	}
+}
+
+// Compile-time check that Conn.Redis takes every client kind.
+var _ = []redis.UniversalClient{(*redis.Client)(nil), (*redis.ClusterClient)(nil)}
