@@ -1,0 +1,77 @@
+package scheduler
+
+import (
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Option configures a Scheduler (New) or the task handlers
+// (RegisterHandlers). Each says which it applies to; the other ignores it, so
+// one list of options can be passed to both.
+type Option func(*config)
+
+type config struct {
+	logger *slog.Logger
+	queue  string
+	clock  Clock
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		logger: slog.Default(),
+		queue:  "default",
+		clock:  systemClock{},
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithLogger sets the logger of the Scheduler and of the handlers. Default
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithQueue sets the asynq queue the Scheduler enqueues into. Default
+// "default". Every replica must use the same queue: asynq task IDs are unique
+// per queue.
+func WithQueue(name string) Option {
+	return func(c *config) {
+		if name != "" {
+			c.queue = name
+		}
+	}
+}
+
+// WithClock sets the Scheduler's clock. Default the system clock; tests pass
+// a fake one to drive firings.
+func WithClock(clk Clock) Option {
+	return func(c *config) {
+		if clk != nil {
+			c.clock = clk
+		}
+	}
+}
+
+// WithRedis gives the handlers the Redis that keeps the adaptive entries'
+// state: usually the limiter's own. Without it an adaptive task fails (and is
+// archived) with an error saying so; resets and plain adjustments do not need
+// it.
+func WithRedis(rdb redis.UniversalClient) Option {
+	return func(c *config) { c.rdb = rdb }
+}
+
+// WithPrefix sets the prefix of the handlers' own keys (the adaptive state,
+// "<prefix>:adaptive:<tenant>"). Default the limiter's prefix.
+func WithPrefix(prefix string) Option {
+	return func(c *config) { c.prefix = prefix }
+}
