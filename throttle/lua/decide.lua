@@ -75,7 +75,9 @@ elseif mode == 'cancel' then
     if L.due then redis.call('HDEL', L.ak, 'k:' .. ticket) end
   end
   wait, reason = 0, 0
-elseif mode ~= 'peek' and (wait == 0 or (mode == 'reserve' and algo.books and
+elseif mode == 'peek' then
+  if wait == 0 then allowed = 1 end
+elseif (wait == 0 or (mode == 'reserve' and algo.books and
     (reason == 1 or reason == 3) and wait <= MAXBOOK and (maxwait == 0 or wait <= maxwait))) then
   -- admit now, or book tokens due in 'wait' (all ids alike)
   if wait == 0 then allowed = 1 else booked = 1 end

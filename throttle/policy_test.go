@@ -1,0 +1,66 @@
+package throttle_test
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+var badPolicies = []throttle.Policy{
+	{Rate: 0, Burst: 1},
+	{Rate: -5, Burst: 1},
+	{Rate: math.NaN(), Burst: 1},
+	{Rate: math.Inf(1), Burst: 1},
+	{Rate: 2e9, Burst: 1},
+	{Rate: 1, Burst: 0},
+	{Rate: 1, Burst: -3},
+	{Rate: 1, Burst: 1, Quota: -1},
+	{Rate: 1, Burst: 1, Quota: 10, QuotaPeriod: -time.Hour},
+	{Rate: 1, Burst: 1, QuotaPeriod: time.Hour},
+	{Rate: 1, Burst: 1, Quota: 10, QuotaPeriod: time.Microsecond},
+	{Rate: 0.0001, Burst: 1000}, // 115 days to refill
+}
+
+func TestPolicyValidate(t *testing.T) {
+	t.Parallel()
+	for _, p := range badPolicies {
+		if err := p.Validate(); !errors.Is(err, throttle.ErrInvalidPolicy) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidPolicy", p, err)
+		}
+	}
+	good := []throttle.Policy{
+		throttle.PerSecond(1), throttle.PerMinute(600),
+		{Rate: 0.5, Burst: 1},
+		{Rate: 1e9, Burst: 1},
+		{Rate: 10, Burst: 10, Quota: 10000, QuotaPeriod: 24 * time.Hour},
+		{Rate: 10, Burst: 10, Quota: 10000},
+	}
+	for _, p := range good {
+		if err := p.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v, want nil", p, err)
+		}
+	}
+}
+
+func TestPolicyErrorNamesTheField(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		p    throttle.Policy
+		want string
+	}{
+		{throttle.Policy{Rate: -5, Burst: 1}, "rate -5"},
+		{throttle.Policy{Rate: math.NaN(), Burst: 1}, "rate NaN"},
+		{throttle.Policy{Rate: 1, Burst: 0}, "burst 0"},
+		{throttle.Policy{Rate: 1, Burst: 1, Quota: -1}, "quota -1"},
+	}
+	for _, tt := range tests {
+		err := tt.p.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate(%+v) = %v, want it to name %q", tt.p, err, tt.want)
+		}
+	}
+}
