@@ -89,6 +89,13 @@ func (l *Limiter) ReserveN(ctx context.Context, tenant string, n int64, maxWait 
 	return l.Reserve(ctx, Request{IDs: []string{tenant}, N: n, MaxWait: maxWait})
 }
 
+// ReserveMulti is ReserveN over several ids at once (a tenant, then shared
+// levels such as an upstream API): the tokens are booked in every id's
+// bucket, due when the last of them has them, or in none.
+func (l *Limiter) ReserveMulti(ctx context.Context, n int64, maxWait time.Duration, ids ...string) (Reservation, error) {
+	return l.Reserve(ctx, Request{IDs: ids, N: n, MaxWait: maxWait})
+}
+
 // Request is a general decision for Reserve.
 type Request struct {
 	// IDs are the ids to decide on, all or nothing: a tenant, then shared
