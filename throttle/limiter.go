@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,10 +211,50 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.args()...)
 	reply, err := l.algo.decide.Run(ctx, l.rdb, ks, args...).Int64Slice()
+	if err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT") {
+		return l.runSplit(ctx, mode, req)
+	}
 	if err != nil {
 		return l.failed(req, err)
 	}
 	return l.parse(reply, req.IDs)
+}
+
+// runSplit decides on ids that live in different Redis Cluster slots, where
+// one script cannot see them all: one id at a time, giving back what the
+// earlier ids took when a later one refuses. It never admits more than the
+// atomic decision would; while it runs, the tokens it may give back again are
+// unavailable to others, so it can briefly admit less.
+func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decision, error) {
+	var worst decision
+	for i, id := range req.IDs {
+		one := req
+		one.IDs = []string{id}
+		d, err := l.run(ctx, mode, one)
+		if err == nil && (i == 0 || d.RetryAfter > worst.RetryAfter || (worst.Allowed && !d.Allowed)) {
+			worst = d
+		}
+		if mode == "peek" || mode == "cancel" {
+			if err != nil {
+				return d, err
+			}
+			continue
+		}
+		if err != nil || !(d.Allowed || d.booked) {
+			for _, prev := range req.IDs[:i] {
+				undo := req
+				undo.IDs = []string{prev}
+				if _, uerr := l.run(ctx, "cancel", undo); uerr != nil && err == nil {
+					err = uerr
+				}
+			}
+			if err != nil {
+				return d, err
+			}
+			return d, nil
+		}
+	}
+	return worst, nil
 }
 
 // failed is the answer when Redis could not be asked: the fail-open setting
