@@ -1,0 +1,18 @@
+package asynqrequeue
+
+// asynq v0.26 key layout (internal/base/base.go). Every key of a queue shares
+// the hash tag {<queue>}, so a script may touch them together on a Cluster.
+
+func queuePrefix(queue string) string { return "asynq:{" + queue + "}:" }
+
+func taskKeyPrefix(queue string) string { return queuePrefix(queue) + "t:" }
+
+func taskKey(queue, id string) string { return taskKeyPrefix(queue) + id }
+
+func activeKey(queue string) string { return queuePrefix(queue) + "active" }
+
+func leaseKey(queue string) string { return queuePrefix(queue) + "lease" }
+
+func scheduledKey(queue string) string { return queuePrefix(queue) + "scheduled" }
+
+func pendingKey(queue string) string { return queuePrefix(queue) + "pending" }

@@ -1,0 +1,33 @@
+-- requeue.lua: moves an active task back to asynq's scheduled set, as is.
+--
+-- KEYS[1] -> asynq:{<queue>}:t:<id>      (task hash)
+-- KEYS[2] -> asynq:{<queue>}:active      (list)
+-- KEYS[3] -> asynq:{<queue>}:lease       (zset)
+-- KEYS[4] -> asynq:{<queue>}:scheduled   (zset)
+-- ARGV[1] -> task id
+-- ARGV[2] -> due time, unix ms (stored as "quotaq_due" for the Waker)
+-- ARGV[3] -> scheduled score: due time in unix seconds, rounded up
+-- ARGV[4] -> this wait, ms, added to "quotaq_waited_ms"
+-- ARGV[5] -> cap on the total wait, ms (0: no cap)
+-- Returns {code, throttles, waited_ms}:
+--   code 1: moved; throttles and waited_ms are the task's new totals
+--   code 0: the task is not active and leased (not ours): nothing written
+--   code -1: the new total wait would pass the cap: nothing written
+
+local state = redis.call("HGET", KEYS[1], "state")
+if state ~= "active" or not redis.call("ZSCORE", KEYS[3], ARGV[1]) then
+  return {0, 0, 0}
+end
+local throttles = tonumber(redis.call("HGET", KEYS[1], "quotaq_throttles") or "0") + 1
+local waited = tonumber(redis.call("HGET", KEYS[1], "quotaq_waited_ms") or "0") + tonumber(ARGV[4])
+if tonumber(ARGV[5]) > 0 and waited > tonumber(ARGV[5]) then
+  return {-1, throttles, waited}
+end
+if redis.call("LREM", KEYS[2], 0, ARGV[1]) == 0 then
+  return {0, 0, 0}
+end
+redis.call("ZREM", KEYS[3], ARGV[1])
+redis.call("HSET", KEYS[1], "state", "scheduled", "quotaq_throttles", throttles,
+           "quotaq_waited_ms", waited, "quotaq_due", ARGV[2])
+redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
+return {1, throttles, waited}
