@@ -261,10 +261,12 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 // decides, and the error goes back to the caller.
 func (l *Limiter) failed(req Request, err error) (decision, error) {
 	d := decision{Result: Result{Allowed: l.failOpen, QuotaRemaining: -1, Tenant: req.IDs[0]}}
+	how := "open: admitted"
 	if !l.failOpen {
 		d.Reason = ReasonRate
+		how = "closed: refused"
 	}
-	return d, fmt.Errorf("%w (failing %s): %w", ErrUnavailable, map[bool]string{true: "open", false: "closed"}[l.failOpen], err)
+	return d, fmt.Errorf("%w (failing %s): %w", ErrUnavailable, how, err)
 }
 
 // parse reads the decision script's reply; see lua/decide.lua.
