@@ -331,7 +331,12 @@ func (p *fileParser) decode(entry, field string, v *yaml.Node, dst any) bool {
 		p.fail(entry, v.Line, field, errors.New("has no value"))
 		return false
 	}
-	if err := v.Decode(dst); err != nil {
+	_, whole := dst.(**int64)
+	err := v.Decode(dst)
+	if err == nil && whole && v.ShortTag() != "!!int" {
+		err = errors.New("yaml would truncate it") // 1.5 into an int64
+	}
+	if err != nil {
 		want := map[reflect.Type]string{
 			reflect.TypeOf((**string)(nil)):   "a string",
 			reflect.TypeOf((**float64)(nil)):  "a number",

@@ -82,7 +82,7 @@ func specWithoutZone(spec string) string {
 func parseEvery(s string) (cron.Schedule, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return nil, fmt.Errorf("@every %s: %v (write e.g. \"@every 30s\" or \"@every 1h\")", s, err)
+		return nil, fmt.Errorf("@every %s: %q is not a duration (write e.g. \"@every 30s\" or \"@every 1h\")", s, s)
 	}
 	if d < time.Second || d%time.Second != 0 {
 		return nil, fmt.Errorf("@every %s: the interval must be a whole number of seconds, at least 1s", s)

@@ -1,0 +1,504 @@
+package scheduler
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+func TestLoadFileExample(t *testing.T) {
+	t.Parallel()
+	s, err := LoadFile(filepath.Join("..", "examples", "schedule.yaml"))
+	if err != nil {
+		t.Fatalf("examples/schedule.yaml: %v", err)
+	}
+	byName := map[string]Entry{}
+	for _, e := range s.Entries {
+		byName[e.Name] = e
+	}
+	if len(byName) != 6 {
+		t.Fatalf("got %d entries, want 6: %v", len(byName), byName)
+	}
+	if e := byName["monthly-reset-eu"]; e.Reset == nil || len(e.Reset.Tenants) != 2 || e.CatchUp != 24*time.Hour {
+		t.Errorf("monthly-reset-eu = %+v", e)
+	}
+	if e := byName["plan-change"]; e.Adjust == nil || !e.Adjust.All || *e.Adjust.Rate != 20 || *e.Adjust.Burst != 40 || e.Adjust.Quota != nil {
+		t.Errorf("plan-change = %+v", e)
+	}
+	e := byName["initech-adaptive"]
+	if e.Action != ActionAdaptive || e.Adjust == nil || e.Adjust.Adaptive == nil || e.CatchUp != 0 {
+		t.Fatalf("initech-adaptive = %+v", e)
+	}
+	if got, want := *e.Adjust.Adaptive, (Adaptive{MinRate: 2, MaxRate: 300, Step: 5, Factor: 0.5}); got != want {
+		t.Errorf("initech-adaptive = %+v, want %+v", got, want)
+	}
+	if byName["daily-reset"].CatchUp != time.Hour {
+		t.Errorf("daily-reset catch_up = %s, want the file's 1h", byName["daily-reset"].CatchUp)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	t.Parallel()
+	s, err := Parse("s.yaml", []byte(`
+entries:
+  - name: a
+    cron: "0 0 * * *"
+    action: adaptive
+    tenant: t1
+    min_rate: 1
+    max_rate: 10
+    step: 1
+  - name: b
+    cron: "0 0 * * *"
+    action: adjust
+    tenants: [t1, t2]
+    quota: 0
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Location != time.UTC {
+		t.Errorf("Location = %v, want UTC", s.Location)
+	}
+	a, b := s.Entries[0], s.Entries[1]
+	if a.CatchUp != DefaultCatchUp || a.Adjust.Adaptive.Factor != DefaultFactor {
+		t.Errorf("a: catch_up %s factor %v, want the defaults", a.CatchUp, a.Adjust.Adaptive.Factor)
+	}
+	if b.Adjust.Quota == nil || *b.Adjust.Quota != 0 || b.Adjust.Rate != nil {
+		t.Errorf("b: quota %v rate %v, want quota 0 given and rate not", b.Adjust.Quota, b.Adjust.Rate)
+	}
+	// quota 0 drops the period too: a period without a quota is invalid.
+	p := b.Adjust.apply(throttle.Policy{Rate: 1, Burst: 1, Quota: 5, QuotaPeriod: time.Hour})
+	if p.Quota != 0 || p.QuotaPeriod != 0 {
+		t.Errorf("apply quota 0 = %+v, want no quota and no period", p)
+	}
+}
+
+// An entry as the validation cases start from; each case replaces or adds
+// lines.
+const okEntry = `
+  - name: e1
+    cron: "0 0 * * *"
+    action: reset
+    tenant: acme
+`
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		yaml  string
+		entry string // the entry the error names
+		field string
+		want  string // in the message
+		line  int    // 0: not checked
+	}{
+		{"BadCron", `
+entries:
+  - name: nightly
+    cron: "0 0 * *"
+    action: reset
+    all: true
+`, "nightly", "cron", "expected 5 to 6 fields", 4},
+		{"CronOutOfRange", `
+entries:
+  - name: nightly
+    cron: "0 25 * * *"
+    action: reset
+    all: true
+`, "nightly", "cron", "above maximum", 4},
+		{"CronNeverFires", `
+entries:
+  - name: feb30
+    cron: "0 0 30 2 *"
+    action: reset
+    all: true
+`, "feb30", "cron", "never fires", 4},
+		{"BadZoneInCron", `
+entries:
+  - name: z
+    cron: "CRON_TZ=Nowhere/Land 0 0 * * *"
+    action: reset
+    all: true
+`, "z", "cron", "bad location", 4},
+		{"UnknownAction", `
+entries:
+  - name: wipe
+    cron: "0 0 * * *"
+    action: delete
+    all: true
+`, "wipe", "action", `unknown action "delete"`, 5},
+		{"MissingAction", `
+entries:
+  - name: e
+    cron: "0 0 * * *"
+    all: true
+`, "e", "action", "missing", 0},
+		{"NegativeRate", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    rate: -5
+`, "night", "rate", "-5 must be a number > 0", 7},
+		{"ZeroRate", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    all: true
+    rate: 0
+`, "night", "rate", "must be a number > 0", 7},
+		{"RateNotANumber", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    rate: fast
+`, "night", "rate", "fast is not a number", 7},
+		{"BurstZero", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    burst: 0
+`, "night", "burst", "must be >= 1", 7},
+		{"BurstFraction", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    burst: 1.5
+`, "night", "burst", "not a whole number", 7},
+		{"NegativeQuota", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    quota: -1
+`, "night", "quota", "negative", 7},
+		{"PeriodWithoutQuota", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    quota: 0
+    quota_period: 24h
+`, "night", "quota_period", "quota 0", 0},
+		{"RefillTooSlow", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    rate: 0.000001
+    burst: 1000
+`, "night", "burst", "to refill", 0},
+		{"NothingToAdjust", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+`, "night", "rate", "nothing to adjust", 0},
+		{"EmptyTenant", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    tenant: ""
+`, "r", "tenant", "empty", 6},
+		{"ControlCharTenant", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    tenants: [ok, "bad\tid"]
+`, "r", "tenants", "control character", 6},
+		{"LongTenant", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    tenant: ` + strings.Repeat("x", 129) + `
+`, "r", "tenant", "129 bytes", 6},
+		{"TenantTwice", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    tenants: [a, a]
+`, "r", "tenants", "listed twice", 6},
+		{"NoTarget", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+`, "r", "tenants", "no tenants", 0},
+		{"AllAndTenants", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    all: true
+    tenants: [a]
+`, "r", "all", "not both", 6},
+		{"TenantAndTenants", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    tenant: a
+    tenants: [b]
+`, "r", "tenants", "not both", 7},
+		{"FieldOfAnotherAction", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    all: true
+    rate: 5
+`, "r", "rate", "does not apply to action reset", 7},
+		{"UnknownField", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    all: true
+    tenent: a
+`, "r", "tenent", "unknown field", 7},
+		{"UnknownTopLevelField", `
+timezone: UTC
+entry:
+  - name: r
+`, "", "entry", "unknown field", 3},
+		{"UnknownTimezone", `
+timezone: Mars/Olympus
+entries:` + okEntry, "", "timezone", "unknown time zone", 2},
+		{"NegativeCatchUp", `
+catch_up: -1h
+entries:` + okEntry, "", "catch_up", "negative", 2},
+		{"EntryCatchUpNotADuration", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    all: true
+    catch_up: soon
+`, "r", "catch_up", "not a duration", 7},
+		{"DuplicateName", `
+entries:` + okEntry + okEntry, "e1", "name", "used twice (first at line 3)", 8},
+		{"BadName", `
+entries:
+  - name: "night shift"
+    cron: "0 0 * * *"
+    action: reset
+    all: true
+`, "#1", "name", "letters, digits", 3},
+		{"MissingName", `
+entries:
+  - cron: "0 0 * * *"
+    action: reset
+    all: true
+`, "#1", "name", "missing", 0},
+		{"MissingCron", `
+entries:
+  - name: r
+    action: reset
+    all: true
+`, "r", "cron", "missing", 0},
+		{"FieldTwice", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    cron: "0 1 * * *"
+    action: reset
+    all: true
+`, "r", "cron", "given twice", 5},
+		{"NoValue", `
+entries:
+  - name: r
+    cron:
+    action: reset
+    all: true
+`, "r", "cron", "has no value", 0},
+		{"AdaptiveMissingStep", `
+entries:
+  - name: ad
+    cron: "*/30 * * * * *"
+    action: adaptive
+    tenant: t
+    min_rate: 1
+    max_rate: 10
+`, "ad", "step", "missing", 0},
+		{"AdaptiveMinAboveMax", `
+entries:
+  - name: ad
+    cron: "*/30 * * * * *"
+    action: adaptive
+    tenant: t
+    min_rate: 10
+    max_rate: 1
+    step: 1
+`, "ad", "max_rate", ">= min_rate", 0},
+		{"AdaptiveNegativeMin", `
+entries:
+  - name: ad
+    cron: "*/30 * * * * *"
+    action: adaptive
+    tenant: t
+    min_rate: -1
+    max_rate: 1
+    step: 1
+`, "ad", "min_rate", "> 0", 0},
+		{"AdaptiveFactorTooBig", `
+entries:
+  - name: ad
+    cron: "*/30 * * * * *"
+    action: adaptive
+    tenant: t
+    min_rate: 1
+    max_rate: 10
+    step: 1
+    factor: 1.5
+`, "ad", "factor", "between 0 and 1", 0},
+		{"AdaptiveAll", `
+entries:
+  - name: ad
+    cron: "*/30 * * * * *"
+    action: adaptive
+    all: true
+    min_rate: 1
+    max_rate: 10
+    step: 1
+`, "ad", "all", "does not apply to action adaptive", 0},
+		{"AdaptiveWithRate", `
+entries:
+  - name: ad
+    cron: "*/30 * * * * *"
+    action: adaptive
+    tenant: t
+    min_rate: 1
+    max_rate: 10
+    step: 1
+    rate: 5
+`, "ad", "rate", "does not apply", 0},
+		{"TwoAdaptiveEntriesOneTenant", `
+entries:
+  - name: ad1
+    cron: "*/30 * * * * *"
+    action: adaptive
+    tenant: t
+    min_rate: 1
+    max_rate: 10
+    step: 1
+  - name: ad2
+    cron: "*/20 * * * * *"
+    action: adaptive
+    tenant: t
+    min_rate: 1
+    max_rate: 10
+    step: 1
+`, "ad2", "tenant", `already adapted by entry "ad1"`, 13},
+		{"EntryNotAMapping", `
+entries:
+  - just a string
+`, "#1", "(entry)", "must be a mapping", 3},
+		{"EntriesNotAList", `
+entries: {name: r}
+`, "", "entries", "must be a list", 2},
+		{"NoEntries", `
+timezone: UTC
+`, "", "entries", "no entries", 0},
+		{"EmptyFile", ``, "", "entries", "empty", 0},
+		{"NotYAML", "entries: [\n", "", "(file)", "not valid YAML", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := Parse("sched.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse = %+v, nil error; want an error on entry %q field %q", s, tt.entry, tt.field)
+			}
+			if s != nil {
+				t.Errorf("Parse returned a schedule with its error: %+v", s)
+			}
+			if !errors.Is(err, ErrBadField) {
+				t.Errorf("errors.Is(err, ErrBadField) = false for %v", err)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is not a *FieldError", err)
+			}
+			if fe.File != "sched.yaml" || fe.Entry != tt.entry || fe.Field != tt.field {
+				t.Errorf("error names file %q entry %q field %q, want sched.yaml, %q, %q (%v)", fe.File, fe.Entry, fe.Field, tt.entry, tt.field, err)
+			}
+			if tt.line != 0 && fe.Line != tt.line {
+				t.Errorf("error at line %d, want %d (%v)", fe.Line, tt.line, err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not contain %q", msg, tt.want)
+			}
+			if !strings.HasPrefix(msg, "scheduler: sched.yaml") {
+				t.Errorf("error %q does not start with the package and the file", msg)
+			}
+			if tt.entry != "" && !strings.Contains(msg, `entry "`+tt.entry+`"`) {
+				t.Errorf("error %q does not name entry %q", msg, tt.entry)
+			}
+		})
+	}
+}
+
+// A file with several mistakes reports them all, and a bad tenant id can be
+// matched with the throttle's sentinel.
+func TestParseReportsEveryError(t *testing.T) {
+	t.Parallel()
+	_, err := Parse("s.yaml", []byte(`
+entries:
+  - name: a
+    cron: "nope"
+    action: reset
+    all: true
+  - name: b
+    cron: "0 0 * * *"
+    action: adjust
+    tenant: acme
+    rate: -1
+  - name: c
+    cron: "0 0 * * *"
+    action: reset
+    tenant: "x\u0001"
+`))
+	if err == nil {
+		t.Fatal("Parse: nil error")
+	}
+	msg := err.Error()
+	for _, want := range []string{`entry "a": cron`, `entry "b": rate`, `entry "c": tenant`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not report %q:\n%s", want, msg)
+		}
+	}
+	if !errors.Is(err, throttle.ErrInvalidTenant) {
+		t.Errorf("errors.Is(err, throttle.ErrInvalidTenant) = false:\n%s", msg)
+	}
+}
+
+func TestLoadFileMissing(t *testing.T) {
+	t.Parallel()
+	_, err := LoadFile(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || !strings.HasPrefix(err.Error(), "scheduler: ") {
+		t.Errorf("LoadFile(missing) = %v, want a scheduler error wrapping os.ErrNotExist", err)
+	}
+}
