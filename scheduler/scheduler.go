@@ -63,8 +63,9 @@ func (s *Scheduler) Start() {
 }
 
 // Stop stops the Scheduler and abandons the retries of firings that could
-// not be enqueued yet. The returned context is done once the enqueues in
-// flight have returned. Stop on a stopped Scheduler returns a done context.
+// not be enqueued yet. The returned context is done once the enqueue
+// attempts under way have returned. Stop on a stopped Scheduler returns a
+// context that is done at once.
 func (s *Scheduler) Stop() context.Context {
 	s.mu.Lock()
 	if s.cancel != nil {
@@ -153,7 +154,9 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, fire time.Time) {
 		}
 		backoff := time.Second
 		for attempt := 1; ; attempt++ {
-			_, err := s.enqueue(ctx, e, fire)
+			// Stop does not interrupt an attempt under way, only the
+			// waits between attempts.
+			_, err := s.enqueue(context.WithoutCancel(ctx), e, fire)
 			if err == nil {
 				return
 			}
