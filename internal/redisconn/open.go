@@ -256,6 +256,9 @@ func (e *unreachableError) Error() string {
 
 func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.err} }
 
+// GoString is Error, so %#v does not print the secrets either.
+func (e *unreachableError) GoString() string { return e.Error() }
+
 // scrub replaces every occurrence of a secret (and its URL-escaped form) in s.
 // Secrets shorter than 3 bytes are left alone: replacing them would mangle the
 // text and hide nothing.
