@@ -80,7 +80,7 @@ func (r *Requeuer) Requeue(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("asynqrequeue: requeue needs a queue and a task id, got queue %q id %q", req.Queue, req.ID)
 	}
 	now := time.Now()
-	due := req.Due.UnixMilli()
+	due := (req.Due.UnixNano() + 999_999) / 1_000_000 // ms, rounded up: never before Due
 	wait := due - now.UnixMilli()
 	if wait < 0 {
 		wait = 0

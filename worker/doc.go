@@ -1,0 +1,75 @@
+// Package worker throttles asynq tasks per tenant: a middleware asks a
+// throttle.Limiter before each task runs and puts a task that must wait back
+// in its queue, to come back when its tokens are due.
+//
+//	l := throttle.New(rdb)
+//	t := worker.New(l, rdb, worker.WithMetrics(m))
+//	defer t.Close()
+//	srv := asynq.NewServerFromRedisClient(rdb, t.ServerConfig(asynq.Config{Concurrency: 20}))
+//	mux := asynq.NewServeMux()
+//	mux.Use(t.Middleware)
+//	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(nil))
+//
+// # Tenants
+//
+// A task's tenant is its TenantHeader header, else the "tenant" field of its
+// JSON object payload, else what WithTenantFunc finds. A task with none is
+// limited under one shared id (WithUntenanted, default DefaultUntenanted) or,
+// if so configured, archived. A tenant id that is named but invalid archives
+// the task at once (asynq.SkipRetry) with an error that says why. Task types
+// starting with "quotaq:" (the scheduler's quota tasks) are exempt.
+//
+// A task may also be checked against shared limits, such as the upstream API
+// all tenants call (WithUpstream; by default its UpstreamHeader header), in
+// the same atomic decision: it runs only if every level admits it, and a
+// refusal consumes nothing anywhere.
+//
+// # How a throttled task goes back
+//
+// asynq v0.26 has no "not now, and not a failure" outcome: its processor
+// archives a task whose retry count has reached MaxRetry before it asks
+// IsFailure, so the usual recipe (an error that IsFailure says is not a
+// failure, plus RetryDelayFunc) archives throttled MaxRetry(0) tasks and
+// tasks on their last attempt. The Throttler instead moves the running task
+// itself, in one Lua script on asynq's keys, from the active list to the
+// scheduled set, unchanged (same id, type, payload, headers, queue, timeout,
+// deadline, retention, unique lock and retry count), and returns
+// asynq.RevokeTask (matched by ErrRequeued) so the processor leaves it there.
+// asynq then counts it neither as failed nor as processed. The Throttler
+// brings it back to the head of its queue at its due time; if the worker
+// stops first, asynq's forwarder brings it back, at most a second plus
+// DelayedTaskCheckInterval late.
+//
+// The due time comes from the limiter's reservation: the tokens are booked
+// (throttle.Request.Ticket = queue:task id), so the k-th throttled task of a
+// tenant comes back at about its own slot, k/rate later (plus a little
+// jitter, and at least WithMinDelay), and runs then without being throttled
+// again. Stats.Rethrottled and quotaq_worker_rethrottled_total count the
+// dequeues that were throttled again anyway (a quota used up, a tenant held
+// after the booking): the waste this design keeps near zero.
+//
+// # Upstream says stop
+//
+// A handler whose API answered 429 or 503 with Retry-After returns
+// RetryAfter(d, err). The task goes back (not a failure) and the tenant is
+// held for d, so its other tasks wait too; its next run is booked after the
+// pause.
+//
+// # Giving up
+//
+// WithMaxWait caps how long in all a task may wait because of throttling;
+// a task that would pass it is archived with an error saying so. Unset, a
+// task waits as long as it takes.
+//
+// # DelayedTaskCheckInterval and TaskCheckInterval
+//
+// asynq's forwarder moves due delayed tasks every DelayedTaskCheckInterval
+// (5 s by default) and compares whole seconds; re-queued tasks do not depend
+// on it (the Throttler wakes them itself), but asynq's retries, ProcessIn
+// tasks and the backstop do. ServerConfig sets it to 1 s unless given:
+// shorter means those tasks run closer to their time, at the cost of one
+// Redis script per queue per interval per worker. An idle processor sleeps
+// about TaskCheckInterval before it looks again; ServerConfig sets 250 ms
+// (asynq's default is 1 s) so a task brought back to an idle queue is
+// noticed quickly, at the cost of a few more polls of an empty queue.
+package worker

@@ -1,0 +1,138 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// TypeHTTPCall is the task type of a generic outbound HTTP call: the thing
+// users usually throttle. Its payload is an HTTPCall in JSON.
+const TypeHTTPCall = "http:call"
+
+// HTTPCall is the payload of a TypeHTTPCall task.
+type HTTPCall struct {
+	Tenant   string            `json:"tenant"`             // whose quota the call spends
+	Upstream string            `json:"upstream,omitempty"` // optional shared limit, e.g. "api.example.com"
+	Method   string            `json:"method,omitempty"`   // default GET
+	URL      string            `json:"url"`                // absolute http:// or https:// URL
+	Header   map[string]string `json:"header,omitempty"`
+	Body     string            `json:"body,omitempty"`
+}
+
+// Validate reports whether c can be sent, naming the bad field.
+func (c HTTPCall) Validate() error {
+	if err := throttle.ValidateTenant(c.Tenant); err != nil {
+		return fmt.Errorf("worker: http call tenant: %w", err)
+	}
+	if c.Upstream != "" {
+		if err := throttle.ValidateTenant(c.Upstream); err != nil {
+			return fmt.Errorf("worker: http call upstream: %w", err)
+		}
+	}
+	if strings.ToUpper(c.Method) != c.Method || strings.ContainsAny(c.Method, " \t\r\n/") {
+		return fmt.Errorf("worker: http call method %q: use an upper-case HTTP method such as GET or POST", c.Method)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("worker: http call url %q: give an absolute http:// or https:// URL", c.URL)
+	}
+	return nil
+}
+
+// NewHTTPCallTask returns a TypeHTTPCall task for c, with c's tenant (and
+// upstream) also in the task's headers, where the Throttler looks first.
+func NewHTTPCallTask(c HTTPCall, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("worker: encode http call: %w", err)
+	}
+	h := map[string]string{TenantHeader: c.Tenant}
+	if c.Upstream != "" {
+		h[UpstreamHeader] = c.Upstream
+	}
+	return asynq.NewTaskWithHeaders(TypeHTTPCall, p, h, opts...), nil
+}
+
+// DefaultRetryAfter is the delay used for a 429 answer without a usable
+// Retry-After header.
+const DefaultRetryAfter = time.Second
+
+// NewHTTPCallHandler returns the handler of TypeHTTPCall tasks. It sends the
+// request with client (nil: a client with a 30 s timeout) and maps the
+// answer:
+//
+//   - 2xx: done;
+//   - 429, or 503 with Retry-After: RetryAfter(the header's delay, or
+//     DefaultRetryAfter for a 429 without one), so the task goes back and
+//     its tenant is held;
+//   - 408, other 5xx, network errors: an error, retried by asynq;
+//   - other 4xx, a bad payload: archived at once (asynq.SkipRetry), since
+//     sending it again cannot help.
+func NewHTTPCallHandler(client *http.Client) asynq.Handler {
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	return asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		var c HTTPCall
+		dec := json.NewDecoder(strings.NewReader(string(task.Payload())))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return fmt.Errorf("worker: %s payload is not a valid HTTPCall JSON object: %v: %w", TypeHTTPCall, err, asynq.SkipRetry)
+		}
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
+		method := c.Method
+		if method == "" {
+			method = http.MethodGet
+		}
+		var body io.Reader
+		if c.Body != "" {
+			body = strings.NewReader(c.Body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.URL, body)
+		if err != nil {
+			return fmt.Errorf("worker: http call %s %s: %v: %w", method, c.URL, err, asynq.SkipRetry)
+		}
+		for k, v := range c.Header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("worker: http call %s %s: %w", method, c.URL, err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		status := fmt.Errorf("worker: http call %s %s: %s", method, c.URL, resp.Status)
+		switch code := resp.StatusCode; {
+		case code >= 200 && code < 300:
+			return nil
+		case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+			d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			switch {
+			case ok:
+				return RetryAfter(d, status)
+			case code == http.StatusTooManyRequests:
+				return RetryAfter(DefaultRetryAfter, status)
+			}
+			return status
+		case code == http.StatusRequestTimeout || code >= 500:
+			return status
+		default:
+			return fmt.Errorf("%w: %w", status, asynq.SkipRetry)
+		}
+	})
+}

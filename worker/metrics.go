@@ -1,0 +1,103 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are a Throttler's Prometheus metrics. Every series has a "type"
+// label (the task type) and, when made with perTenant, a "tenant" label:
+// one series per tenant, so only when the number of tenants is bounded.
+//
+//	quotaq_worker_allowed_total{type,[tenant],via}   tasks let through: via "now" (including on tokens booked when put back) or "fail_open"
+//	quotaq_worker_throttled_total{type,[tenant],reason}  tasks put back: reason "rate", "quota", "paused", "upstream", "unavailable"
+//	quotaq_worker_requeued_total{type,[tenant]}      re-queues done (the task went back to its queue, not a failure)
+//	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be throttled again: the waste to keep near 0
+//	quotaq_worker_upstream_retry_after_total{type,[tenant]}  handlers that returned RetryAfter (upstream 429/503)
+//	quotaq_worker_archived_total{type,reason}        tasks archived by the Throttler: reason "max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid"
+//	quotaq_worker_errors_total{type,op}              failed calls: op "limiter", "requeue", "hold"
+//	quotaq_worker_throttle_delay_seconds{type}       delay given to each re-queued task
+type Metrics struct {
+	perTenant   bool
+	allowed     *prometheus.CounterVec
+	throttled   *prometheus.CounterVec
+	requeued    *prometheus.CounterVec
+	rethrottled *prometheus.CounterVec
+	retryAfter  *prometheus.CounterVec
+	archived    *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	delay       *prometheus.HistogramVec
+}
+
+// NewMetrics makes a Throttler's metrics and registers them with reg.
+// perTenant adds a "tenant" label to the per-task counters.
+func NewMetrics(reg prometheus.Registerer, perTenant bool) (*Metrics, error) {
+	who := []string{"type"}
+	if perTenant {
+		who = append(who, "tenant")
+	}
+	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: name, Help: help},
+			append(append([]string(nil), who...), extra...))
+	}
+	m := &Metrics{
+		perTenant:   perTenant,
+		allowed:     counter("allowed_total", "Tasks the throttle let through.", "via"),
+		throttled:   counter("throttled_total", "Tasks the throttle put back to run later.", "reason"),
+		requeued:    counter("requeued_total", "Tasks moved back to their queue by the throttle (not failures)."),
+		rethrottled: counter("rethrottled_total", "Dequeues of a task that had been put back, only to be throttled again."),
+		retryAfter:  counter("upstream_retry_after_total", "Handlers that returned RetryAfter (upstream 429 or 503)."),
+		archived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "archived_total",
+			Help: "Tasks the throttle archived (bad tenant, over the max wait, ...)."}, []string{"type", "reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "errors_total",
+			Help: "Limiter or Redis calls of the throttle that failed."}, []string{"type", "op"}),
+		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "quotaq", Subsystem: "worker", Name: "throttle_delay_seconds",
+			Help:    "Delay given to each re-queued task.",
+			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400}}, []string{"type"}),
+	}
+	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.archived, m.errors, m.delay} {
+		if err := reg.Register(c); err != nil {
+			var dup prometheus.AlreadyRegisteredError
+			if errors.As(err, &dup) {
+				return nil, fmt.Errorf("worker: metrics are already registered (make one Metrics per registry): %w", err)
+			}
+			return nil, fmt.Errorf("worker: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) labels(taskType, tenant string, extra ...string) []string {
+	l := []string{taskType}
+	if m.perTenant {
+		l = append(l, tenant)
+	}
+	return append(l, extra...)
+}
+
+// Stats are a Throttler's counts since it was made, over all task types and
+// tenants. The names match Metrics.
+type Stats struct {
+	Allowed     int64 // tasks let through (now, on tokens booked when they were put back, or failing open)
+	Throttled   int64 // tasks put back to run later (limiter said wait, or upstream said 429)
+	Requeued    int64 // re-queues done
+	Rethrottled int64 // dequeues of a task that had been put back, only to be throttled again
+	RetryAfter  int64 // handlers that returned RetryAfter
+	Archived    int64 // tasks archived by the Throttler
+	Errors      int64 // failed limiter or Redis calls
+}
+
+type counters struct {
+	allowed, throttled, requeued, rethrottled, retryAfter, archived, errors atomic.Int64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Allowed: c.allowed.Load(), Throttled: c.throttled.Load(),
+		Requeued: c.requeued.Load(), Rethrottled: c.rethrottled.Load(), RetryAfter: c.retryAfter.Load(),
+		Archived: c.archived.Load(), Errors: c.errors.Load(),
+	}
+}

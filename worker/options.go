@@ -1,0 +1,122 @@
+package worker
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Defaults of a Throttler's options.
+const (
+	// DefaultUntenanted is the tenant id under which tasks without a tenant
+	// are limited, unless WithUntenanted says otherwise.
+	DefaultUntenanted = "_untenanted"
+	// DefaultMinDelay is the shortest a re-queued task stays away.
+	DefaultMinDelay = 250 * time.Millisecond
+	// DefaultJitter caps the random delay added to each re-queue.
+	DefaultJitter = 100 * time.Millisecond
+	// DefaultErrorDelay is how long a task waits when the limiter cannot be
+	// asked and fails closed.
+	DefaultErrorDelay = time.Second
+	// DefaultMaxTracked is how many re-queued tasks one Throttler wakes at
+	// their exact due time; beyond that asynq's forwarder brings them back.
+	DefaultMaxTracked = 100_000
+)
+
+// Option configures a Throttler.
+type Option func(*Throttler)
+
+// WithLogger sets the logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(t *Throttler) { t.logger = l }
+}
+
+// WithMetrics makes the Throttler count its decisions in m. Default: no
+// metrics (Stats still counts).
+func WithMetrics(m *Metrics) Option {
+	return func(t *Throttler) { t.metrics = m }
+}
+
+// WithTenantFunc sets how to find the tenant of a task that has neither a
+// TenantHeader header nor a "tenant" field in a JSON object payload. fn
+// reports false when it finds none. Default: none.
+func WithTenantFunc(fn func(*asynq.Task) (string, bool)) Option {
+	return func(t *Throttler) { t.tenantFunc = fn }
+}
+
+// WithUntenanted sets what happens to a task whose tenant cannot be found:
+// it is limited as if its tenant were id (normally an id with no policy of
+// its own, so the limiter's default policy applies to all such tasks
+// together); with id "" it is refused: archived at once, with an error
+// saying it has no tenant. Default DefaultUntenanted.
+func WithUntenanted(id string) Option {
+	return func(t *Throttler) { t.untenanted = id }
+}
+
+// WithExempt sets which tasks bypass the limiter entirely. Default: task
+// types starting with "quotaq:" (the scheduler's quota tasks must never wait
+// behind the quotas they reset).
+func WithExempt(fn func(*asynq.Task) bool) Option {
+	return func(t *Throttler) { t.exempt = fn }
+}
+
+// WithCost sets how many tokens a task costs. Default 1.
+func WithCost(fn func(*asynq.Task) int64) Option {
+	return func(t *Throttler) { t.cost = fn }
+}
+
+// WithUpstream sets the shared limits a task is also checked against, such
+// as the upstream API that all tenants call: the task runs only if its
+// tenant and every id fn returns admit it, in one atomic decision (nothing is
+// consumed when one refuses). Default: the UpstreamHeader header, if the
+// task has one.
+func WithUpstream(fn func(*asynq.Task) []string) Option {
+	return func(t *Throttler) { t.upstream = fn }
+}
+
+// WithMaxWait caps how long, in all, a task may wait because of throttling
+// (the sum of its re-queue delays). A task that would pass it is archived at
+// once, with an error saying so. Default 0: no cap, a task waits as long as
+// it takes.
+func WithMaxWait(d time.Duration) Option {
+	return func(t *Throttler) { t.maxWait = d }
+}
+
+// WithMinDelay sets the shortest time a re-queued task stays away, even when
+// its tokens are due sooner. It keeps the task from coming back before asynq
+// has finished with the run that re-queued it. Default DefaultMinDelay.
+func WithMinDelay(d time.Duration) Option {
+	return func(t *Throttler) { t.minDelay = d }
+}
+
+// WithJitter caps the random delay added to each re-queue: up to a tenth of
+// the delay, and at most d. Default DefaultJitter.
+func WithJitter(d time.Duration) Option {
+	return func(t *Throttler) { t.jitter = d }
+}
+
+// WithErrorDelay sets how long a task is put back for when the limiter
+// cannot be reached and fails closed. Default DefaultErrorDelay.
+func WithErrorDelay(d time.Duration) Option {
+	return func(t *Throttler) { t.errorDelay = d }
+}
+
+// WithMaxTracked sets how many re-queued tasks the Throttler wakes at their
+// exact due time; beyond that, asynq's forwarder brings them back up to one
+// second plus one DelayedTaskCheckInterval later. Default DefaultMaxTracked.
+func WithMaxTracked(n int) Option {
+	return func(t *Throttler) { t.maxTracked = n }
+}
+
+func defaultExempt(task *asynq.Task) bool { return strings.HasPrefix(task.Type(), "quotaq:") }
+
+func defaultCost(*asynq.Task) int64 { return 1 }
+
+func headerUpstream(task *asynq.Task) []string {
+	if id, ok := task.Headers()[UpstreamHeader]; ok {
+		return []string{id}
+	}
+	return nil
+}

@@ -1,0 +1,327 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/internal/asynqrequeue"
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// ErrRequeued is matched (errors.Is) by the error the middleware returns to
+// asynq for a task it put back in its queue. It also matches
+// asynq.RevokeTask, so asynq leaves the task alone. It is not a failure:
+// ServerConfig's ErrorHandler does not pass it on; an ErrorHandler of your
+// own should skip it.
+var ErrRequeued = errors.New("worker: task put back in its queue by the throttle")
+
+var errRevokeRequeued = fmt.Errorf("%w (%w)", ErrRequeued, asynq.RevokeTask)
+
+// Throttler is an asynq middleware that asks a throttle.Limiter, per tenant,
+// before each task runs, and puts a task that must wait back in its queue,
+// to come back when its tokens are due.
+//
+// A task put back is the very same task (id, type, payload, headers, queue,
+// timeout, deadline, retention, unique lock and retry count are kept) moved
+// to asynq's scheduled set; it is not a failure, whatever its MaxRetry: asynq
+// counts it neither as failed nor as processed, its retry count does not
+// move, and ServerConfig's ErrorHandler and logger do not report it. The
+// limiter books its tokens (throttle.Request.Ticket), so the k-th throttled
+// task of a tenant comes back at about its own slot, k/rate later, and runs
+// then without asking again: no hot loop, no herd.
+//
+// Use it with ServeMux.Use(t.Middleware) and build the server's config with
+// t.ServerConfig. A Throttler is safe for concurrent use; Close it after the
+// server has shut down.
+type Throttler struct {
+	limiter  *throttle.Limiter
+	requeuer *asynqrequeue.Requeuer
+	waker    *asynqrequeue.Waker
+	logger   *slog.Logger
+	metrics  *Metrics
+
+	tenantFunc func(*asynq.Task) (string, bool)
+	untenanted string
+	exempt     func(*asynq.Task) bool
+	cost       func(*asynq.Task) int64
+	upstream   func(*asynq.Task) []string
+	maxWait    time.Duration
+	minDelay   time.Duration
+	jitter     time.Duration
+	errorDelay time.Duration
+	maxTracked int
+
+	stats          counters
+	revoked        revokedSet
+	warnUntenanted sync.Map // task type -> struct{}: logged once at Warn
+}
+
+// New returns a Throttler that asks l and re-queues on asynqRedis, the
+// Redis the asynq server dequeues from (which may differ from l's). It
+// starts a goroutine that brings re-queued tasks back at their due time;
+// Close stops it.
+func New(l *throttle.Limiter, asynqRedis redis.UniversalClient, opts ...Option) *Throttler {
+	t := &Throttler{
+		limiter:    l,
+		logger:     slog.Default(),
+		untenanted: DefaultUntenanted,
+		exempt:     defaultExempt,
+		cost:       defaultCost,
+		upstream:   headerUpstream,
+		minDelay:   DefaultMinDelay,
+		jitter:     DefaultJitter,
+		errorDelay: DefaultErrorDelay,
+		maxTracked: DefaultMaxTracked,
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	t.requeuer = asynqrequeue.New(asynqRedis)
+	t.waker = asynqrequeue.NewWaker(t.requeuer, t.logger, t.maxTracked)
+	return t
+}
+
+// Close stops bringing re-queued tasks back at their exact due time; asynq's
+// forwarder still brings them back, later. Call it after the asynq server
+// has shut down.
+func (t *Throttler) Close() error {
+	t.waker.Stop()
+	return nil
+}
+
+// Stats returns the Throttler's counts so far.
+func (t *Throttler) Stats() Stats { return t.stats.snapshot() }
+
+// job is one dequeued task as the middleware sees it.
+type job struct {
+	task   *asynq.Task
+	queue  string
+	id     string
+	tenant string
+	ids    []string // tenant, then upstream ids
+	n      int64
+}
+
+func (j *job) ticket() string { return j.queue + ":" + j.id }
+
+// Middleware asks the limiter before next runs a task; see Throttler. Its
+// signature is asynq.MiddlewareFunc's: mux.Use(t.Middleware).
+//
+// A task whose tenant is invalid, or that costs more than its tenant's
+// burst, or that would wait longer than WithMaxWait, is archived at once
+// (asynq.SkipRetry) with an error that says why. A handler that returns
+// RetryAfter has its task put back, not failed.
+func (t *Throttler) Middleware(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		if t.exempt != nil && t.exempt(task) {
+			return next.ProcessTask(ctx, task)
+		}
+		j, err := t.newJob(ctx, task)
+		if err != nil {
+			return err
+		}
+		if err := t.admit(ctx, j); err != nil {
+			return err
+		}
+		err = next.ProcessTask(ctx, task)
+		if ra, ok := asRetryAfter(err); ok {
+			return t.upstreamSaidStop(ctx, j, ra)
+		}
+		return err
+	})
+}
+
+// newJob finds the task's tenant, upstream ids and cost; a task that cannot
+// be decided on is archived.
+func (t *Throttler) newJob(ctx context.Context, task *asynq.Task) (*job, error) {
+	j := &job{task: task}
+	j.queue, _ = asynq.GetQueueName(ctx)
+	j.id, _ = asynq.GetTaskID(ctx)
+	if j.queue == "" || j.id == "" {
+		return nil, fmt.Errorf("worker: no task id in the context: the Throttler's middleware must run inside an asynq server")
+	}
+	tenant, src, err := t.tenantOf(task)
+	switch {
+	case err != nil:
+		return nil, t.archive(j, "invalid_tenant", fmt.Errorf("%w (fix the task's tenant and enqueue it again)", err))
+	case src == fromUntenanted && t.untenanted == "":
+		return nil, t.archive(j, "no_tenant", fmt.Errorf("worker: task type %q has no tenant (no %q header, no \"tenant\" field in a JSON payload) and tasks without one are refused (WithUntenanted)",
+			task.Type(), TenantHeader))
+	case src == fromUntenanted:
+		tenant = t.untenanted
+		if _, seen := t.warnUntenanted.LoadOrStore(task.Type(), struct{}{}); !seen {
+			t.logger.Warn("worker: tasks of this type have no tenant; they are limited together under the untenanted id, with its policy",
+				"type", task.Type(), "untenanted_id", tenant)
+		} else {
+			t.logger.Debug("worker: task has no tenant; limited under the untenanted id", "type", task.Type(), "task_id", j.id, "untenanted_id", tenant)
+		}
+	}
+	j.tenant = tenant
+	j.ids = append([]string{tenant}, t.upstream(task)...)
+	for _, id := range j.ids[1:] {
+		if err := throttle.ValidateTenant(id); err != nil {
+			return nil, t.archive(j, "invalid", fmt.Errorf("worker: upstream id of task type %q: %w", task.Type(), err))
+		}
+	}
+	if j.n = t.cost(task); j.n < 1 {
+		return nil, t.archive(j, "invalid", fmt.Errorf("worker: task type %q costs %d tokens; a cost must be at least 1", task.Type(), j.n))
+	}
+	return j, nil
+}
+
+// admit asks the limiter. It returns nil when the task may run now, else the
+// error to hand asynq: the task was put back, or archived.
+func (t *Throttler) admit(ctx context.Context, j *job) error {
+	res, err := t.limiter.Reserve(ctx, throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()})
+	if err != nil {
+		t.countError(j, "limiter")
+		if res.OK {
+			t.logger.Warn("worker: limiter unavailable; failing open, task runs", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "err", err)
+			t.countAllowed(j, "fail_open")
+			return nil
+		}
+		if errors.Is(err, throttle.ErrInvalidTenant) || errors.Is(err, throttle.ErrInvalidCost) || errors.Is(err, throttle.ErrInvalidPolicy) {
+			t.logger.Error("worker: limiter refused the request", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "err", err)
+		} else {
+			t.logger.Warn("worker: limiter unavailable; failing closed, task put back", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "delay", t.errorDelay, "err", err)
+		}
+		return t.putBack(ctx, j, t.errorDelay, "unavailable", false)
+	}
+	switch {
+	case res.OK && res.Delay <= 0:
+		t.countAllowed(j, "now")
+		return nil
+	case res.OK:
+		return t.putBack(ctx, j, res.Delay, reasonLabel(res.Result.Reason), true)
+	case res.Result.Reason == throttle.ReasonCost:
+		return t.archive(j, "cost_above_burst", fmt.Errorf("worker: task type %q costs %d tokens, more than the burst of %q: it can never run (raise the burst or lower the cost)",
+			j.task.Type(), j.n, res.Result.Tenant))
+	default: // nothing booked: quota used up, paused, or the wait passes the max wait
+		return t.putBack(ctx, j, res.Delay, reasonLabel(res.Result.Reason), false)
+	}
+}
+
+// upstreamSaidStop handles a handler's RetryAfter: hold the tenant, book the
+// task's next run after the pause, and put it back.
+func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfterError) error {
+	t.stats.retryAfter.Add(1)
+	if m := t.metrics; m != nil {
+		m.retryAfter.WithLabelValues(m.labels(j.task.Type(), j.tenant)...).Inc()
+	}
+	t.logger.Info("worker: upstream asked to retry later; tenant held", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "delay", ra.Delay, "err", ra.Err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	delay, booked := ra.Delay, false
+	if ra.Delay > 0 {
+		if err := t.limiter.Hold(ctx, j.tenant, ra.Delay); err != nil {
+			t.countError(j, "hold")
+			t.logger.Warn("worker: could not hold tenant", "tenant", j.tenant, "delay", ra.Delay, "err", err)
+		} else if res, err := t.limiter.Reserve(ctx, throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()}); err != nil {
+			t.countError(j, "limiter")
+		} else {
+			// Held, so any booking is due after the pause (Delay > 0).
+			delay, booked = max(res.Delay, ra.Delay), res.OK && res.Delay > 0
+		}
+	}
+	return t.putBack(ctx, j, delay, "upstream", booked)
+}
+
+// putBack moves the task back to its queue, due after delay (plus jitter, at
+// least the min delay), and returns the error that tells asynq to leave it
+// there. booked says the limiter holds tokens for it under its ticket, to be
+// given back if it cannot be put back.
+func (t *Throttler) putBack(ctx context.Context, j *job, delay time.Duration, reason string, booked bool) error {
+	wait := max(delay+t.jitterFor(delay), t.minDelay)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	out, err := t.requeuer.Requeue(ctx, asynqrequeue.Request{Queue: j.queue, ID: j.id, Due: time.Now().Add(wait), MaxWait: t.maxWait})
+	if err != nil && booked {
+		if cerr := t.limiter.CancelTicket(ctx, throttle.Request{IDs: j.ids, N: j.n, Ticket: j.ticket()}); cerr != nil {
+			t.countError(j, "limiter")
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, asynqrequeue.ErrMaxWait):
+		return t.archive(j, "max_wait", fmt.Errorf("worker: task %s of tenant %q would wait %s in all because of throttling (put back %d times), more than the max wait of %s",
+			j.id, j.tenant, out.Waited.Round(time.Millisecond), out.Throttles, t.maxWait))
+	default:
+		t.countError(j, "requeue")
+		t.logger.Error("worker: could not put a throttled task back in its queue", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "err", err)
+		return fmt.Errorf("worker: could not put throttled task %s back in queue %q: %w", j.id, j.queue, err)
+	}
+	t.revoked.add(j.id)
+	t.waker.Add(j.queue, j.id, out.DueMillis)
+	rethrottled := reason != "upstream" && out.Throttles > 1
+	t.stats.throttled.Add(1)
+	t.stats.requeued.Add(1)
+	if rethrottled {
+		t.stats.rethrottled.Add(1)
+	}
+	if m := t.metrics; m != nil {
+		who := m.labels(j.task.Type(), j.tenant)
+		m.throttled.WithLabelValues(append(who, reason)...).Inc()
+		m.requeued.WithLabelValues(who...).Inc()
+		if rethrottled {
+			m.rethrottled.WithLabelValues(who...).Inc()
+		}
+		m.delay.WithLabelValues(j.task.Type()).Observe(wait.Seconds())
+	}
+	t.logger.Debug("worker: task put back", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id,
+		"reason", reason, "delay", wait, "booked", booked, "times", out.Throttles)
+	return errRevokeRequeued
+}
+
+// archive counts and logs a task archived by the Throttler and returns err
+// wrapped with asynq.SkipRetry, so asynq archives it at once with err's text.
+func (t *Throttler) archive(j *job, reason string, err error) error {
+	t.stats.archived.Add(1)
+	if m := t.metrics; m != nil {
+		m.archived.WithLabelValues(j.task.Type(), reason).Inc()
+	}
+	t.logger.Warn("worker: task archived", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "reason", reason, "err", err)
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+func (t *Throttler) countAllowed(j *job, via string) {
+	t.stats.allowed.Add(1)
+	if m := t.metrics; m != nil {
+		m.allowed.WithLabelValues(m.labels(j.task.Type(), j.tenant, via)...).Inc()
+	}
+}
+
+func (t *Throttler) countError(j *job, op string) {
+	t.stats.errors.Add(1)
+	if m := t.metrics; m != nil {
+		m.errors.WithLabelValues(j.task.Type(), op).Inc()
+	}
+}
+
+// jitterFor returns a random delay of up to a tenth of delay, at most the
+// jitter cap.
+func (t *Throttler) jitterFor(delay time.Duration) time.Duration {
+	c := min(t.jitter, delay/10)
+	if c <= 0 {
+		return 0
+	}
+	return rand.N(c)
+}
+
+func reasonLabel(r throttle.Reason) string {
+	switch r {
+	case throttle.ReasonQuota:
+		return "quota"
+	case throttle.ReasonPaused:
+		return "paused"
+	default:
+		return "rate"
+	}
+}
