@@ -346,3 +346,57 @@ entries:
 		return err == nil && ti.State == asynq.TaskStateCompleted
 	})
 }
+
+// Tasks that waited for a reset come back when it is due (the handler
+// recorded it), and after it the bucket spreads them out: they do not all
+// run at once.
+func TestAfterAResetWaitingTasksAreSpreadByTheBucket(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupHandlers(t)
+	b.setPolicy(t, "acme", throttle.Policy{Rate: 1000, Burst: 1000, Quota: 5})
+	b.exhaust(t, "acme", 5)
+	b.setPolicy(t, "acme", throttle.Policy{Rate: 10, Burst: 2, Quota: 5}) // 100ms a token
+
+	now := time.Now().UTC()
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	task, _ := entryTask(t, `
+entries:
+  - name: daily
+    cron: "0 0 * * *"
+    action: reset
+    tenant: acme
+`, midnight)
+	if err := b.h.reset(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	// Eight throttled tasks come back at once and book their tokens.
+	var due []time.Time
+	for i := 0; i < 8; i++ {
+		sent := time.Now()
+		r, err := b.running.ReserveN(ctx, "acme", 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.OK {
+			if i < 5 {
+				t.Fatalf("task %d refused with %d of the quota of 5 used: %+v", i, i, r)
+			}
+			untilNext := time.Until(midnight.Add(24 * time.Hour))
+			if d := r.Delay - untilNext; d < -time.Minute || d > time.Minute {
+				t.Errorf("task %d, past the quota: told to wait %s, want about %s (the next reset)", i, r.Delay, untilNext)
+			}
+			continue
+		}
+		due = append(due, sent.Add(r.Delay))
+	}
+	if len(due) != 5 {
+		t.Fatalf("%d tasks booked, want the quota's 5", len(due))
+	}
+	// The burst of 2 runs now; the others one interval (100ms) apart.
+	for i := 2; i < len(due); i++ {
+		if gap := due[i].Sub(due[i-1]); gap < 50*time.Millisecond {
+			t.Errorf("task %d is due %s after task %d, want about 100ms: not spread by the bucket", i, gap, i-1)
+		}
+	}
+}
