@@ -1,0 +1,60 @@
+package enqueuecli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+const helpText = `quotaq-enqueue enqueues tenants' tasks into asynq and administers their limits.
+
+Usage:
+  quotaq-enqueue --tenant ID --type TYPE [--payload JSON] [--count N] [task flags]
+  quotaq-enqueue --file tasks.ndjson|- [task flags as defaults]
+  quotaq-enqueue policy show|set|delete ...     a tenant's policy (or --default)
+  quotaq-enqueue standing TENANT                one tenant: tokens, quota, tasks
+  quotaq-enqueue status [TENANT...]             every tenant, one line each
+  quotaq-enqueue quota reset|adjust ...         through the scheduler's tasks
+  quotaq-enqueue COMMAND --help                 a command's own help
+
+The tenant goes into the task's "tenant" header, which the quotaq worker reads;
+the payload is stored exactly as given. With --file, each line is one JSON
+object; its keys are the task flags' names (tenant, type, payload, queue, in,
+at, max_retry, timeout, deadline, unique, retention, id, headers) and the flags
+give the defaults for keys a line leaves out. Every line is checked before
+anything is enqueued: a bad line stops the run with its line number.
+
+Exit status: 0 done, 1 failed (e.g. Redis unreachable), 2 bad usage or input
+(nothing was enqueued).
+
+Examples:
+  quotaq-enqueue --tenant acme --type email:send --payload '{"to":"a@example.com"}'
+  quotaq-enqueue --tenant acme --type report:build --count 100000 --queue bulk
+  jq -c '.[]' jobs.json | quotaq-enqueue --file - --type email:send
+  quotaq-enqueue policy set acme --rate 5 --burst 20 --quota 10000 --quota-period 24h
+  quotaq-enqueue status --json
+  REDIS_URL=rediss://:secret@redis.example.com:6380/0 quotaq-enqueue standing acme
+
+`
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, helpText)
+	c := &common{}
+	e := &enqueueFlags{}
+	fs := flag.NewFlagSet(progName, flag.ContinueOnError)
+	e.register(fs)
+	fmt.Fprintln(w, "Task flags:")
+	printFlags(w, fs)
+	fs = flag.NewFlagSet(progName, flag.ContinueOnError)
+	c.register(fs)
+	fmt.Fprintln(w, "\nConnection and output flags (every command; flags win over the environment):")
+	printFlags(w, fs)
+}
+
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fmt.Fprint(w, strings.ReplaceAll(b.String(), "  -", "  --"))
+}

@@ -1,0 +1,234 @@
+package enqueuecli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// policyFlags are the policy fields a command may set; set records which
+// were given.
+type policyFlags struct {
+	rate        float64
+	burst       int64
+	quota       int64
+	quotaPeriod time.Duration
+	set         map[string]bool
+}
+
+func (p *policyFlags) register(fs *flag.FlagSet) {
+	fs.Float64Var(&p.rate, "rate", 0, "tokens per `second` (> 0)")
+	fs.Int64Var(&p.burst, "burst", 0, "bucket capacity in `tokens` (>= 1)")
+	fs.Int64Var(&p.quota, "quota", 0, "`tokens` per quota period; 0: no quota")
+	fs.DurationVar(&p.quotaPeriod, "quota-period", 0, "quota period (`duration`, e.g. 24h, aligned to UTC); 0: until reset")
+}
+
+// collect records which policy flags fs saw and checks each on its own.
+func (p *policyFlags) collect(fs *flag.FlagSet) error {
+	p.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { p.set[f.Name] = true })
+	switch {
+	case p.set["rate"] && !(p.rate > 0):
+		return usagef("--rate %v: give a number of tokens per second above 0", p.rate)
+	case p.set["burst"] && p.burst < 1:
+		return usagef("--burst %d: give 1 or more", p.burst)
+	case p.set["quota"] && p.quota < 0:
+		return usagef("--quota %d: give 0 (no quota) or more", p.quota)
+	case p.set["quota-period"] && p.quotaPeriod < 0:
+		return usagef("--quota-period %s: give 0 (until reset) or more", p.quotaPeriod)
+	}
+	return nil
+}
+
+func (p *policyFlags) any() bool {
+	return p.set["rate"] || p.set["burst"] || p.set["quota"] || p.set["quota-period"]
+}
+
+// apply overlays the flags given on base.
+func (p *policyFlags) apply(base throttle.Policy) throttle.Policy {
+	if p.set["rate"] {
+		base.Rate = p.rate
+	}
+	if p.set["burst"] {
+		base.Burst = p.burst
+	}
+	if p.set["quota"] {
+		base.Quota = p.quota
+		if p.quota == 0 && !p.set["quota-period"] {
+			base.QuotaPeriod = 0 // no quota, no period
+		}
+	}
+	if p.set["quota-period"] {
+		base.QuotaPeriod = p.quotaPeriod
+	}
+	return base
+}
+
+// policyView is a policy as printed.
+type policyView struct {
+	Tenant      string  `json:"tenant,omitempty"` // "" for the default policy
+	Default     bool    `json:"default"`          // the tenant has no policy of its own (or this is the default)
+	Rate        float64 `json:"rate"`
+	Burst       int64   `json:"burst"`
+	Quota       int64   `json:"quota"`
+	QuotaPeriod string  `json:"quota_period"`
+}
+
+func newPolicyView(tenant string, p throttle.Policy, explicit bool) policyView {
+	return policyView{Tenant: tenant, Default: !explicit, Rate: p.Rate, Burst: p.Burst, Quota: p.Quota, QuotaPeriod: p.QuotaPeriod.String()}
+}
+
+func (v policyView) print(w io.Writer, asJSON bool, verb string) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(v)
+	}
+	p := throttle.Policy{Rate: v.Rate, Burst: v.Burst, Quota: v.Quota}
+	p.QuotaPeriod, _ = time.ParseDuration(v.QuotaPeriod)
+	switch {
+	case v.Tenant == "":
+		_, err := fmt.Fprintf(w, "%sdefault policy: %s\n", verb, p)
+		return err
+	case v.Default:
+		_, err := fmt.Fprintf(w, "%stenant %s: %s (the default policy; it has none of its own)\n", verb, v.Tenant, p)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%stenant %s: %s\n", verb, v.Tenant, p)
+	return err
+}
+
+const policyHelp = `Usage:
+  quotaq-enqueue policy show   (TENANT | --default)
+  quotaq-enqueue policy set    (TENANT | --default) [--rate R] [--burst B] [--quota Q] [--quota-period D]
+  quotaq-enqueue policy delete TENANT
+
+show prints a tenant's policy (its own, or the default it falls back to).
+set changes the fields given and keeps the others; every worker uses the new
+policy from its next decision on. delete makes the tenant use the default.
+
+Examples:
+  quotaq-enqueue policy set acme --rate 5 --burst 20 --quota 10000 --quota-period 24h
+  quotaq-enqueue policy set --default --rate 10 --burst 10
+  quotaq-enqueue policy show acme --json
+`
+
+func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
+	if len(args) == 0 {
+		return usagef("policy needs a subcommand: show, set or delete")
+	}
+	sub, args := args[0], args[1:]
+	if sub == "-h" || sub == "--help" || sub == "help" {
+		fmt.Fprint(cio.stdout, policyHelp)
+		return flag.ErrHelp
+	}
+	fs := newFlagSet("policy "+sub, c)
+	var def bool
+	var pf policyFlags
+	switch sub {
+	case "show", "set":
+		fs.BoolVar(&def, "default", false, "the default policy, for tenants without their own")
+	case "delete":
+	default:
+		return usagef("unknown policy subcommand %q (use show, set or delete)", sub)
+	}
+	if sub == "set" {
+		pf.register(fs)
+	}
+	pos, err := parse(fs, args, func(w io.Writer) { fmt.Fprint(w, policyHelp) }, cio.stdout)
+	if err != nil {
+		return err
+	}
+	if err := pf.collect(fs); err != nil {
+		return err
+	}
+	tenant, err := oneTenant(pos, def && sub != "delete")
+	if err != nil {
+		return err
+	}
+	if sub == "set" && !pf.any() {
+		return usagef("policy set: nothing to set; give --rate, --burst, --quota or --quota-period")
+	}
+
+	conn, err := c.open(ctx, cio.stderr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	l := c.limiter(conn)
+
+	switch sub {
+	case "show":
+		if def {
+			p, err := l.DefaultPolicy(ctx)
+			if err != nil {
+				return err
+			}
+			return newPolicyView("", p, true).print(cio.stdout, c.json, "")
+		}
+		p, explicit, err := l.GetPolicy(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		return newPolicyView(tenant, p, explicit).print(cio.stdout, c.json, "")
+	case "set":
+		var cur throttle.Policy
+		if def {
+			cur, err = l.DefaultPolicy(ctx)
+		} else {
+			cur, _, err = l.GetPolicy(ctx, tenant)
+		}
+		if err != nil {
+			return err
+		}
+		p := pf.apply(cur)
+		if err := p.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+		if def {
+			if err := l.SetDefaultPolicy(ctx, p); err != nil {
+				return err
+			}
+			return newPolicyView("", p, true).print(cio.stdout, c.json, "set ")
+		}
+		if err := l.SetPolicy(ctx, tenant, p); err != nil {
+			if errors.Is(err, throttle.ErrInvalidPolicy) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		return newPolicyView(tenant, p, true).print(cio.stdout, c.json, "set ")
+	default: // delete
+		if err := l.DeletePolicy(ctx, tenant); err != nil {
+			return err
+		}
+		p, _, err := l.GetPolicy(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		return newPolicyView(tenant, p, false).print(cio.stdout, c.json, "deleted; ")
+	}
+}
+
+// oneTenant checks that exactly one valid tenant was given (none when
+// isDefault).
+func oneTenant(pos []string, isDefault bool) (string, error) {
+	switch {
+	case isDefault && len(pos) > 0:
+		return "", usagef("give a tenant or --default, not both")
+	case isDefault:
+		return "", nil
+	case len(pos) == 0:
+		return "", usagef("give a tenant id")
+	case len(pos) > 1:
+		return "", usagef("give one tenant id, not %d (%q)", len(pos), pos)
+	}
+	if err := throttle.ValidateTenant(pos[0]); err != nil {
+		return "", usagef("%v", err)
+	}
+	return pos[0], nil
+}

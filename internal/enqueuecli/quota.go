@@ -1,0 +1,167 @@
+package enqueuecli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/scheduler"
+)
+
+const quotaHelp = `Usage:
+  quotaq-enqueue quota reset  (TENANT... | --all) [--queue Q] [--now]
+  quotaq-enqueue quota adjust (TENANT... | --all) [--rate R] [--burst B] [--quota Q] [--quota-period D] [--queue Q]
+
+reset starts a new quota period; adjust changes the listed policy fields.
+Both enqueue the very tasks the scheduler's cron entries enqueue
+(quotaq:quota:reset, quotaq:quota:adjust), so a worker that registered the
+scheduler's handlers applies them, in order with the scheduled ones. With
+--now, reset is applied directly instead, without a worker. (To change one
+tenant's policy directly, use "policy set".)
+
+Examples:
+  quotaq-enqueue quota reset acme beta
+  quotaq-enqueue quota reset --all --now
+  quotaq-enqueue quota adjust --all --quota 50000
+`
+
+func runQuota(ctx context.Context, c *common, args []string, cio cmdIO) error {
+	if len(args) == 0 {
+		return usagef("quota needs a subcommand: reset or adjust")
+	}
+	sub, args := args[0], args[1:]
+	if sub == "-h" || sub == "--help" || sub == "help" {
+		fmt.Fprint(cio.stdout, quotaHelp)
+		return flag.ErrHelp
+	}
+	if sub != "reset" && sub != "adjust" {
+		return usagef("unknown quota subcommand %q (use reset or adjust)", sub)
+	}
+	fs := newFlagSet("quota "+sub, c)
+	var (
+		all, now bool
+		queue    string
+		pf       policyFlags
+	)
+	fs.BoolVar(&all, "all", false, "every tenant")
+	fs.StringVar(&queue, "queue", "default", "asynq `queue` the task goes to (the one the worker's scheduler handlers listen on)")
+	if sub == "reset" {
+		fs.BoolVar(&now, "now", false, "reset directly, not through a task")
+	} else {
+		pf.register(fs)
+	}
+	pos, err := parse(fs, args, func(w io.Writer) { fmt.Fprint(w, quotaHelp) }, cio.stdout)
+	if err != nil {
+		return err
+	}
+	if err := pf.collect(fs); err != nil {
+		return err
+	}
+	switch {
+	case all && len(pos) > 0:
+		return usagef("give tenants or --all, not both")
+	case !all && len(pos) == 0:
+		return usagef("give the tenants to %s, or --all", sub)
+	case strings.TrimSpace(queue) == "":
+		return usagef("--queue is empty")
+	}
+	for _, t := range pos {
+		if _, err := oneTenant([]string{t}, false); err != nil {
+			return err
+		}
+	}
+
+	var task *asynq.Task
+	if !now {
+		if sub == "reset" {
+			task, err = scheduler.NewResetTask(scheduler.Reset{Tenants: pos, All: all}, asynq.Queue(queue))
+		} else {
+			if !pf.any() {
+				return usagef("quota adjust: nothing to change; give --rate, --burst, --quota or --quota-period")
+			}
+			a := scheduler.Adjust{Tenants: pos, All: all}
+			if pf.set["rate"] {
+				a.Rate = &pf.rate
+			}
+			if pf.set["burst"] {
+				a.Burst = &pf.burst
+			}
+			if pf.set["quota"] {
+				a.Quota = &pf.quota
+			}
+			if pf.set["quota-period"] {
+				a.QuotaPeriod = &pf.quotaPeriod
+			}
+			task, err = scheduler.NewAdjustTask(a, asynq.Queue(queue))
+		}
+		if err != nil {
+			return usagef("%v", err)
+		}
+	}
+
+	conn, err := c.open(ctx, cio.stderr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	who := "tenants " + strings.Join(pos, ", ")
+	if len(pos) == 1 {
+		who = "tenant " + pos[0]
+	}
+	if all {
+		who = "every tenant"
+	}
+
+	if now {
+		l := c.limiter(conn)
+		n := len(pos)
+		if all {
+			if n, err = l.ResetAllQuotas(ctx); err != nil {
+				return err
+			}
+		} else if err := l.ResetQuota(ctx, pos...); err != nil {
+			return err
+		}
+		if c.json {
+			return json.NewEncoder(cio.stdout).Encode(struct {
+				Action string   `json:"action"`
+				All    bool     `json:"all"`
+				Tenant []string `json:"tenants"`
+				Reset  int      `json:"reset"`
+			}{"reset", all, nonNil(pos), n})
+		}
+		_, err := fmt.Fprintf(cio.stdout, "quota reset now for %s (%d reset)\n", who, n)
+		return err
+	}
+
+	client := asynq.NewClientFromRedisClient(conn.Redis)
+	defer client.Close()
+	info, err := client.EnqueueContext(ctx, task)
+	if err != nil {
+		return fmt.Errorf("enqueue %s into Redis at %s: %w", task.Type(), conn.Addr, err)
+	}
+	if c.json {
+		return json.NewEncoder(cio.stdout).Encode(struct {
+			Action  string          `json:"action"`
+			Type    string          `json:"type"`
+			ID      string          `json:"id"`
+			Queue   string          `json:"queue"`
+			Payload json.RawMessage `json:"payload"`
+		}{sub, info.Type, info.ID, info.Queue, info.Payload})
+	}
+	_, err = fmt.Fprintf(cio.stdout, "enqueued quota %s for %s: task %s (%s) in queue %s; a worker running the scheduler's handlers applies it\n",
+		sub, who, info.ID, info.Type, info.Queue)
+	return err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,216 @@
+// Package tenantstatus reports where tenants stand: their limiter state
+// (tokens now, quota used and when it resets, pause) and their tasks waiting
+// in asynq's queues, found by the tenant header the tasks carry.
+//
+// It only reads: nothing it does consumes tokens or moves tasks.
+package tenantstatus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// TenantHeader is the task header that names a task's tenant; the worker
+// reads the same header (worker.TenantHeader).
+const TenantHeader = "tenant"
+
+// Status is one tenant's standing.
+type Status struct {
+	Tenant   string
+	Policy   throttle.Policy
+	Explicit bool // Policy is the tenant's own, not the default
+
+	Tokens      int64         // tokens in the bucket now
+	NextTokenIn time.Duration // time until one token is there; 0 if one is
+	FullIn      time.Duration // time until the bucket is full
+	Paused      bool          // held by Limiter.Hold (its upstream said 429)
+	Holds       int64         // times the tenant was held
+
+	Quota *Quota // nil when the policy has no quota
+
+	Tasks Tasks
+}
+
+// Quota is the state of a tenant's period quota.
+type Quota struct {
+	Limit     int64         // tokens per period
+	Used      int64         // tokens spent this period
+	Remaining int64         // Limit - Used
+	ResetsIn  time.Duration // time until the period ends; 0 when unknown
+}
+
+// Tasks counts a tenant's tasks by asynq state.
+type Tasks struct {
+	Pending   int `json:"pending"`
+	Scheduled int `json:"scheduled"` // includes tasks put back by a throttled worker
+	Retry     int `json:"retry"`
+	Active    int `json:"active"`
+	Archived  int `json:"archived"`
+}
+
+// FromStanding combines the limiter's standing of a tenant with its tasks.
+func FromStanding(s throttle.Standing, t Tasks) Status {
+	st := Status{
+		Tenant:   s.Tenant,
+		Policy:   s.Policy,
+		Explicit: s.Explicit,
+		Tokens:   s.Remaining,
+		FullIn:   s.ResetAfter,
+		Paused:   s.Reason == throttle.ReasonPaused,
+		Holds:    s.Holds,
+		Tasks:    t,
+	}
+	if !s.Allowed && s.Reason == throttle.ReasonRate || st.Paused {
+		st.NextTokenIn = max(s.RetryAfter, 0)
+	}
+	if s.Policy.Quota > 0 {
+		rem := s.QuotaRemaining
+		if rem < 0 {
+			rem = s.Policy.Quota
+		}
+		st.Quota = &Quota{
+			Limit:     s.Policy.Quota,
+			Remaining: rem,
+			Used:      max(s.Policy.Quota-rem, 0),
+			ResetsIn:  s.QuotaResetAfter,
+		}
+	}
+	return st
+}
+
+// Options narrows what Collect looks at.
+type Options struct {
+	// Tenants to report; empty: every tenant with a policy of its own or
+	// with tasks in the queues.
+	Tenants []string
+	// Queues to count tasks in; empty: every queue asynq knows.
+	Queues []string
+	// Concurrency of the limiter reads; 0 means 8.
+	Concurrency int
+}
+
+// Collect returns the standing of the tenants opts selects, sorted by id.
+// Task counts come from listing the queues, so they are a snapshot taken
+// over the time the listing runs: on a busy queue they can be off by the
+// tasks that moved meanwhile.
+func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, opts Options) ([]Status, error) {
+	for _, t := range opts.Tenants {
+		if err := throttle.ValidateTenant(t); err != nil {
+			return nil, fmt.Errorf("tenantstatus: %w", err)
+		}
+	}
+	tasks, err := CountTasks(ctx, insp, opts.Queues)
+	if err != nil {
+		return nil, err
+	}
+	ids := opts.Tenants
+	if len(ids) == 0 {
+		seen := map[string]bool{}
+		explicit, err := l.Tenants(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("tenantstatus: list tenants: %w", err)
+		}
+		for _, t := range explicit {
+			seen[t] = true
+		}
+		for t := range tasks {
+			if throttle.ValidateTenant(t) == nil {
+				seen[t] = true
+			}
+		}
+		for t := range seen {
+			ids = append(ids, t)
+		}
+	}
+	sort.Strings(ids)
+	out := make([]Status, len(ids))
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = 8
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		next     = make(chan int)
+	)
+	for range min(conc, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				s, err := l.Standing(ctx, ids[i])
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("tenantstatus: tenant %q: %w", ids[i], err)
+					}
+					mu.Unlock()
+					continue
+				}
+				out[i] = FromStanding(s, tasks[ids[i]])
+			}
+		}()
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// MarshalJSON renders a Status for scripts: durations in seconds (numbers),
+// the policy's quota period as a Go duration string ("24h0m0s", as flags
+// take it), "quota": null when there is none.
+func (s Status) MarshalJSON() ([]byte, error) {
+	type policy struct {
+		Rate        float64 `json:"rate"`
+		Burst       int64   `json:"burst"`
+		Quota       int64   `json:"quota"`
+		QuotaPeriod string  `json:"quota_period"`
+		Explicit    bool    `json:"explicit"`
+	}
+	type quota struct {
+		Limit           int64   `json:"limit"`
+		Used            int64   `json:"used"`
+		Remaining       int64   `json:"remaining"`
+		ResetsInSeconds float64 `json:"resets_in_seconds"`
+	}
+	var q *quota
+	if s.Quota != nil {
+		q = &quota{s.Quota.Limit, s.Quota.Used, s.Quota.Remaining, s.Quota.ResetsIn.Seconds()}
+	}
+	return json.Marshal(struct {
+		Tenant             string  `json:"tenant"`
+		Policy             policy  `json:"policy"`
+		Tokens             int64   `json:"tokens"`
+		NextTokenInSeconds float64 `json:"next_token_in_seconds"`
+		FullInSeconds      float64 `json:"full_in_seconds"`
+		Paused             bool    `json:"paused"`
+		Holds              int64   `json:"holds"`
+		Quota              *quota  `json:"quota"`
+		Tasks              Tasks   `json:"tasks"`
+	}{
+		Tenant:             s.Tenant,
+		Policy:             policy{s.Policy.Rate, s.Policy.Burst, s.Policy.Quota, s.Policy.QuotaPeriod.String(), s.Explicit},
+		Tokens:             s.Tokens,
+		NextTokenInSeconds: s.NextTokenIn.Seconds(),
+		FullInSeconds:      s.FullIn.Seconds(),
+		Paused:             s.Paused,
+		Holds:              s.Holds,
+		Quota:              q,
+		Tasks:              s.Tasks,
+	})
+}
