@@ -3,7 +3,6 @@ package throttle_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -283,16 +282,9 @@ func TestCluster(t *testing.T) {
 	// ReserveMulti across slots with a ticket: a booking redeemed later must
 	// not charge any id a second time.
 	//
-	// KNOWN BUG (reported to the lead, issue 9): runSplit books the ticket
-	// only on the ids that had to wait; an id admitted at once records no
-	// ticket, so every later Reserve with that ticket charges it again (the
-	// upstream loses a token per retry). Set QUOTAQ_KNOWN_BUGS=1 to run it;
-	// remove the guard once throttle/limiter.go runSplit is fixed.
+	// (runSplit records the ticket on the ids admitted at once too.)
 	t.Run("ReserveMultiAcrossSlotsChargesOnce", func(t *testing.T) {
 		t.Parallel()
-		if os.Getenv("QUOTAQ_KNOWN_BUGS") == "" {
-			t.Skip("known bug in runSplit (tickets across slots charge an id admitted at once again on redeem); QUOTAQ_KNOWN_BUGS=1 runs it")
-		}
 		ctx := context.Background()
 		rc := cl.Client(t)
 		prefix := redistest.Prefix(t)

@@ -52,7 +52,8 @@ func (p Policy) Validate() error {
 	case p.QuotaPeriod > 0 && p.Quota == 0:
 		return fmt.Errorf("%w: quota period %s given without a quota", ErrInvalidPolicy, p.QuotaPeriod)
 	}
-	if fill := time.Duration(p.interval() * p.Burst); fill > maxFill || fill < 0 {
+	if iv := p.interval(); p.Burst > int64(maxFill)/iv {
+		fill := time.Duration(float64(iv) * float64(p.Burst))
 		return fmt.Errorf("%w: burst %d at rate %v takes %s to refill, the most is %s (raise the rate or lower the burst)",
 			ErrInvalidPolicy, p.Burst, p.Rate, fill, maxFill)
 	}
