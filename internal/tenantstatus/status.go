@@ -16,11 +16,12 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
 )
 
-// TenantHeader is the task header that names a task's tenant; the worker
-// reads the same header (worker.TenantHeader).
-const TenantHeader = "tenant"
+// TenantHeader is the task header that names a task's tenant, the one the
+// worker reads.
+const TenantHeader = worker.TenantHeader
 
 // Status is one tenant's standing.
 type Status struct {
