@@ -1,0 +1,274 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/internal/redisconn"
+	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
+)
+
+// options are the command's settings, from flags and environment.
+type options struct {
+	redis            redisconn.Config
+	concurrency      int
+	queues           queueWeights
+	strictPriority   bool
+	failOpen         bool
+	prefix           string
+	algorithm        string
+	defaultRate      float64
+	defaultBurst     int64
+	maxWait          time.Duration
+	minDelay         time.Duration
+	untenanted       string
+	refuseUntenanted bool
+	delayedCheck     time.Duration
+	taskCheck        time.Duration
+	shutdownTimeout  time.Duration
+	metricsAddr      string
+	perTenant        bool
+	schedule         string
+	scheduleQueue    string
+	httpTimeout      time.Duration
+	echoTypes        string
+	logLevel         string
+	logFormat        string
+}
+
+// queueWeights is the --queues flag: "critical=6,default=3,low=1".
+type queueWeights map[string]int
+
+func (q queueWeights) String() string {
+	names := make([]string, 0, len(q))
+	for n := range q {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + "=" + strconv.Itoa(q[n])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (q queueWeights) Set(v string) error {
+	for k := range q {
+		delete(q, k)
+	}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, w, hasW := strings.Cut(part, "=")
+		name = strings.TrimSpace(name)
+		weight := 1
+		if hasW {
+			n, err := strconv.Atoi(strings.TrimSpace(w))
+			if err != nil || n < 1 {
+				return fmt.Errorf("queue %q has weight %q: give a whole number of at least 1 (critical=6,default=3)", name, w)
+			}
+			weight = n
+		}
+		if name == "" {
+			return fmt.Errorf("%q has an empty queue name (give name=weight pairs: critical=6,default=3)", part)
+		}
+		if _, dup := q[name]; dup {
+			return fmt.Errorf("queue %q is listed twice", name)
+		}
+		q[name] = weight
+	}
+	if len(q) == 0 {
+		return errors.New("no queue given (e.g. default=1)")
+	}
+	return nil
+}
+
+// ownFlags are the flags read from QUOTAQ_<NAME> when not given; the Redis
+// flags read their own variables (REDIS_URL, ...).
+var ownFlags = []string{
+	"concurrency", "queues", "strict-priority", "fail-open", "prefix", "algorithm", "default-rate", "default-burst",
+	"max-wait", "min-delay", "untenanted", "refuse-untenanted", "delayed-task-check-interval", "task-check-interval",
+	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "schedule", "schedule-queue", "http-timeout", "echo-types",
+	"log-level", "log-format",
+}
+
+func envName(flagName string) string {
+	return "QUOTAQ_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+const usageHead = `quotaq-worker runs asynq tasks with per-tenant throttling.
+
+Before a task runs, its tenant (the "tenant" header, else the "tenant" field of
+a JSON payload) is checked against its limit in Redis. A task that must wait is
+moved back to its queue unchanged (same id, payload, options, retry count; not a
+failure, even with MaxRetry(0)) and comes back at its own slot. Handlers:
+http:call (the generic outbound call; 429/503 with Retry-After holds the
+tenant), quotaq:quota:reset and quotaq:quota:adjust (the scheduler's tasks).
+
+With no Redis configured it starts an embedded, in-memory Redis and says so;
+quotaq-enqueue with no configuration reaches it.
+
+Every flag can also be set by an environment variable: QUOTAQ_<FLAG> (e.g.
+QUOTAQ_CONCURRENCY=20) for the worker's own flags, REDIS_URL and friends for
+the Redis flags. A flag given on the command line wins.
+
+Usage: quotaq-worker [flags]
+
+Flags:
+`
+
+// parseFlags reads args and the environment into options. A usage error
+// (exit 2) is returned as an error; --help returns flag.ErrHelp after
+// printing the help to out.
+func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*options, error) {
+	o := &options{queues: queueWeights{"default": 1}}
+	o.redis.AllowEmbedded = true
+	o.redis.Env = lookupEnv
+	fs := flag.NewFlagSet("quotaq-worker", flag.ContinueOnError)
+	fs.SetOutput(out)
+	o.redis.RegisterFlags(fs)
+	fs.IntVar(&o.concurrency, "concurrency", 10, "how many tasks run at once")
+	fs.Var(o.queues, "queues", "queues to serve, with `weights`: critical=6,default=3,low=1 (a higher weight is served more often)")
+	fs.BoolVar(&o.strictPriority, "strict-priority", false, "serve queues strictly by weight: a lower queue only when the higher ones are empty")
+	fs.BoolVar(&o.failOpen, "fail-open", false, "when the limiter's Redis cannot be reached, run tasks anyway (default: fail closed, put them back for a second)")
+	fs.StringVar(&o.prefix, "prefix", "quotaq", "prefix of the limiter's Redis keys (must match quotaq-enqueue's)")
+	fs.StringVar(&o.algorithm, "algorithm", throttle.TokenBucket.String(), "limiter algorithm: token-bucket (books future slots: throttled tasks come back exactly when due), fixed-window or sliding-window")
+	fs.Float64Var(&o.defaultRate, "default-rate", 10, "tokens per second of tenants with no policy, until a default is stored in Redis (quotaq-enqueue policy set-default)")
+	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size of tenants with no policy, until a default is stored in Redis")
+	fs.DurationVar(&o.maxWait, "max-wait", 0, "the longest a task may wait in all because of throttling before it is archived with a message saying so (0: no cap, wait as long as it takes)")
+	fs.DurationVar(&o.minDelay, "min-delay", worker.DefaultMinDelay, "the shortest time a throttled task stays out of its queue")
+	fs.StringVar(&o.untenanted, "untenanted", worker.DefaultUntenanted, "tenant id under which tasks with no tenant are limited, together")
+	fs.BoolVar(&o.refuseUntenanted, "refuse-untenanted", false, "archive tasks with no tenant instead of limiting them under --untenanted")
+	fs.DurationVar(&o.delayedCheck, "delayed-task-check-interval", worker.DefaultDelayedTaskCheckInterval,
+		"how often asynq moves due retries and ProcessIn/ProcessAt tasks to their queue (asynq's default: 5s). Throttled tasks do not wait for it: the worker wakes them itself. Shorter: retries run closer to their time, for one Redis script per queue per interval")
+	fs.DurationVar(&o.taskCheck, "task-check-interval", worker.DefaultTaskCheckInterval, "how long an idle worker sleeps before it looks at empty queues again (asynq's default: 1s)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long running tasks may finish before they are handed back to their queue")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", ":2112", "address of the Prometheus /metrics and /healthz endpoint (\"\": none)")
+	fs.BoolVar(&o.perTenant, "per-tenant-metrics", false, "label metrics by tenant too (one series per tenant: only with a bounded number of tenants)")
+	fs.StringVar(&o.schedule, "schedule", "", "a quota schedule `file` (YAML: cron entries that reset or adjust tenants' quotas) to run in this worker")
+	fs.StringVar(&o.scheduleQueue, "schedule-queue", "", "queue of the schedule's tasks (default: the first of --queues by weight, then name); every replica must use the same")
+	fs.DurationVar(&o.httpTimeout, "http-timeout", 30*time.Second, "timeout of one http:call request")
+	fs.StringVar(&o.echoTypes, "echo-types", "", "comma-separated task `types` to handle by logging them and succeeding (to try quotaq with quotaq-enqueue)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (debug logs every throttled task)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHead)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: quotaq-worker takes flags only (see --help)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if lookupEnv != nil {
+		for _, name := range ownFlags {
+			if given[name] {
+				continue
+			}
+			if v, ok := lookupEnv(envName(name)); ok {
+				if err := fs.Set(name, v); err != nil {
+					return nil, fmt.Errorf("environment %s=%q: %v", envName(name), v, err)
+				}
+			}
+		}
+	}
+	return o, o.validate()
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.concurrency < 1:
+		return fmt.Errorf("--concurrency %d: give at least 1", o.concurrency)
+	case o.defaultRate <= 0:
+		return fmt.Errorf("--default-rate %g: give a rate above 0 (tokens per second)", o.defaultRate)
+	case o.defaultBurst < 1:
+		return fmt.Errorf("--default-burst %d: give at least 1", o.defaultBurst)
+	case o.maxWait < 0:
+		return fmt.Errorf("--max-wait %s is negative (0 means no cap)", o.maxWait)
+	case o.minDelay < 0:
+		return fmt.Errorf("--min-delay %s is negative", o.minDelay)
+	case o.delayedCheck <= 0:
+		return fmt.Errorf("--delayed-task-check-interval %s: give a positive duration such as 1s", o.delayedCheck)
+	case o.taskCheck <= 0:
+		return fmt.Errorf("--task-check-interval %s: give a positive duration such as 250ms", o.taskCheck)
+	case o.shutdownTimeout <= 0:
+		return fmt.Errorf("--shutdown-timeout %s: give a positive duration such as 10s", o.shutdownTimeout)
+	case o.httpTimeout <= 0:
+		return fmt.Errorf("--http-timeout %s: give a positive duration such as 30s", o.httpTimeout)
+	}
+	if _, err := throttle.ParseAlgorithm(o.algorithm); err != nil {
+		return fmt.Errorf("--algorithm: %v", err)
+	}
+	if !o.refuseUntenanted {
+		if err := throttle.ValidateTenant(o.untenanted); err != nil {
+			return fmt.Errorf("--untenanted: %v (or give --refuse-untenanted)", err)
+		}
+	}
+	if _, err := o.level(); err != nil {
+		return err
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return fmt.Errorf("--log-format %q: give text or json", o.logFormat)
+	}
+	if o.schedule != "" {
+		if o.scheduleQueue == "" {
+			o.scheduleQueue = o.firstQueue()
+		}
+		if _, ok := o.queues[o.scheduleQueue]; !ok {
+			return fmt.Errorf("--schedule-queue %q is not one of --queues (%s): this worker would never run the schedule's tasks", o.scheduleQueue, o.queues)
+		}
+	}
+	return nil
+}
+
+// firstQueue is the queue with the highest weight, then the first by name.
+func (o *options) firstQueue() string {
+	best, bestW := "", 0
+	for n, w := range o.queues {
+		if w > bestW || (w == bestW && n < best) {
+			best, bestW = n, w
+		}
+	}
+	return best
+}
+
+func (o *options) level() (slog.Level, error) {
+	switch strings.ToLower(o.logLevel) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: give debug, info, warn or error", o.logLevel)
+}
+
+func asynqLevel(l slog.Level) asynq.LogLevel {
+	switch {
+	case l <= slog.LevelDebug:
+		return asynq.DebugLevel
+	case l <= slog.LevelInfo:
+		return asynq.InfoLevel
+	case l <= slog.LevelWarn:
+		return asynq.WarnLevel
+	}
+	return asynq.ErrorLevel
+}

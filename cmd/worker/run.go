@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quotaq/quotaq/internal/redisconn"
+	"github.com/quotaq/quotaq/scheduler"
+	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
+)
+
+// run is the whole command: it returns the exit code (0 after a clean
+// shutdown when ctx is cancelled, 1 on a runtime error, 2 on a usage error).
+// Environment variables are read with env (os.LookupEnv in main).
+func run(ctx context.Context, args []string, env func(string) (string, bool), stderr io.Writer) int {
+	o, err := parseFlags(args, env, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "quotaq-worker: %v\n", err)
+		return 2
+	}
+	return o.run(ctx, stderr)
+}
+
+func (o *options) logger(w io.Writer) *slog.Logger {
+	level, _ := o.level()
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+func (o *options) run(ctx context.Context, logw io.Writer) int {
+	logger := o.logger(logw)
+	fail := func(msg string, err error) int {
+		logger.Error("quotaq-worker: "+msg, "err", err)
+		return 1
+	}
+
+	// The schedule file is read before anything starts: a bad file is a
+	// usage error.
+	var sched *scheduler.Schedule
+	if o.schedule != "" {
+		s, err := scheduler.LoadFile(o.schedule)
+		if err != nil {
+			fmt.Fprintf(logw, "quotaq-worker: --schedule: %v\n", err)
+			return 2
+		}
+		sched = s
+	}
+
+	conn, err := o.redis.Open(ctx, logger)
+	if errors.Is(err, redisconn.ErrInvalidConfig) {
+		fmt.Fprintf(logw, "quotaq-worker: %v\n", err)
+		return 2
+	}
+	if err != nil {
+		return fail("cannot reach Redis", err)
+	}
+	defer conn.Close()
+
+	algo, _ := throttle.ParseAlgorithm(o.algorithm)
+	limiter := throttle.New(conn.Redis,
+		throttle.WithPrefix(o.prefix),
+		throttle.WithFailOpen(o.failOpen),
+		throttle.WithAlgorithm(algo),
+		throttle.WithDefaultPolicy(throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}),
+	)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := worker.NewMetrics(reg, o.perTenant)
+	if err != nil {
+		return fail("metrics", err)
+	}
+
+	untenanted := o.untenanted
+	if o.refuseUntenanted {
+		untenanted = ""
+	}
+	th := worker.New(limiter, conn.Redis,
+		worker.WithLogger(logger),
+		worker.WithMetrics(metrics),
+		worker.WithMaxWait(o.maxWait),
+		worker.WithMinDelay(o.minDelay),
+		worker.WithUntenanted(untenanted),
+	)
+	defer th.Close()
+
+	level, _ := o.level()
+	srv := asynq.NewServerFromRedisClient(conn.Redis, th.ServerConfig(asynq.Config{
+		Concurrency:              o.concurrency,
+		Queues:                   o.queues,
+		StrictPriority:           o.strictPriority,
+		ShutdownTimeout:          o.shutdownTimeout,
+		DelayedTaskCheckInterval: o.delayedCheck,
+		TaskCheckInterval:        o.taskCheck,
+		LogLevel:                 asynqLevel(level),
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, task *asynq.Task, err error) {
+			id, _ := asynq.GetTaskID(ctx)
+			retried, _ := asynq.GetRetryCount(ctx)
+			maxRetry, _ := asynq.GetMaxRetry(ctx)
+			logger.Warn("quotaq-worker: task failed", "type", task.Type(), "task_id", id, "retried", retried, "max_retry", maxRetry, "err", err)
+		}),
+	}))
+
+	mux := asynq.NewServeMux()
+	mux.Use(th.Middleware)
+	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRedis(conn.Redis), scheduler.WithPrefix(o.prefix))
+	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(&http.Client{Timeout: o.httpTimeout}))
+	for _, typ := range strings.Split(o.echoTypes, ",") {
+		if typ = strings.TrimSpace(typ); typ != "" {
+			mux.HandleFunc(typ, echo(logger))
+		}
+	}
+
+	var metricsSrv *http.Server
+	if o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return fail("cannot listen on --metrics-addr "+o.metricsAddr, err)
+		}
+		hmux := http.NewServeMux()
+		hmux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		hmux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			if err := conn.Redis.Ping(r.Context()).Err(); err != nil {
+				http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		metricsSrv = &http.Server{Handler: hmux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = metricsSrv.Serve(ln) }()
+		logger.Info("quotaq-worker: metrics on http://" + ln.Addr().String() + "/metrics")
+	}
+
+	if err := srv.Start(mux); err != nil {
+		return fail("cannot start the asynq server", err)
+	}
+	var sch *scheduler.Scheduler
+	if sched != nil {
+		client := asynq.NewClientFromRedisClient(conn.Redis)
+		sch = scheduler.New(client, sched, scheduler.WithLogger(logger), scheduler.WithQueue(o.scheduleQueue))
+		sch.Start()
+		logger.Info("quotaq-worker: running schedule", "file", o.schedule, "queue", o.scheduleQueue)
+	}
+	logger.Info("quotaq-worker: started", "redis", conn.Addr, "embedded", conn.Embedded, "queues", o.queues.String(),
+		"concurrency", o.concurrency, "fail_open", o.failOpen, "max_wait", o.maxWait)
+
+	<-ctx.Done()
+	logger.Info("quotaq-worker: shutting down: no new tasks; running ones may finish", "timeout", o.shutdownTimeout)
+	if sch != nil {
+		select {
+		case <-sch.Stop().Done():
+		case <-time.After(o.shutdownTimeout):
+			logger.Warn("quotaq-worker: the scheduler's enqueues did not finish in time")
+		}
+	}
+	srv.Shutdown() // waits up to ShutdownTimeout, then hands the rest back to their queues
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = metricsSrv.Shutdown(sctx)
+		cancel()
+	}
+	logger.Info("quotaq-worker: stopped")
+	return 0
+}
+
+// echo is the handler of --echo-types: it logs the task and succeeds.
+func echo(logger *slog.Logger) asynq.HandlerFunc {
+	return func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		logger.Info("quotaq-worker: echo", "type", task.Type(), "task_id", id, "tenant", task.Headers()[worker.TenantHeader], "payload", string(task.Payload()))
+		return nil
+	}
+}

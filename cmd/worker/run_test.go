@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	badSchedule := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badSchedule, []byte("entries: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"ZeroConcurrency", []string{"--concurrency", "0"}, nil, "--concurrency 0"},
+		{"QueueWeightZero", []string{"--queues", "a=0"}, nil, `queue "a" has weight "0"`},
+		{"QueueTwice", []string{"--queues", "a,a=2"}, nil, `queue "a" is listed twice`},
+		{"BadLogLevel", []string{"--log-level", "loud"}, nil, `--log-level "loud"`},
+		{"BadAlgorithm", []string{"--algorithm", "leaky"}, nil, "--algorithm"},
+		{"NegativeMaxWait", []string{"--max-wait", "-1s"}, nil, "--max-wait -1s is negative"},
+		{"BadUntenanted", []string{"--untenanted", ""}, nil, "--untenanted"},
+		{"Argument", []string{"extra"}, nil, `unexpected argument "extra"`},
+		{"UnknownFlag", []string{"--nope"}, nil, "flag provided but not defined: -nope"},
+		{"BadEnv", nil, map[string]string{"QUOTAQ_CONCURRENCY": "many"}, `environment QUOTAQ_CONCURRENCY="many"`},
+		{"ScheduleQueueNotServed", []string{"--schedule", badSchedule, "--queues", "a", "--schedule-queue", "b"}, nil, `--schedule-queue "b" is not one of --queues (a=1)`},
+		{"BadScheduleFile", []string{"--schedule", badSchedule, "--metrics-addr", ""}, nil, "--schedule:"},
+		{"MissingScheduleFile", []string{"--schedule", filepath.Join(dir, "none.yaml"), "--metrics-addr", ""}, nil, "none.yaml"},
+		{"BadRedisURL", []string{"--redis-url", "http://x", "--metrics-addr", ""}, nil, "redis"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr syncBuffer
+			code := run(context.Background(), tc.args, env(tc.env), &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestHelpExitsZeroAndExplains(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	if code := run(context.Background(), []string{"--help"}, env(nil), &out); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, want := range []string{"QUOTAQ_<FLAG>", "-max-wait", "-delayed-task-check-interval", "-metrics-addr", "-fail-open", "-queues", "REDIS_URL", "embedded"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help does not mention %q", want)
+		}
+	}
+}
+
+func TestEnvironmentFillsUnsetFlags(t *testing.T) {
+	t.Parallel()
+	o, err := parseFlags([]string{"--concurrency", "3"}, env(map[string]string{
+		"QUOTAQ_CONCURRENCY": "99", "QUOTAQ_QUEUES": "hi=5,lo", "QUOTAQ_FAIL_OPEN": "true", "QUOTAQ_MAX_WAIT": "1m",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.concurrency != 3 || o.queues.String() != "hi=5,lo=1" || !o.failOpen || o.maxWait != time.Minute {
+		t.Errorf("options %+v: want the flag's concurrency 3 and the rest from the environment", o)
+	}
+}
+
+// worker is a quotaq-worker started by run in the background.
+type runningWorker struct {
+	logs    *syncBuffer
+	metrics string // base URL of the metrics endpoint
+	cancel  context.CancelFunc
+	done    chan int
+}
+
+func startWorker(t *testing.T, args []string, vars map[string]string) *runningWorker {
+	t.Helper()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &runningWorker{logs: &syncBuffer{}, metrics: "http://" + addr, cancel: cancel, done: make(chan int, 1)}
+	go func() { w.done <- run(ctx, append([]string{"--metrics-addr", addr}, args...), env(vars), w.logs) }()
+	waitFor(t, "the worker to start", func() bool {
+		select {
+		case code := <-w.done:
+			t.Fatalf("worker exited %d at start:\n%s", code, w.logs.String())
+		default:
+		}
+		return strings.Contains(w.logs.String(), "quotaq-worker: started")
+	})
+	t.Cleanup(func() { w.stop(t) })
+	return w
+}
+
+// stop cancels the worker (as SIGTERM does) and returns its exit code.
+func (w *runningWorker) stop(t *testing.T) int {
+	t.Helper()
+	w.cancel()
+	select {
+	case code := <-w.done:
+		w.done <- code // later calls see it too
+		return code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("worker did not stop:\n%s", w.logs.String())
+	}
+	return -1
+}
+
+func (w *runningWorker) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(w.metrics + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHTTPCallsAreThrottledAndHonour429: http:call tasks against a fake
+// upstream that answers 429 once: all of them succeed in the end, none is
+// archived, and the metrics say what happened.
+func TestHTTPCallsAreThrottledAndHonour429(t *testing.T) {
+	t.Parallel()
+	var calls, ok atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		ok.Add(1)
+	}))
+	t.Cleanup(upstream.Close)
+
+	rdb, prefix := redistest.Client(t)
+	queue := "q-" + prefix
+	l := throttle.New(rdb, throttle.WithPrefix(prefix))
+	if err := l.SetPolicy(context.Background(), "acme", throttle.Policy{Rate: 20, Burst: 2}); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, []string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix, "--per-tenant-metrics"}, nil)
+
+	client := asynq.NewClientFromRedisClient(rdb)
+	const n = 12
+	for range n {
+		task, err := worker.NewHTTPCallTask(worker.HTTPCall{Tenant: "acme", Method: "POST", URL: upstream.URL + "/hook", Body: `{"x":1}`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Enqueue(task, asynq.Queue(queue), asynq.MaxRetry(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every call to succeed", func() bool { return ok.Load() == n })
+	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Archived != 0 || q.Failed != 0 {
+		t.Errorf("archived=%d failed=%d, want 0 0", q.Archived, q.Failed)
+	}
+	code, body := w.get(t, "/metrics")
+	for _, want := range []string{
+		`quotaq_worker_upstream_retry_after_total{tenant="acme",type="http:call"} 1`,
+		`quotaq_worker_throttled_total{reason="upstream",tenant="acme",type="http:call"} 1`,
+		`quotaq_worker_requeued_total{tenant="acme",type="http:call"}`,
+		`quotaq_worker_allowed_total{tenant="acme",type="http:call",via="now"} 13`, // the 429ed call ran twice
+		`quotaq_worker_rethrottled_total`,
+		`go_goroutines`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) lacks %q", code, want)
+		}
+	}
+	if code, body := w.get(t, "/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if c := w.stop(t); c != 0 {
+		t.Errorf("exit %d after shutdown, want 0", c)
+	}
+	if logs := w.logs.String(); !strings.Contains(logs, "upstream asked to retry later") || strings.Contains(logs, "revoke task") {
+		t.Errorf("logs should report the 429 and not asynq's revoke warnings:\n%s", logs)
+	}
+}
+
+// TestEmbeddedRedisRunsTheThrottle: with no Redis configured the worker
+// starts miniredis, says so, and throttled tasks (whose re-queue scripts
+// run on miniredis) are all processed.
+func TestEmbeddedRedisRunsTheThrottle(t *testing.T) {
+	t.Parallel()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	w := startWorker(t, []string{"--embedded-addr", addr, "--echo-types", "job", "--default-rate", "20", "--default-burst", "2"}, nil)
+	if !strings.Contains(strings.ToLower(w.logs.String()), "embedded") {
+		t.Errorf("no log line says Redis is embedded:\n%s", w.logs.String())
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	client := asynq.NewClientFromRedisClient(rdb)
+	const n = 15
+	for i := range n {
+		task := asynq.NewTaskWithHeaders("job", fmt.Appendf(nil, `{"i":%d}`, i), map[string]string{worker.TenantHeader: "demo"})
+		if _, err := client.Enqueue(task, asynq.MaxRetry(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ins := asynq.NewInspectorFromRedisClient(rdb)
+	waitFor(t, "all tasks to run", func() bool {
+		q, err := ins.GetQueueInfo("default")
+		return err == nil && q.Processed == n && q.Pending == 0 && q.Scheduled == 0 && q.Active == 0
+	})
+	q, _ := ins.GetQueueInfo("default")
+	if q.Archived != 0 || q.Failed != 0 {
+		t.Errorf("archived=%d failed=%d, want 0 0", q.Archived, q.Failed)
+	}
+	if got := strings.Count(w.logs.String(), "quotaq-worker: echo"); got != n {
+		t.Errorf("%d echo lines, want %d", got, n)
+	}
+	if _, body := w.get(t, "/metrics"); !strings.Contains(body, `quotaq_worker_requeued_total{type="job"}`) {
+		t.Errorf("no task was re-queued: the test does not test the throttle on miniredis")
+	}
+}
+
+// TestShutdownLetsRunningTasksFinishThenHandsTheRestBack: on SIGTERM a
+// running task may finish within --shutdown-timeout; one that does not is
+// handed back to its queue.
+func TestShutdownLetsRunningTasksFinishThenHandsTheRestBack(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		timeout   string
+		callTakes time.Duration
+		wantState asynq.TaskState // of the task after shutdown
+	}{
+		{"FinishesInTime", "10s", 300 * time.Millisecond, 0},
+		{"HandedBack", "300ms", time.Hour, asynq.TaskStatePending},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			started := make(chan struct{}, 1)
+			release := make(chan struct{})
+			var finished atomic.Bool
+			upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				started <- struct{}{}
+				select {
+				case <-time.After(tc.callTakes):
+					finished.Store(true)
+				case <-release:
+				}
+			}))
+			t.Cleanup(func() { close(release); upstream.Close() })
+
+			rdb, prefix := redistest.Client(t)
+			queue := "q-" + prefix
+			w := startWorker(t, []string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix, "--shutdown-timeout", tc.timeout}, nil)
+			task, err := worker.NewHTTPCallTask(worker.HTTPCall{Tenant: "acme", URL: upstream.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := asynq.NewClientFromRedisClient(rdb).Enqueue(task, asynq.Queue(queue), asynq.MaxRetry(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-started:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the call never started")
+			}
+			if code := w.stop(t); code != 0 {
+				t.Fatalf("exit %d, want 0", code)
+			}
+			got, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(queue, info.ID)
+			if tc.wantState == 0 {
+				// Finished: asynq deleted it (no retention).
+				if err == nil || !finished.Load() {
+					t.Errorf("task after shutdown: %+v, finished=%v; want it finished and gone", got, finished.Load())
+				}
+				return
+			}
+			if err != nil || got.State != tc.wantState || got.Retried != 0 {
+				t.Errorf("task after shutdown: %+v, %v; want it %v with retry count 0", got, err, tc.wantState)
+			}
+		})
+	}
+}
