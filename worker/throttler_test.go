@@ -38,7 +38,7 @@ type testBundle struct {
 	logs      *syncBuffer
 	runs      *runLog
 	errs      *errorLog
-	start     func(t *testing.T) // starts the asynq server
+	start     func(t testing.TB) // starts the asynq server
 }
 
 type bundleConfig struct {
@@ -49,7 +49,7 @@ type bundleConfig struct {
 	noStart  bool // the test calls b.start itself
 }
 
-func setup(t *testing.T, cfg bundleConfig) *testBundle {
+func setup(t testing.TB, cfg bundleConfig) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t)
@@ -97,7 +97,7 @@ func setup(t *testing.T, cfg bundleConfig) *testBundle {
 		return nil
 	})
 	t.Cleanup(func() { _ = b.throttler.Close() })
-	b.start = func(t *testing.T) {
+	b.start = func(t testing.TB) {
 		t.Helper()
 		if err := srv.Start(mux); err != nil {
 			t.Fatal(err)
@@ -112,7 +112,7 @@ func setup(t *testing.T, cfg bundleConfig) *testBundle {
 
 // enqueue puts n "job" tasks of tenant in b's queue (tenant in the header)
 // and returns their ids.
-func (b *testBundle) enqueue(t *testing.T, tenant string, n int, opts ...asynq.Option) []string {
+func (b *testBundle) enqueue(t testing.TB, tenant string, n int, opts ...asynq.Option) []string {
 	t.Helper()
 	ids := make([]string, 0, n)
 	for i := range n {
@@ -128,7 +128,7 @@ func (b *testBundle) enqueue(t *testing.T, tenant string, n int, opts ...asynq.O
 
 // waitQueueDone polls until b's queue has nothing pending, active,
 // scheduled or retrying, and returns its stats.
-func (b *testBundle) waitQueueDone(t *testing.T, timeout time.Duration) *asynq.QueueInfo {
+func (b *testBundle) waitQueueDone(t testing.TB, timeout time.Duration) *asynq.QueueInfo {
 	t.Helper()
 	var q *asynq.QueueInfo
 	waitFor(t, timeout, "the queue to drain", func() bool {
@@ -139,7 +139,7 @@ func (b *testBundle) waitQueueDone(t *testing.T, timeout time.Duration) *asynq.Q
 	return q
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
