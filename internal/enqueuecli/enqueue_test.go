@@ -1,6 +1,7 @@
 package enqueuecli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/internal/redistest"
 )
 
 func TestEnqueueOneTask(t *testing.T) {
@@ -314,5 +318,27 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("--help does not mention %s", want)
 		}
+	}
+}
+
+func TestPipelinedBulkOnAFreshServer(t *testing.T) {
+	t.Parallel()
+	// A fresh server has no scripts loaded: asynq's first EVALSHA of each
+	// pipelined batch meets NOSCRIPT and must fall back to EVAL.
+	srv, err := redistest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	f := setup(t)
+	env := map[string]string{"REDIS_URL": "redis://" + srv.Addr + "/0"}
+	code, out, errOut := f.runEnv(env, "", "--tenant", "fresh", "--type", "t", "--count", "500", "--queue", "fresh")
+	if code != ExitOK || !strings.Contains(out, "enqueued 500 tasks") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	if n, err := rdb.LLen(context.Background(), "asynq:{fresh}:pending").Result(); err != nil || n != 500 {
+		t.Errorf("pending list holds %d (%v), want 500", n, err)
 	}
 }
