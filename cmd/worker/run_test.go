@@ -353,3 +353,27 @@ func TestShutdownLetsRunningTasksFinishThenHandsTheRestBack(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduleRunsInTheWorker: --schedule enqueues the file's quota tasks,
+// which this worker runs (exempt from the throttle) on the same limiter.
+func TestScheduleRunsInTheWorker(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redistest.Client(t)
+	queue := "q-" + prefix
+	file := filepath.Join(t.TempDir(), "schedule.yaml")
+	if err := os.WriteFile(file, []byte(`entries:
+  - name: acme-up
+    cron: "@every 1s"
+    action: adjust
+    tenant: acme
+    rate: 77
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, []string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix, "--schedule", file}, nil)
+	l := throttle.New(rdb, throttle.WithPrefix(prefix))
+	waitFor(t, "the scheduled adjust to set acme's rate", func() bool {
+		p, explicit, err := l.GetPolicy(context.Background(), "acme")
+		return err == nil && explicit && p.Rate == 77
+	})
+}
