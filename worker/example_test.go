@@ -1,0 +1,44 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"log"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
+)
+
+// A server whose tasks are throttled per tenant. (Compiled, not run: it
+// needs a Redis.)
+func Example() {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	limiter := throttle.New(rdb)
+	metrics, err := worker.NewMetrics(prometheus.DefaultRegisterer, false)
+	if err != nil {
+		log.Fatal(err)
+	}
+	t := worker.New(limiter, rdb, worker.WithMetrics(metrics), worker.WithMaxWait(time.Hour))
+	defer t.Close()
+
+	srv := asynq.NewServerFromRedisClient(rdb, t.ServerConfig(asynq.Config{Concurrency: 20}))
+	mux := asynq.NewServeMux()
+	mux.Use(t.Middleware)
+	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(nil))
+	mux.HandleFunc("report:build", func(ctx context.Context, task *asynq.Task) error {
+		// The task's tenant is its "tenant" header; it got here because its
+		// tenant had a token. An upstream that says 429 holds the tenant:
+		if upstreamSaidSlowDown := false; upstreamSaidSlowDown {
+			return worker.RetryAfter(30*time.Second, errors.New("429 from the reports API"))
+		}
+		return nil
+	})
+	if err := srv.Run(mux); err != nil {
+		log.Fatal(err)
+	}
+}
