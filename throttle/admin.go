@@ -18,6 +18,7 @@ func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error 
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("tenant %q: %w", tenant, err)
 	}
+	defer l.forgetRefusals(tenant)
 	k := l.keysFor(tenant).policy
 	pipe := l.rdb.TxPipeline()
 	pipe.Del(ctx, k)
@@ -51,6 +52,7 @@ func (l *Limiter) DeletePolicy(ctx context.Context, tenant string) error {
 	if err := ValidateTenant(tenant); err != nil {
 		return err
 	}
+	defer l.forgetRefusals(tenant)
 	if err := l.rdb.Del(ctx, l.keysFor(tenant).policy).Err(); err != nil {
 		return fmt.Errorf("%w: delete policy of tenant %q: %w", ErrUnavailable, tenant, err)
 	}
@@ -73,6 +75,7 @@ func (l *Limiter) SetDefaultPolicy(ctx context.Context, p Policy) error {
 		return fmt.Errorf("%w: set default policy: %w", ErrUnavailable, err)
 	}
 	l.def.Store(&cachedPolicy{p: p, read: time.Now()})
+	l.forgetAllRefusals()
 	return nil
 }
 
@@ -122,6 +125,7 @@ func (l *Limiter) Reset(ctx context.Context, tenant string) error {
 	if err := ValidateTenant(tenant); err != nil {
 		return err
 	}
+	defer l.forgetRefusals(tenant)
 	k := l.keysFor(tenant)
 	// one slot, one transaction: the tenant is reset atomically
 	pipe := l.rdb.TxPipeline()
@@ -144,6 +148,7 @@ func (l *Limiter) ResetQuota(ctx context.Context, tenants ...string) error {
 			return err
 		}
 	}
+	defer l.forgetRefusals(tenants...)
 	for start := 0; start < len(tenants); start += resetBatch {
 		end := min(start+resetBatch, len(tenants))
 		pipe := l.rdb.Pipeline()
@@ -165,6 +170,7 @@ const resetBatch = 1000
 // batches (SCAN, then one pipeline of HDEL per batch), so it neither blocks
 // Redis nor costs a round trip per tenant; each tenant is reset atomically.
 func (l *Limiter) ResetAllQuotas(ctx context.Context) (int, error) {
+	defer l.forgetAllRefusals()
 	total := 0
 	err := l.scan(ctx, l.prefix+":{*}:quota", func(ctx context.Context, c redis.UniversalClient, batch []string) error {
 		pipe := c.Pipeline()

@@ -25,6 +25,9 @@ type Limiter struct {
 
 	def        atomic.Pointer[cachedPolicy]
 	refreshing sync.Mutex
+
+	refused *refusalCache // WithRefusalCache; nil: off
+	batch   *batcher      // WithBatching; nil: off
 }
 
 type cachedPolicy struct {
@@ -69,8 +72,11 @@ func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, e
 // bucket (and quota) or from none. On Redis Cluster the ids must hash to one
 // slot; see the README.
 func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
-	d, err := l.run(ctx, "allow", Request{IDs: ids, N: n})
-	return d.Result, err
+	if l.refused == nil {
+		d, err := l.run(ctx, "allow", Request{IDs: ids, N: n})
+		return d.Result, err
+	}
+	return l.allowCached(ctx, n, ids)
 }
 
 // Peek reports what AllowN(ctx, tenant, 1) would answer, consuming nothing.
@@ -131,6 +137,7 @@ func (l *Limiter) Reserve(ctx context.Context, req Request) (Reservation, error)
 // reservation that will not be used. Giving back more than was taken leaves
 // a full bucket.
 func (l *Limiter) CancelN(ctx context.Context, tenant string, n int64) error {
+	defer l.forgetRefusals(tenant)
 	_, err := l.run(ctx, "cancel", Request{IDs: []string{tenant}, N: n})
 	return err
 }
@@ -141,6 +148,7 @@ func (l *Limiter) CancelTicket(ctx context.Context, req Request) error {
 	if req.Ticket == "" {
 		return fmt.Errorf("throttle: CancelTicket needs a ticket")
 	}
+	defer l.forgetRefusals(req.IDs...)
 	_, err := l.run(ctx, "cancel", req)
 	return err
 }
@@ -210,7 +218,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		return l.failed(req, err)
 	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.args()...)
-	reply, err := l.algo.decide.Run(ctx, l.rdb, ks, args...).Int64Slice()
+	reply, err := l.decide(ctx, ks, args)
 	if err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT") {
 		return l.runSplit(ctx, mode, req)
 	}

@@ -1,0 +1,295 @@
+package throttle_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// evalCounter counts the decision scripts a client sends, alone or in
+// pipelines.
+type evalCounter struct {
+	evals     atomic.Int64 // EVALSHA and EVAL commands
+	pipelines atomic.Int64 // pipelines holding at least one
+}
+
+func (h *evalCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *evalCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+			h.evals.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *evalCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		n := int64(0)
+		for _, c := range cmds {
+			if c.Name() == "evalsha" || c.Name() == "eval" {
+				n++
+			}
+		}
+		if n > 0 {
+			h.evals.Add(n)
+			h.pipelines.Add(1)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// setupCounted is setup with a hook counting the scripts sent.
+func setupCounted(t *testing.T, opts ...throttle.Option) (*throttle.Limiter, *redis.Client, *evalCounter) {
+	t.Helper()
+	c, prefix := redistest.Client(t)
+	h := &evalCounter{}
+	c.AddHook(h)
+	return throttle.New(c, append([]throttle.Option{throttle.WithPrefix(prefix)}, opts...)...), c, h
+}
+
+// redisNow reads Redis's clock, the one the limiter counts with.
+func redisNow(t *testing.T, c *redis.Client) time.Time {
+	t.Helper()
+	now, err := c.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+// The fast paths must never admit more than the bucket holds: on a fixed
+// clock exactly the burst, on a real clock at most burst + rate x elapsed.
+func TestFastPathsNeverOverAdmit(t *testing.T) {
+	t.Parallel()
+	modes := []struct {
+		name string
+		opts []throttle.Option
+	}{
+		{"RefusalCache", []throttle.Option{throttle.WithRefusalCache(time.Second)}},
+		{"Batching", []throttle.Option{throttle.WithBatching(0, 0)}},
+		{"BatchingWithLinger", []throttle.Option{throttle.WithBatching(8, 200*time.Microsecond)}},
+		{"Both", []throttle.Option{throttle.WithRefusalCache(time.Second), throttle.WithBatching(16, 0)}},
+	}
+	const tenants = 4
+	hammer := func(t *testing.T, l *throttle.Limiter, n int64, callers, calls int) map[string]int64 {
+		t.Helper()
+		var mu sync.Mutex
+		admitted := map[string]int64{}
+		var wg sync.WaitGroup
+		for g := range callers {
+			wg.Go(func() {
+				for i := range calls {
+					id := "tenant-" + strconv.Itoa((g+i)%tenants)
+					r, err := l.AllowN(context.Background(), id, n)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if r.Allowed {
+						mu.Lock()
+						admitted[id] += n
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return admitted
+	}
+	for _, m := range modes {
+		t.Run(m.name+"/FixedClock", func(t *testing.T) {
+			t.Parallel()
+			p := throttle.Policy{Rate: 10, Burst: 7}
+			l, _ := setupClock(t, t0, append([]throttle.Option{throttle.WithDefaultPolicy(p)}, m.opts...)...)
+			for id, got := range hammer(t, l, 1, 16, 25) { // miniredis is slow: fewer calls
+				if got != p.Burst {
+					t.Errorf("%s admitted %d tokens on a fixed clock, want exactly the burst %d", id, got, p.Burst)
+				}
+			}
+		})
+		t.Run(m.name+"/RealServer", func(t *testing.T) {
+			t.Parallel()
+			p := throttle.Policy{Rate: 50, Burst: 5}
+			c, prefix := redistest.Client(t)
+			l := throttle.New(c, append([]throttle.Option{throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(p)}, m.opts...)...)
+			start := redisNow(t, c)
+			admitted := hammer(t, l, 2, 32, 60)
+			elapsed := redisNow(t, c).Sub(start)
+			limit := p.Burst + int64(p.Rate*elapsed.Seconds()) + 1
+			for id, got := range admitted {
+				if got > limit {
+					t.Errorf("%s admitted %d tokens in %s, the bucket allows at most %d", id, got, elapsed, limit)
+				}
+			}
+			if len(admitted) != tenants {
+				t.Errorf("admitted some tokens of %d tenants, want all %d: %v", len(admitted), tenants, admitted)
+			}
+		})
+	}
+}
+
+func TestRefusalCacheAnswersLocally(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _, h := setupCounted(t, throttle.WithDefaultPolicy(throttle.Policy{Rate: 0.01, Burst: 3}),
+		throttle.WithRefusalCache(time.Minute))
+	mustAllowN(t, l, "acme", 2) // 1 left, the next token in 100s
+	first := mustAllowN(t, l, "acme", 2)
+	if first.Allowed || first.Reason != throttle.ReasonRate {
+		t.Fatalf("2 tokens of 1: %+v", first)
+	}
+	asked := h.evals.Load()
+	for i := range 50 {
+		for _, n := range []int64{2, 3} {
+			r := mustAllowN(t, l, "acme", n)
+			if r.Allowed || r.Reason != throttle.ReasonRate || r.Tenant != "acme" {
+				t.Fatalf("local answer %d for n=%d: %+v", i, n, r)
+			}
+			if r.RetryAfter <= 0 || r.RetryAfter > time.Minute {
+				t.Fatalf("local RetryAfter %s, want in (0, 1m] (the cache's bound)", r.RetryAfter)
+			}
+		}
+	}
+	if got := h.evals.Load() - asked; got != 0 {
+		t.Fatalf("100 refusals known in advance asked Redis %d times, want 0", got)
+	}
+	// a smaller cost is not known refused: Redis is asked, and admits
+	if r := mustAllowN(t, l, "acme", 1); !r.Allowed {
+		t.Fatalf("1 token of 1: %+v", r)
+	}
+	if got := h.evals.Load() - asked; got != 1 {
+		t.Fatalf("a smaller cost asked Redis %d times, want 1", got)
+	}
+	// another tenant is not concerned
+	if r := mustAllowN(t, l, "other", 3); !r.Allowed {
+		t.Fatalf("another tenant: %+v", r)
+	}
+	// a multi-level decision involving the refused id is refused locally too
+	before := h.evals.Load()
+	if r, err := l.AllowMulti(ctx, 2, "fresh", "acme"); err != nil || r.Allowed || r.Tenant != "acme" {
+		t.Fatalf("AllowMulti through a refused id: %+v, %v", r, err)
+	}
+	if got := h.evals.Load() - before; got != 0 {
+		t.Fatalf("AllowMulti through a refused id asked Redis %d times, want 0", got)
+	}
+}
+
+func TestRefusalCacheForgetsWhatThisLimiterGivesBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// one token per quota period, which only a reset ends: the second
+	// decision is refused for good, until one of these calls gives back
+	once := throttle.Policy{Rate: 1000, Burst: 10, Quota: 1}
+	free := throttle.PerSecond(1000)
+	tests := []struct {
+		name     string
+		own, def throttle.Policy // the tenant's own policy (none when zero) and the default
+		giveBack func(l *throttle.Limiter) error
+	}{
+		{"Reset", once, free, func(l *throttle.Limiter) error { return l.Reset(ctx, "acme") }},
+		{"SetPolicy", once, free, func(l *throttle.Limiter) error { return l.SetPolicy(ctx, "acme", free) }},
+		{"DeletePolicy", once, free, func(l *throttle.Limiter) error { return l.DeletePolicy(ctx, "acme") }},
+		{"CancelN", once, free, func(l *throttle.Limiter) error { return l.CancelN(ctx, "acme", 1) }},
+		{"ResetQuota", once, free, func(l *throttle.Limiter) error { return l.ResetQuota(ctx, "acme") }},
+		{"ResetAllQuotas", once, free, func(l *throttle.Limiter) error {
+			_, err := l.ResetAllQuotas(ctx)
+			return err
+		}},
+		{"SetDefaultPolicy", throttle.Policy{}, once, func(l *throttle.Limiter) error { return l.SetDefaultPolicy(ctx, free) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l, _, h := setupCounted(t, throttle.WithDefaultPolicy(tt.def), throttle.WithRefusalCache(time.Hour))
+			if tt.own != (throttle.Policy{}) {
+				if err := l.SetPolicy(ctx, "acme", tt.own); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustAllowN(t, l, "acme", 1)
+			if r := mustAllowN(t, l, "acme", 1); r.Allowed || r.Reason != throttle.ReasonQuota {
+				t.Fatalf("second token: %+v", r)
+			}
+			asked := h.evals.Load()
+			if r := mustAllowN(t, l, "acme", 1); r.Allowed || h.evals.Load() != asked {
+				t.Fatalf("third token: %+v, asked Redis %d times, want a local refusal", r, h.evals.Load()-asked)
+			}
+			if err := tt.giveBack(l); err != nil {
+				t.Fatal(err)
+			}
+			if r := mustAllowN(t, l, "acme", 1); !r.Allowed {
+				t.Fatalf("after %s on this limiter: still refused: %+v", tt.name, r)
+			}
+		})
+	}
+}
+
+// Another process's Reset reaches a cached refusal within the cache's bound.
+func TestRefusalCacheIsBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const bound = 50 * time.Millisecond
+	c, prefix := redistest.Client(t)
+	slow := throttle.WithDefaultPolicy(throttle.Policy{Rate: 0.001, Burst: 1}) // a token every 1000s
+	cached := throttle.New(c, throttle.WithPrefix(prefix), slow, throttle.WithRefusalCache(bound))
+	other := throttle.New(c, throttle.WithPrefix(prefix), slow)
+	mustAllowN(t, cached, "acme", 1)
+	r := mustAllowN(t, cached, "acme", 1)
+	if r.Allowed || r.RetryAfter < time.Minute {
+		t.Fatalf("second token: %+v", r)
+	}
+	if r = mustAllowN(t, cached, "acme", 1); r.Allowed || r.RetryAfter > bound {
+		t.Fatalf("local refusal: %+v, want RetryAfter within the bound %s", r, bound)
+	}
+	if err := other.Reset(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !mustAllowN(t, cached, "acme", 1).Allowed {
+		if time.Now().After(deadline) {
+			t.Fatalf("another limiter's Reset not seen after 10s; the cache's bound is %s", bound)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRefusalCacheSkipsNeverAnswers(t *testing.T) {
+	t.Parallel()
+	l, _, h := setupCounted(t, throttle.WithDefaultPolicy(throttle.Policy{Rate: 1, Burst: 2}),
+		throttle.WithRefusalCache(time.Minute))
+	mustAllowN(t, l, "warm-up", 1) // loads the script
+	h.evals.Store(0)
+	for i := range 3 {
+		r := mustAllowN(t, l, "acme", 3) // above the burst: never
+		if r.Allowed || r.Reason != throttle.ReasonCost || r.RetryAfter != -1 {
+			t.Fatalf("call %d, cost above burst: %+v", i, r)
+		}
+	}
+	if got := h.evals.Load(); got != 3 {
+		t.Fatalf("cost above burst asked Redis %d times in 3 calls, want 3 (not cached)", got)
+	}
+	if r := mustAllowN(t, l, "acme", 2); !r.Allowed {
+		t.Fatalf("2 of 2 after the refusals: %+v", r)
+	}
+}
+
+func ExampleWithRefusalCache() {
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+	// Refused tenants are refused locally for up to a second: a hot tenant
+	// far over its limit costs Redis one decision per RetryAfter, not one per
+	// job. Another process's Reset or SetPolicy reaches this one within 1s.
+	l := throttle.New(rdb, throttle.WithRefusalCache(time.Second), throttle.WithBatching(0, 0))
+	r, err := l.Allow(context.Background(), "acme")
+	fmt.Println(r, err)
+}
