@@ -1,0 +1,27 @@
+# quotaq's commands in one small image (no shell, runs as nonroot):
+#
+#   quotaq-worker    ./cmd/worker         the throttled asynq worker (+ --schedule)
+#   quotaq-enqueue   ./cmd/enqueue        the CLI: enqueue tasks, policies, status
+#   quotaq-upstream  ./examples/upstream  the examples' fake rate-limited API
+#
+#   docker build -t quotaq .
+#   docker run --rm -e REDIS_URL=redis://redis.example:6379/0 quotaq quotaq-worker --help
+#
+# docker-compose.yml runs them with Redis. Time zones for CRON_TZ= are compiled
+# in (-tags timetzdata), so the image needs no tzdata.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ENV CGO_ENABLED=0
+RUN go build -trimpath -tags timetzdata -ldflags="-s -w" -o /out/quotaq-worker ./cmd/worker
+RUN go build -trimpath -tags timetzdata -ldflags="-s -w" -o /out/quotaq-enqueue ./cmd/enqueue
+RUN go build -trimpath -tags timetzdata -ldflags="-s -w" -o /out/quotaq-upstream ./examples/upstream
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/ /usr/local/bin/
+USER nonroot:nonroot
+EXPOSE 2112 8080
+CMD ["quotaq-worker"]

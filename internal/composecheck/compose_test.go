@@ -1,0 +1,320 @@
+package composecheck
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// root is the repository, two levels up from this module.
+var root = func() string {
+	abs, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		panic(err)
+	}
+	return abs
+}()
+
+func loadProject(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root),
+		cli.WithResolvedPaths(true),
+		cli.WithEnv(nil), // the file must not depend on the caller's environment
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load with the compose-spec parser: %v", err)
+	}
+	return p
+}
+
+// dockerfile is what the test reads from the Dockerfile.
+type dockerfile struct {
+	goImage string            // tag of the golang build image, e.g. "1.26-bookworm"
+	bins    map[string]string // binary name -> package built into it
+	binDir  string            // where the final stage puts them
+}
+
+var buildLine = regexp.MustCompile(`^RUN go build .*-o /out/(\S+) (\./\S+)\s*$`)
+
+func readDockerfile(t *testing.T) dockerfile {
+	t.Helper()
+	f, err := os.Open(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d := dockerfile{bins: map[string]string{}}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "FROM golang:"):
+			d.goImage = strings.Fields(strings.TrimPrefix(line, "FROM golang:"))[0]
+		case buildLine.MatchString(line):
+			m := buildLine.FindStringSubmatch(line)
+			d.bins[m[1]] = m[2]
+		case strings.HasPrefix(line, "COPY --from=build /out/ "):
+			d.binDir = strings.TrimSpace(strings.TrimPrefix(line, "COPY --from=build /out/ "))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// built holds the Dockerfile's binaries, built once for the whole test run.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+func binaries(t *testing.T) string {
+	t.Helper()
+	d := readDockerfile(t)
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "composecheck-")
+		if buildErr != nil {
+			return
+		}
+		for name, pkg := range d.bins {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), pkg)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build -o %s %s: %v\n%s", name, pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func TestComposeFileLoads(t *testing.T) {
+	t.Parallel()
+	p := loadProject(t)
+	want := []string{"redis", "worker", "upstream", "enqueue"}
+	all := p.AllServices()
+	for _, name := range want {
+		if _, ok := all[name]; !ok {
+			t.Errorf("service %q is missing (have %v)", name, p.ServiceNames())
+		}
+	}
+	for name, s := range all {
+		if s.Image == "" && s.Build == nil {
+			t.Errorf("service %q has neither image nor build", name)
+		}
+		if s.Build != nil {
+			if s.Build.Context != root {
+				t.Errorf("service %q builds from %q, want the repository root %q", name, s.Build.Context, root)
+			}
+			if df := s.Build.Dockerfile; df != "" && df != "Dockerfile" && df != filepath.Join(root, "Dockerfile") {
+				t.Errorf("service %q builds with %q, want the root Dockerfile", name, df)
+			}
+		}
+		for dep := range s.DependsOn {
+			if _, ok := all[dep]; !ok {
+				t.Errorf("service %q depends on %q, which is not a service", name, dep)
+			}
+		}
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				if _, ok := p.Volumes[v.Source]; !ok {
+					t.Errorf("service %q mounts volume %q, which is not declared", name, v.Source)
+				}
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("service %q binds %q, which does not exist: %v", name, v.Source, err)
+			}
+		}
+	}
+	if all["enqueue"].Profiles == nil {
+		t.Error(`service "enqueue" (the CLI) should be in a profile, so "docker compose up" does not start it`)
+	}
+	if w := all["worker"]; !slicesContainPrefix(w.Command, "--schedule") {
+		t.Errorf("the worker runs no schedule: command %q", w.Command)
+	}
+}
+
+func slicesContainPrefix(args []string, prefix string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDockerfileBuildsTheCommands(t *testing.T) {
+	t.Parallel()
+	d := readDockerfile(t)
+	if len(d.bins) == 0 {
+		t.Fatal("the Dockerfile has no `RUN go build ... -o /out/NAME ./PKG` line")
+	}
+	if d.binDir != "/usr/local/bin/" && d.binDir != "/usr/local/bin" {
+		t.Errorf("the final stage copies the binaries to %q, want /usr/local/bin (on PATH)", d.binDir)
+	}
+	goMod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(goMod)
+	if m == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	if !strings.HasPrefix(d.goImage, string(m[1])) {
+		t.Errorf("the build image is golang:%s, but go.mod needs go %s", d.goImage, m[1])
+	}
+	for name, pkg := range d.bins {
+		cmd := exec.Command("go", "list", "-f", "{{.Name}}", pkg)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil || strings.TrimSpace(string(out)) != "main" {
+			t.Errorf("%s is built from %s, which is not a main package: %q %v", name, pkg, out, err)
+		}
+	}
+	// Every binary a service runs is one the Dockerfile builds.
+	for name, s := range loadProject(t).AllServices() {
+		if s.Build == nil {
+			continue
+		}
+		argv := append(append([]string{}, s.Entrypoint...), s.Command...)
+		if len(argv) == 0 {
+			t.Errorf("service %q runs the image's default command; name the binary", name)
+			continue
+		}
+		if _, ok := d.bins[argv[0]]; !ok {
+			t.Errorf("service %q runs %q, which the Dockerfile does not build (it builds %v)", name, argv[0], keys(d.bins))
+		}
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// helpFlag matches a flag line of Go's flag.PrintDefaults: "  -name value".
+var helpFlag = regexp.MustCompile(`(?m)^\s{1,4}--?([A-Za-z0-9][A-Za-z0-9_.-]*)`)
+
+func TestServiceCommandsUseRealFlags(t *testing.T) {
+	t.Parallel()
+	bin := binaries(t)
+	d := readDockerfile(t)
+	for name, s := range loadProject(t).AllServices() {
+		if s.Build == nil {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			argv := append(append([]string{}, s.Entrypoint...), s.Command...)
+			if _, ok := d.bins[argv[0]]; !ok {
+				t.Skipf("%q is not built by the Dockerfile (TestDockerfileBuildsTheCommands fails for it)", argv[0])
+			}
+			exe := filepath.Join(bin, argv[0])
+			args := argv[1:]
+			var sub []string // a subcommand ("status") comes first
+			if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+				sub, args = args[:1], args[1:]
+			}
+			help := runHelp(t, exe, sub)
+			if len(sub) > 0 { // the program's own help documents the shared flags and environment
+				help += runHelp(t, exe, nil)
+			}
+			known := map[string]bool{}
+			for _, m := range helpFlag.FindAllStringSubmatch(help, -1) {
+				known[m[1]] = true
+			}
+			if len(known) == 0 && len(args) > 0 {
+				t.Fatalf("%s %v --help lists no flags:\n%s", argv[0], sub, help)
+			}
+			for i := 0; i < len(args); i++ {
+				a := args[i]
+				if !strings.HasPrefix(a, "-") {
+					t.Errorf("argument %q: the service passes a positional argument after the flags", a)
+					continue
+				}
+				flagName, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+				if !known[flagName] {
+					t.Errorf("%s has no flag --%s (its --help lists %d flags)", argv[0], flagName, len(known))
+				}
+			}
+			// The real flag parser accepts the whole command line: names,
+			// and values (a bad duration or number is refused at parse time).
+			cmd := exec.Command(exe, append(append(append([]string{}, sub...), args...), "--help")...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("%s %q --help: %v\n%s", argv[0], append(sub, args...), err, out)
+			}
+			for _, bad := range []string{"flag provided but not defined", "invalid value", "invalid boolean"} {
+				if bytes.Contains(out, []byte(bad)) {
+					t.Errorf("%s refuses the service's command line: %s", argv[0], out)
+				}
+			}
+			// Environment: the Redis variables are documented in --help; the
+			// QUOTAQ_<FLAG> variables must name a real flag.
+			for key := range s.Environment {
+				switch {
+				case strings.HasPrefix(key, "QUOTAQ_"):
+					f := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(key, "QUOTAQ_"), "_", "-"))
+					if !known[f] {
+						t.Errorf("environment %s: %s has no flag --%s", key, argv[0], f)
+					}
+				case !strings.Contains(help, key):
+					t.Errorf("environment %s: %s --help does not mention it", key, argv[0])
+				}
+			}
+			// Every published port is one the command listens on.
+			for _, p := range s.Ports {
+				port := ":" + strconv.FormatUint(uint64(p.Target), 10)
+				if !strings.Contains(strings.Join(args, " "), port) {
+					t.Errorf("port %d is published, but no flag of %q listens on %s", p.Target, args, port)
+				}
+			}
+		})
+	}
+}
+
+// runHelp returns the --help text of exe (or of its subcommand).
+func runHelp(t *testing.T, exe string, sub []string) string {
+	t.Helper()
+	cmd := exec.Command(exe, append(append([]string{}, sub...), "--help")...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v --help: %v\n%s", filepath.Base(exe), sub, err, out)
+	}
+	return string(out)
+}
