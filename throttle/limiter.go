@@ -235,6 +235,8 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 // unavailable to others, so it can briefly admit less.
 func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decision, error) {
 	var worst decision
+	var now []string // ids admitted at once, while a later id may book
+	booked := false
 	for i, id := range req.IDs {
 		one := req
 		one.IDs = []string{id}
@@ -261,8 +263,36 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 			}
 			return d, nil
 		}
+		if d.booked {
+			booked = true
+		} else {
+			now = append(now, id)
+		}
+	}
+	if booked && req.Ticket != "" && len(now) > 0 {
+		// the ids that admitted at once hold the ticket too, already due, so
+		// the redeeming call charges none of them again
+		if err := l.recordTicket(ctx, req.Ticket, worst.RetryAfter+time.Hour, now); err != nil {
+			return worst, err
+		}
 	}
 	return worst, nil
+}
+
+// recordTicket marks ticket as booked and already due on each id, kept at
+// least for ttl.
+func (l *Limiter) recordTicket(ctx context.Context, ticket string, ttl time.Duration, ids []string) error {
+	pipe := l.rdb.Pipeline()
+	for _, id := range ids {
+		k := l.keysFor(id).aux
+		pipe.HSet(ctx, k, "k:"+ticket, 0)
+		pipe.ExpireNX(ctx, k, ttl)
+		pipe.ExpireGT(ctx, k, ttl)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: record ticket %q: %w", ErrUnavailable, ticket, err)
+	}
+	return nil
 }
 
 // failed is the answer when Redis could not be asked: the fail-open setting

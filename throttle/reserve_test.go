@@ -181,3 +181,21 @@ func TestParseAlgorithm(t *testing.T) {
 		t.Error("ParseAlgorithm(leaky) accepted")
 	}
 }
+
+func TestRateChangeRepricesTheTokensOwed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := setupClock(t, t0)
+	if err := l.SetPolicy(ctx, "acme", throttle.Policy{Rate: 1, Burst: 10}); err != nil {
+		t.Fatal(err)
+	}
+	mustAllowN(t, l, "acme", 10) // 10 tokens owed: 10s at 1/s
+	if err := l.SetPolicy(ctx, "acme", throttle.Policy{Rate: 100, Burst: 10}); err != nil {
+		t.Fatal(err)
+	}
+	// at 100/s the same 10 tokens take 100ms, not the 10s of the old rate
+	r := mustAllowN(t, l, "acme", 1)
+	if r.Allowed || r.RetryAfter != 10*time.Millisecond || r.ResetAfter != 100*time.Millisecond {
+		t.Fatalf("after raising the rate: %+v", r)
+	}
+}

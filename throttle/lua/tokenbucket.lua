@@ -3,7 +3,8 @@
 -- interval_ns; the bucket holds burst tokens; backlog beyond burst*interval is
 -- tokens booked for the future (reservations). Stored as "backlog:last" with
 -- a TTL equal to the backlog, so an idle tenant's key disappears exactly when
--- its bucket would be full.
+-- its bucket would be full. The interval is stored too ("backlog:last:t"):
+-- when the policy's rate changes, the tokens owed are repriced.
 
 local algo = {books = true}
 
@@ -11,12 +12,18 @@ local algo = {books = true}
 function algo.load(key, t, b, now)
   local v = redis.call('GET', key)
   if not v then return 0 end
-  local backlog, last = string.match(v, '^(%d+):(%d+)$')
-  backlog, last = tonumber(backlog), tonumber(last)
+  local backlog, last, was = string.match(v, '^(%d+):(%d+):?(%d*)$')
+  backlog, last, was = tonumber(backlog), tonumber(last), tonumber(was)
   local elapsed = now - last
-  if elapsed <= 0 then return backlog end
-  if elapsed * 1000 >= backlog then return 0 end
-  return backlog - elapsed * 1000
+  if elapsed > 0 then
+    if elapsed * 1000 >= backlog then return 0 end
+    backlog = backlog - elapsed * 1000
+  end
+  if was and was ~= t and was > 0 then
+    -- the rate changed: the tokens owed stay the same, at the new price
+    backlog = math.ceil(backlog / was * t)
+  end
+  return backlog
 end
 
 -- wait returns how long (ns) until n tokens are there: 0 now, -1 never.
@@ -36,7 +43,7 @@ end
 -- take consumes n tokens (possibly booked in the future) and returns the new state.
 function algo.take(key, st, t, b, n, now)
   local backlog = st + n * t
-  redis.call('SET', key, fmt(backlog) .. ':' .. fmt(now), 'PX', math.ceil(backlog / 1000000))
+  redis.call('SET', key, fmt(backlog) .. ':' .. fmt(now) .. ':' .. fmt(t), 'PX', math.ceil(backlog / 1000000))
   return backlog
 end
 
@@ -47,7 +54,7 @@ function algo.give(key, st, t, b, n, now)
     redis.call('DEL', key)
     return 0
   end
-  redis.call('SET', key, fmt(backlog) .. ':' .. fmt(now), 'PX', math.ceil(backlog / 1000000))
+  redis.call('SET', key, fmt(backlog) .. ':' .. fmt(now) .. ':' .. fmt(t), 'PX', math.ceil(backlog / 1000000))
   return backlog
 end
 
