@@ -22,7 +22,7 @@ var badPolicies = []throttle.Policy{
 	{Rate: 1, Burst: 1, Quota: 10, QuotaPeriod: -time.Hour},
 	{Rate: 1, Burst: 1, QuotaPeriod: time.Hour},
 	{Rate: 1, Burst: 1, Quota: 10, QuotaPeriod: time.Microsecond},
-	{Rate: 0.0001, Burst: 1000}, // 115 days to refill
+	{Rate: 0.0001, Burst: 1000},   // 115 days to refill
 	{Rate: 2.5e8, Burst: 1 << 62}, // interval x burst wraps int64
 }
 
