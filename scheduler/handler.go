@@ -58,7 +58,12 @@ func (h *handlers) reset(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return fmt.Errorf("scheduler: reset all quotas (%d reset before the error): %w", n, err)
 		}
-		log.Info("scheduler: quotas reset", "tenants", n, "all", true)
+		if !r.NextReset.IsZero() {
+			if err := h.l.SetDefaultQuotaReset(ctx, r.NextReset); err != nil {
+				return fmt.Errorf("scheduler: record next quota reset of all tenants: %w", err)
+			}
+		}
+		log.Info("scheduler: quotas reset", "tenants", n, "all", true, "next_reset", r.NextReset)
 		return nil
 	}
 	if err := h.l.ResetQuota(ctx, r.Tenants...); err != nil {

@@ -135,6 +135,26 @@ entries:
 		}
 	})
 
+	t.Run("AllRecordsTheNextResetForEveryTenant", func(t *testing.T) {
+		t.Parallel()
+		b := setupHandlers(t)
+		b.setPolicy(t, "a", quota)
+		next := time.Now().Add(time.Hour)
+		task, err := NewResetTask(Reset{All: true, NextReset: next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.h.reset(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		// a tenant that uses its quota up after the reset is told to come
+		// back at the next one, not polled every minute
+		r := b.exhaust(t, "a", 3)
+		if r.RetryAfter < 59*time.Minute || r.RetryAfter > time.Hour {
+			t.Fatalf("RetryAfter %s after a reset-all with the next one an hour ahead; want about 1h", r.RetryAfter)
+		}
+	})
+
 	t.Run("ByHand", func(t *testing.T) {
 		t.Parallel()
 		b := setupHandlers(t)

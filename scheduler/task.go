@@ -30,7 +30,8 @@ type Reset struct {
 	All     bool     `json:"all,omitempty"`
 
 	// NextReset is when the schedule resets these quotas again. The handler
-	// records it for each listed tenant (throttle Limiter.SetQuotaReset), so
+	// records it for each listed tenant (throttle Limiter.SetQuotaReset), or
+	// for all (SetDefaultQuotaReset), so
 	// that a task refused by the quota is told to come back then. Zero: not
 	// known, nothing recorded.
 	NextReset time.Time `json:"next_reset,omitzero"`

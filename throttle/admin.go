@@ -3,6 +3,7 @@ package throttle
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,13 +69,16 @@ func (l *Limiter) SetDefaultPolicy(ctx context.Context, p Policy) error {
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("default policy: %w", err)
 	}
-	pipe := l.rdb.TxPipeline()
-	pipe.Del(ctx, l.defaultKey())
-	pipe.HSet(ctx, l.defaultKey(), p.fields()...)
-	if _, err := pipe.Exec(ctx); err != nil {
+	// every policy field is written, so HSET replaces the old policy whole
+	// and keeps the recorded quota reset ('next')
+	if err := l.rdb.HSet(ctx, l.defaultKey(), p.fields()...).Err(); err != nil {
 		return fmt.Errorf("%w: set default policy: %w", ErrUnavailable, err)
 	}
-	l.def.Store(&cachedPolicy{p: p, read: time.Now()})
+	var next int64
+	if c := l.def.Load(); c != nil {
+		next = c.next
+	}
+	l.def.Store(&cachedPolicy{p: p, next: next, read: time.Now()})
 	l.forgetAllRefusals()
 	return nil
 }
@@ -84,39 +88,63 @@ func (l *Limiter) DefaultPolicy(ctx context.Context) (Policy, error) {
 	return l.defaultPolicy(ctx)
 }
 
-// defaultPolicy returns the stored default policy, read again once the
-// cached one is older than the refresh interval (by one caller at a time:
-// the others use the cached one meanwhile).
+// defaultPolicy returns the stored default policy.
 func (l *Limiter) defaultPolicy(ctx context.Context) (Policy, error) {
+	d, err := l.defaults(ctx)
+	return d.p, err
+}
+
+// defaults returns the stored default policy and quota reset, read again
+// once the cached ones are older than the refresh interval (by one caller at
+// a time: the others use the cached ones meanwhile).
+func (l *Limiter) defaults(ctx context.Context) (*cachedPolicy, error) {
 	c := l.def.Load()
 	if c != nil && time.Since(c.read) < l.refresh {
-		return c.p, nil
+		return c, nil
 	}
 	if c != nil && !l.refreshing.TryLock() {
-		return c.p, nil
+		return c, nil
 	}
 	if c == nil {
 		l.refreshing.Lock()
 	}
 	defer l.refreshing.Unlock()
 	if c2 := l.def.Load(); c2 != nil && c2 != c {
-		return c2.p, nil
+		return c2, nil
 	}
-	p := l.fallback
+	d := &cachedPolicy{p: l.fallback}
 	m, err := l.rdb.HGetAll(ctx, l.defaultKey()).Result()
 	if err != nil {
-		return p, fmt.Errorf("read default policy: %w", err)
+		return d, fmt.Errorf("read default policy: %w", err)
 	}
-	if len(m) > 0 {
-		if p, err = policyFromFields(m); err != nil {
-			return l.fallback, err
+	if m["rate"] != "" {
+		if d.p, err = policyFromFields(m); err != nil {
+			return &cachedPolicy{p: l.fallback}, err
 		}
 	}
-	if err := p.Validate(); err != nil {
-		return p, fmt.Errorf("default policy: %w", err)
+	if m["next"] != "" {
+		d.next, _ = strconv.ParseInt(m["next"], 10, 64)
 	}
-	l.def.Store(&cachedPolicy{p: p, read: time.Now()})
-	return p, nil
+	if err := d.p.Validate(); err != nil {
+		return d, fmt.Errorf("default policy: %w", err)
+	}
+	d.read = time.Now()
+	l.def.Store(d)
+	return d, nil
+}
+
+// SetDefaultQuotaReset records when the quota period of every tenant without
+// a recorded reset of its own (SetQuotaReset) will end: a decision refused by
+// such a quota then says RetryAfter = the time until at. The scheduler
+// records its next firing here when it resets all quotas.
+func (l *Limiter) SetDefaultQuotaReset(ctx context.Context, at time.Time) error {
+	if err := l.rdb.HSet(ctx, l.defaultKey(), "next", at.UnixMicro()).Err(); err != nil {
+		return fmt.Errorf("%w: set default quota reset: %w", ErrUnavailable, err)
+	}
+	if c := l.def.Load(); c != nil {
+		l.def.Store(&cachedPolicy{p: c.p, next: at.UnixMicro(), read: c.read})
+	}
+	return nil
 }
 
 // Reset gives tenant a full bucket and a fresh quota period, and lifts any

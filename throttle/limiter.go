@@ -32,6 +32,7 @@ type Limiter struct {
 
 type cachedPolicy struct {
 	p    Policy
+	next int64 // default quota reset, Unix µs; 0: unknown
 	read time.Time
 }
 
@@ -213,11 +214,12 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		k := l.keysFor(id)
 		ks = append(ks, k.policy, k.state, k.quota, k.aux)
 	}
-	def, err := l.defaultPolicy(ctx)
+	def, err := l.defaults(ctx)
 	if err != nil {
 		return l.failed(req, err)
 	}
-	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.args()...)
+	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
+	args = append(args, def.next)
 	reply, err := l.decide(ctx, ks, args)
 	if err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT") {
 		return l.runSplit(ctx, mode, req)

@@ -41,8 +41,8 @@ func WithPolicyRefresh(d time.Duration) Option {
 }
 
 // WithQuotaRetry sets the RetryAfter of a decision refused by a quota whose
-// reset time is unknown (QuotaPeriod 0 and no scheduled reset recorded with
-// SetQuotaReset). Default 1m.
+// reset time is unknown (QuotaPeriod 0 and no reset recorded with
+// SetQuotaReset or SetDefaultQuotaReset). Default 1m.
 func WithQuotaRetry(d time.Duration) Option {
 	return func(l *Limiter) { l.quotaRetry = d }
 }

@@ -56,6 +56,14 @@ func TestQuotaWithoutPeriodWaitsForReset(t *testing.T) {
 	if r.Allowed || r.Reason != throttle.ReasonQuota || r.RetryAfter != 30*time.Second {
 		t.Fatalf("quota without a period, unknown reset: %+v", r)
 	}
+	// a reset recorded for all tenants...
+	if err := l.SetDefaultQuotaReset(ctx, t0.Add(50*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if r = mustAllowN(t, l, "acme", 1); r.RetryAfter != 2*time.Hour {
+		t.Fatalf("with a default reset two hours ahead: %+v", r)
+	}
+	// ...gives way to one recorded for the tenant
 	if err := l.SetQuotaReset(ctx, "acme", t0.Add(49*time.Hour)); err != nil {
 		t.Fatal(err)
 	}

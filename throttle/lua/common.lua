@@ -38,10 +38,13 @@ local function quota_load(key, qp, now)
 end
 
 -- quota_reset_us is the time until the current quota period ends (0: unknown).
-local function quota_reset_us(key, qp, win, now)
+-- Without a period, the end is the tenant's recorded reset ('next'), else
+-- the default one (defnext), when in the future.
+local function quota_reset_us(key, qp, win, now, defnext)
   if qp > 0 then return (win + 1) * qp - now end
-  local nxt = redis.call('HGET', key, 'next')
-  if nxt and tonumber(nxt) > now then return tonumber(nxt) - now end
+  local nxt = tonumber(redis.call('HGET', key, 'next'))
+  if nxt and nxt > now then return nxt - now end
+  if defnext > now then return defnext - now end
   return 0
 end
 

@@ -12,6 +12,8 @@
 --            the tokens it books; a later allow or reserve with the same
 --            ticket redeems them once they are due, without consuming again.
 -- ARGV[5..8] -> default policy: interval_ns, burst, quota, quota_period_us
+-- ARGV[9] -> when quotas without a period and without their own recorded
+--            reset end, Unix µs (0: unknown)
 -- Returns {allowed (1 or 0), remaining tokens, wait_us (0 when allowed,
 --   -1 never / quota reset unknown), reset_us (until full), quota remaining
 --   (-1: no quota), quota_reset_us, level (1-based id that decided),
@@ -21,6 +23,7 @@
 local mode, n = ARGV[1], tonumber(ARGV[2])
 local maxwait, ticket = tonumber(ARGV[3]) * 1000, ARGV[4]
 local def = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])}
+local defnext = tonumber(ARGV[9]) or 0
 local now = now_us()
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
 
@@ -42,7 +45,7 @@ for i = 1, #KEYS / 4 do
   if L.q > 0 then
     L.used, L.win = quota_load(L.qk, L.qp, now)
     if L.used + n > L.q and L.wait ~= -1 then
-      local r = quota_reset_us(L.qk, L.qp, L.win, now)
+      local r = quota_reset_us(L.qk, L.qp, L.win, now, defnext)
       if r == 0 then L.wait = -1 else L.wait = math.max(L.wait, r * 1000) end
       L.reason = 2
     end
@@ -107,7 +110,7 @@ local L = levels[level]
 local rem, reset, qrem, qreset = rep[level][1], rep[level][2], -1, 0
 if L.q > 0 then
   qrem = math.max(0, L.q - L.used)
-  qreset = quota_reset_us(L.qk, L.qp, L.win, now)
+  qreset = quota_reset_us(L.qk, L.qp, L.win, now, defnext)
 end
 
 local wait_us = wait
