@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,16 +96,8 @@ func FuzzDecisions(f *testing.F) {
 				}
 				if r.Allowed {
 					if now.Before(heldUntil) {
-						// KNOWN BUG (reported to the lead, issue 9; seed
-						// testdata/fuzz/FuzzDecisions/57d7023bd1681b81): with
-						// FixedWindow and SlidingWindow, decide.lua applies a
-						// hold only when the window is full too (algo.pause
-						// returns the state unchanged and the hold counts only
-						// "if L.wait > 0"), so Hold does not pause the tenant.
-						// Remove this guard once it is fixed.
-						if algo != throttle.TokenBucket && os.Getenv("QUOTAQ_KNOWN_BUGS") == "" {
-							t.Skipf("known bug: %s admits while held; QUOTAQ_KNOWN_BUGS=1 fails on it", algo)
-						}
+						// (regression seed testdata/fuzz/FuzzDecisions/57d7023bd1681b81:
+						// windows once ignored a hold while not full)
 						t.Fatalf("%s: AllowN(%d) admitted at %s while held until %s", algo, n, now.Sub(start), heldUntil.Sub(start))
 					}
 					grants = append(grants, grant{now, n})
@@ -125,9 +116,6 @@ func FuzzDecisions(f *testing.F) {
 					}
 					due := now.Add(res.Delay)
 					if due.Before(heldUntil) {
-						if algo != throttle.TokenBucket && os.Getenv("QUOTAQ_KNOWN_BUGS") == "" {
-							t.Skipf("known bug: %s books while held; QUOTAQ_KNOWN_BUGS=1 fails on it", algo) // as above
-						}
 						t.Fatalf("%s: ReserveN(%d) at %s booked tokens due at %s, inside a hold until %s", algo, n, now.Sub(start), due.Sub(start), heldUntil.Sub(start))
 					}
 					grants = append(grants, grant{due, n})

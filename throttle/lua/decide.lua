@@ -39,7 +39,7 @@ for i = 1, #KEYS / 4 do
   L.wait, L.reason = algo.wait(L.sk, L.st, L.t, L.b, n, now), 1
   if L.wait == -1 then
     L.reason = 4
-  elseif L.hold > 0 and L.wait > 0 then
+  elseif L.hold > 0 then
     L.wait, L.reason = math.max(L.wait, L.hold), 3
   end
   if L.q > 0 then
