@@ -27,6 +27,10 @@ import (
 // A locally refused Result is the one Redis gave, aged: RetryAfter,
 // ResetAfter and QuotaResetAfter are shortened by the time since.
 //
+// When a refusal expires, the decisions of that id that arrive while one of
+// them is asking Redis wait for its answer instead of all asking at once; if
+// it is a refusal they share it, otherwise each asks Redis itself.
+//
 // At most 100,000 ids are remembered at once; past that, refusals are not
 // cached until earlier ones expire.
 func WithRefusalCache(max time.Duration) Option {
@@ -41,13 +45,28 @@ func WithRefusalCache(max time.Duration) Option {
 
 // allowCached is AllowMulti with a refusal cache.
 func (l *Limiter) allowCached(ctx context.Context, n int64, ids []string) (Result, error) {
-	if r, ok := l.refused.check(ids, max(n, 1)); ok {
+	c, cost := l.refused, max(n, 1)
+	if r, ok := c.check(ids, cost); ok {
 		return r, nil
 	}
-	sent, epoch := l.refused.now(), l.refused.epoch.Load()
+	if len(ids) == 1 {
+		f, lead := c.join(ids[0], cost)
+		if lead {
+			defer c.land(ids[0], f)
+		} else if f != nil {
+			select {
+			case <-f.done:
+				if r, ok := c.check(ids, cost); ok {
+					return r, nil
+				}
+			case <-ctx.Done():
+			}
+		}
+	}
+	sent, epoch := c.now(), c.epoch.Load()
 	d, err := l.run(ctx, "allow", Request{IDs: ids, N: n})
 	if err == nil {
-		l.refused.remember(d.Result, max(n, 1), sent, epoch)
+		c.remember(d.Result, cost, sent, epoch)
 	}
 	return d.Result, err
 }
@@ -70,8 +89,47 @@ type refusalCache struct {
 }
 
 type refusalShard struct {
-	mu sync.Mutex
-	m  map[string]refusal
+	mu      sync.Mutex
+	m       map[string]refusal
+	flights map[string]*flight // decisions asking Redis, by id
+}
+
+// flight is a decision of one id on its way to Redis; decisions of the same
+// id that arrive meanwhile wait for it.
+type flight struct {
+	n       int64 // its cost: it can only tell a cost at least as high
+	done    chan struct{}
+	waiting atomic.Int32 // callers waiting for it (tests read it)
+}
+
+// join returns the flight of id to wait for (lead false), or a new one that
+// the caller leads and must land (lead true), or nil when the caller should
+// simply ask: a flight of a higher cost is in the air.
+func (c *refusalCache) join(id string, n int64) (f *flight, lead bool) {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.flights[id]; f != nil {
+		if f.n > n {
+			return nil, false
+		}
+		f.waiting.Add(1)
+		return f, false
+	}
+	f = &flight{n: n, done: make(chan struct{})}
+	s.flights[id] = f
+	return f, true
+}
+
+// land ends flight f of id: its answer, if a refusal, is in the cache.
+func (c *refusalCache) land(id string, f *flight) {
+	s := c.shard(id)
+	s.mu.Lock()
+	if s.flights[id] == f {
+		delete(s.flights, id)
+	}
+	s.mu.Unlock()
+	close(f.done)
 }
 
 type refusal struct {
@@ -85,6 +143,7 @@ func newRefusalCache(bound time.Duration, size int) *refusalCache {
 	c := &refusalCache{max: bound, perMap: max(1, size/refusalShards), now: time.Now, seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].m = make(map[string]refusal)
+		c.shards[i].flights = make(map[string]*flight)
 	}
 	return c
 }
