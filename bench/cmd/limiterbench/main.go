@@ -253,7 +253,7 @@ func decisions(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config, 
 			}
 		}
 	}
-	fmt.Fprintln(w, "| limiter | callers | decisions/s | admitted | p50 µs | p99 µs | scripts/decision | script µs/call | Redis CPU µs/decision | errors |")
+	fmt.Fprintln(w, "| limiter | callers | decisions/s | admitted/s | p50 µs | p99 µs | scripts/decision | script µs/call | Redis CPU µs/decision | errors |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, m := range cfg.modes {
 		for _, callers := range cfg.callers {
@@ -264,8 +264,8 @@ func decisions(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config, 
 			if c.scripts > 0 {
 				perCall = strconv.FormatFloat(c.perCall, 'f', 1, 64)
 			}
-			fmt.Fprintf(w, "| %s | %d | %.0f | %.0f%% | %s | %s | %.2f | %s | %.1f | %d |\n", m.name, callers, c.o.PerSecond(),
-				100*float64(c.o.Allowed)/float64(c.o.Calls), harness.Micros(c.o.P50), harness.Micros(c.o.P99),
+			fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %s | %s | %.2f | %s | %.1f | %d |\n", m.name, callers, c.o.PerSecond(),
+				float64(c.o.Allowed)/c.o.Elapsed.Seconds(), harness.Micros(c.o.P50), harness.Micros(c.o.P99),
 				float64(c.scripts)/float64(c.o.Calls), perCall, c.cpu, c.o.Errors)
 		}
 	}

@@ -52,6 +52,7 @@ func main() {
 		{"quotaq decision, whole", common + tb + decide, qkeys, qargs},
 		{"quotaq: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
 		{"quotaq: its 5 redis.call()s only", callsOnly, qkeys, qargs},
+		{"sketch: lean single-id token bucket (TIME, HMGET policy, GET, SET)", leanLua, qkeys, []any{1, 1000, 1000000, 0, 0}},
 	}
 	ctx := context.Background()
 	srv, err := harness.StartServer(*addr)
@@ -143,4 +144,43 @@ if reset_after > 0 then
 end
 local retry_after = -1
 return {cost, remaining, tostring(retry_after), tostring(reset_after)}
+`
+
+// leanLua sketches what a decision for one id without a ticket could cost:
+// the same token bucket (backlog:last:interval), the policy read from its
+// hash, a pause folded into the backlog by Hold instead of kept in the aux
+// hash, the quota hash read only when the policy has a quota, no tables, no
+// closures. It is a measurement aid, not quotaq's script.
+//
+// KEYS[1] policy hash, KEYS[2] state, KEYS[3] quota hash
+// ARGV[1] n, ARGV[2..5] default interval_ns, burst, quota, quota_period_us
+// Returns {allowed, remaining, wait_us}
+const leanLua = `
+local tm = redis.call('TIME')
+local now = tm[1] * 1000000 + tm[2]
+local n = tonumber(ARGV[1])
+local t, b, q = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local p = redis.call('HMGET', KEYS[1], 't', 'b', 'q', 'qp')
+if p[1] then t, b, q = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0 end
+local backlog = 0
+local v = redis.call('GET', KEYS[2])
+if v then
+  local bl, last, was = string.match(v, '^(%d+):(%d+):?(%d*)$')
+  backlog = tonumber(bl) - (now - tonumber(last)) * 1000
+  if backlog < 0 then backlog = 0 end
+  was = tonumber(was)
+  if was and was ~= t and was > 0 then backlog = math.ceil(backlog / was * t) end
+end
+local wait = backlog + (n - b) * t
+if n > b then return {0, 0, -1} end
+if q > 0 then
+  local used = tonumber(redis.call('HGET', KEYS[3], 'used') or '0')
+  if used + n > q then return {0, 0, -1} end
+end
+if wait > 0 then
+  return {0, math.floor((b * t - backlog) / t), math.ceil(wait / 1000)}
+end
+backlog = backlog + n * t
+redis.call('SET', KEYS[2], string.format('%d:%d:%d', backlog, now, t), 'PX', math.ceil(backlog / 1000000))
+return {1, math.floor((b * t - backlog) / t), 0}
 `

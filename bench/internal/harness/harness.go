@@ -186,7 +186,10 @@ func Load() string {
 	return fmt.Sprintf("load average %s %s %s on %d cores", f[0], f[1], f[2], runtime.NumCPU())
 }
 
-// Micros renders d in µs with one decimal.
+// Micros renders d in whole µs ("<1" below one).
 func Micros(d time.Duration) string {
+	if d < time.Microsecond {
+		return "<1"
+	}
 	return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 0, 64)
 }
