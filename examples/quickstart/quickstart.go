@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,9 +12,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/examples/internal/fakeapi"
+	"github.com/quotaq/quotaq/examples/internal/sandbox"
 	"github.com/quotaq/quotaq/internal/redisconn"
 	"github.com/quotaq/quotaq/scheduler"
 	"github.com/quotaq/quotaq/throttle"
@@ -79,11 +76,14 @@ func quickstart(ctx context.Context, cfg config) (Summary, error) {
 
 	// Every run has its own names, so a shared Redis (REDIS_URL) is not
 	// disturbed and the run starts from nothing.
-	id := runID()
-	prefix := "quickstart-" + id
-	queue, control := prefix, prefix+"-control"
+	box := sandbox.New("quickstart")
+	prefix, queue, control := box.Prefix, box.Queue(""), box.Queue("control")
 	if !conn.Embedded {
-		defer cleanup(rdb, prefix, logger, queue, control)
+		defer func() {
+			if err := box.Cleanup(rdb); err != nil {
+				logger.Warn("quickstart: cleanup", "err", err)
+			}
+		}()
 	}
 
 	// The limiter and the tenants' policies.
@@ -333,36 +333,4 @@ func tenantCounts(reg *prometheus.Registry) map[string]counts {
 		}
 	}
 	return out
-}
-
-func runID() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// cleanup removes what a run left in a Redis it shares with others: its
-// queues and its keys.
-func cleanup(rdb redis.UniversalClient, prefix string, logger *slog.Logger, queues ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	for _, q := range queues {
-		if err := insp.DeleteQueue(q, true); err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
-			logger.Warn("quickstart: could not delete queue", "queue", q, "err", err)
-		}
-	}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	for len(keys) > 0 {
-		n := min(len(keys), 500)
-		if err := rdb.Del(ctx, keys[:n]...).Err(); err != nil {
-			logger.Warn("quickstart: could not delete keys", "prefix", prefix, "err", err)
-			return
-		}
-		keys = keys[n:]
-	}
 }
