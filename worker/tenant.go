@@ -64,14 +64,18 @@ func payloadTenant(p []byte) (id string, ok bool, err error) {
 	if len(p) == 0 || p[0] != '{' {
 		return "", false, nil
 	}
-	var v struct {
-		Tenant json.RawMessage `json:"tenant"`
-	}
-	if json.Unmarshal(p, &v) != nil || v.Tenant == nil || string(v.Tenant) == "null" {
+	// a map, not a struct: the key must be exactly "tenant" (a struct field
+	// would also match "Tenant" or a later "TENANT" and charge that tenant)
+	var v map[string]json.RawMessage
+	if json.Unmarshal(p, &v) != nil {
 		return "", false, nil
 	}
-	if err := json.Unmarshal(v.Tenant, &id); err != nil {
-		return "", false, fmt.Errorf("%w: the \"tenant\" field is %s, not a string", throttle.ErrInvalidTenant, truncate(string(v.Tenant), 40))
+	raw, found := v["tenant"]
+	if !found || string(raw) == "null" {
+		return "", false, nil
+	}
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return "", false, fmt.Errorf("%w: the \"tenant\" field is %s, not a string", throttle.ErrInvalidTenant, truncate(string(raw), 40))
 	}
 	if err := throttle.ValidateTenant(id); err != nil {
 		return "", false, fmt.Errorf("the \"tenant\" field: %w", err)
