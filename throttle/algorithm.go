@@ -65,12 +65,13 @@ var (
 // algoScript is an algorithm's decision script, loaded once per process.
 type algoScript struct {
 	short  string // the state key's kind
+	books  bool   // books future tokens (reservations, tickets)
 	decide *redis.Script
 }
 
 var (
 	scripts = map[Algorithm]*algoScript{
-		TokenBucket:   {short: "tb", decide: redis.NewScript(commonLua + tokenBucketLua + decideLua)},
+		TokenBucket:   {short: "tb", books: true, decide: redis.NewScript(commonLua + tokenBucketLua + decideLua)},
 		FixedWindow:   {short: "fw", decide: redis.NewScript(commonLua + fixedWindowLua + decideLua)},
 		SlidingWindow: {short: "sw", decide: redis.NewScript(commonLua + slidingWindowLua + decideLua)},
 	}

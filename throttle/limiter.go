@@ -167,7 +167,11 @@ func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) erro
 	}
 	k := l.keysFor(tenant)
 	us := (d + time.Microsecond - 1) / time.Microsecond
-	if err := holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds}, int64(us)).Err(); err != nil {
+	books := 0
+	if l.algo.books {
+		books = 1
+	}
+	if err := holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds, k.state}, int64(us), books).Err(); err != nil {
 		return fmt.Errorf("%w: hold tenant %q: %w", ErrUnavailable, tenant, err)
 	}
 	return nil

@@ -132,3 +132,30 @@ func TestIdleTenantLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("keys left after the bucket refilled: %v", ks)
 	}
 }
+
+func TestOverdueQuotaResetAsksAgainSoon(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, m := setupClock(t, t0)
+	if err := l.SetPolicy(ctx, "acme", throttle.Policy{Rate: 100, Burst: 10, Quota: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetQuotaReset(ctx, "acme", t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustAllowN(t, l, "acme", 1)
+	if r := mustAllowN(t, l, "acme", 1); r.RetryAfter != time.Second {
+		t.Fatalf("before the recorded reset: %+v", r)
+	}
+	// the reset is due but its task has not run yet: ask again in a second,
+	// not after the one-minute fallback
+	m.SetTime(t0.Add(time.Second + 10*time.Millisecond))
+	if r := mustAllowN(t, l, "acme", 1); r.Allowed || r.RetryAfter != time.Second {
+		t.Fatalf("reset overdue by 10ms: %+v", r)
+	}
+	// overdue by hours: a stale record, the fallback applies
+	m.SetTime(t0.Add(3 * time.Hour))
+	if r := mustAllowN(t, l, "acme", 1); r.RetryAfter != time.Minute {
+		t.Fatalf("reset overdue by hours: %+v", r)
+	}
+}

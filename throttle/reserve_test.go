@@ -2,6 +2,7 @@ package throttle_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -197,5 +198,43 @@ func TestRateChangeRepricesTheTokensOwed(t *testing.T) {
 	r := mustAllowN(t, l, "acme", 1)
 	if r.Allowed || r.RetryAfter != 10*time.Millisecond || r.ResetAfter != 100*time.Millisecond {
 		t.Fatalf("after raising the rate: %+v", r)
+	}
+}
+
+// Tokens booked before a Hold move back by the pause and keep their
+// spacing: they do not all come due together when the pause ends.
+func TestHoldMovesBookingsBackKeepingTheirSpacing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 20, Burst: 1}))
+	mustAllowN(t, l, "acme", 1)
+	var dues []time.Duration
+	for k := 0; k < 20; k++ {
+		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: "job-" + strconv.Itoa(k)})
+		if err != nil || !res.OK {
+			t.Fatalf("booking %d: %+v %v", k, res, err)
+		}
+		dues = append(dues, res.Delay)
+	}
+	if err := l.Hold(ctx, "acme", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// redeem each at its original due time plus the pause: one at a time
+	for k, due := range dues {
+		req := throttle.Request{IDs: []string{"acme"}, Ticket: "job-" + strconv.Itoa(k)}
+		m.SetTime(t0.Add(time.Second + due - time.Millisecond))
+		if res, _ := l.Reserve(ctx, req); res.Result.Allowed {
+			t.Fatalf("ticket %d admitted 1ms before its slot moved by the pause", k)
+		}
+		m.SetTime(t0.Add(time.Second + due))
+		if res, _ := l.Reserve(ctx, req); !res.Result.Allowed {
+			t.Fatalf("ticket %d not admitted at its slot moved by the pause: %+v", k, res)
+		}
+	}
+	// a booking made now comes after all of them
+	m.SetTime(t0.Add(time.Second))
+	res, _ := l.ReserveN(ctx, "acme", 1, 0)
+	if want := time.Second + dues[len(dues)-1] + 50*time.Millisecond; res.Delay != want-time.Second {
+		t.Fatalf("new booking after the pause: delay %s, want %s", res.Delay, want-time.Second)
 	}
 }

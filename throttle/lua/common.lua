@@ -39,12 +39,15 @@ end
 
 -- quota_reset_us is the time until the current quota period ends (0: unknown).
 -- Without a period, the end is the tenant's recorded reset ('next'), else
--- the default one (defnext), when in the future.
+-- the default one (defnext). A recorded reset that is due but has not run
+-- yet (its task is on its way) says: ask again in a second; one overdue by
+-- more than an hour is taken as stale (0: unknown).
 local function quota_reset_us(key, qp, win, now, defnext)
   if qp > 0 then return (win + 1) * qp - now end
   local nxt = tonumber(redis.call('HGET', key, 'next'))
-  if nxt and nxt > now then return nxt - now end
-  if defnext > now then return defnext - now end
+  if not nxt or nxt <= now - 3600000000 then nxt = defnext end
+  if nxt > now then return nxt - now end
+  if nxt > now - 3600000000 then return 1000000 end
   return 0
 end
 

@@ -2,15 +2,46 @@
 -- every decision that involves it waits until the pause ends. Appended to
 -- common.lua.
 --
+-- Everything already booked moves back by as long as the pause grows:
+-- tickets keep their spacing and land after it, instead of all coming due
+-- together when it ends, and so does the token bucket's backlog, so tokens
+-- booked during the pause queue up behind them.
+--
 -- KEYS[1] -> aux hash of the id      KEYS[2] -> the id's hold counter
+-- KEYS[3] -> the id's token bucket state (when ARGV[2] is '1')
 -- ARGV[1] -> pause length, µs (> 0)
+-- ARGV[2] -> '1' when the algorithm books future tokens (token bucket)
 -- Returns the number of holds the id has had, this one included.
 
 local now = now_us()
 local untl = now + tonumber(ARGV[1])
-local cur = redis.call('HGET', KEYS[1], 'h')
-if not cur or tonumber(cur) < untl then
+local cur = tonumber(redis.call('HGET', KEYS[1], 'h')) or 0
+local from = math.max(cur, now) -- where the pause ended before this call
+if untl > from then
+  local shift = untl - from -- µs
   redis.call('HSET', KEYS[1], 'h', fmt(untl))
-  aux_extend(KEYS[1], untl, now)
+  local last_due = untl
+  local aux = redis.call('HGETALL', KEYS[1])
+  for i = 1, #aux, 2 do
+    if string.sub(aux[i], 1, 2) == 'k:' then
+      local due = tonumber(aux[i + 1]) + shift
+      redis.call('HSET', KEYS[1], aux[i], fmt(due))
+      if due > last_due then last_due = due end
+    end
+  end
+  aux_extend(KEYS[1], last_due, now)
+  if ARGV[2] == '1' then
+    local v = redis.call('GET', KEYS[3])
+    if v then
+      local backlog, last, t = string.match(v, '^(%d+):(%d+):?(%d*)$')
+      backlog = tonumber(backlog) - (now - tonumber(last)) * 1000
+      if backlog > 0 then
+        backlog = backlog + shift * 1000
+        local val = fmt(backlog) .. ':' .. fmt(now)
+        if t ~= '' then val = val .. ':' .. t end
+        redis.call('SET', KEYS[3], val, 'PX', math.ceil(backlog / 1000000))
+      end
+    end
+  end
 end
 return redis.call('INCR', KEYS[2])
