@@ -19,8 +19,12 @@ const (
 	// DefaultTaskCheckInterval is how long asynq's processor sleeps when all
 	// queues are empty (asynq's default is 1 s; it sleeps between half and
 	// one and a half of it). A task the Throttler brings back to an idle
-	// queue waits that long to be noticed.
-	DefaultTaskCheckInterval = 250 * time.Millisecond
+	// queue waits that long to be noticed, so a long sleep makes throttled
+	// tasks start in clumps instead of at their slots (measured in the
+	// quickstart: at 250 ms, 330 of 399 gaps of a 20/s tenant were under
+	// 10 ms; at 20 ms, 72). 25 ms costs an idle worker 40 cheap polls a
+	// second.
+	DefaultTaskCheckInterval = 25 * time.Millisecond
 )
 
 // ServerConfig returns cfg made ready for a server that uses t.Middleware:
