@@ -18,3 +18,7 @@ fi
 
 go vet ./...
 go test -count=1 -timeout 9m "$@" ./...
+
+# The docker-compose check lives in its own module (compose-go's dependencies
+# stay out of the library's go.mod).
+(cd internal/composecheck && go vet ./... && go test -count=1 -timeout 5m ./...)
