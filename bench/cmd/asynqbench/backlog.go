@@ -67,7 +67,7 @@ var enqueueWays = []struct {
 	shaped bool
 }{
 	{"as they come (middleware only)", false},
-	{"shaped at enqueue (reservation + ProcessIn)", true},
+	{"shaped at enqueue (reservation + ProcessAt)", true},
 }
 
 // backlog: one tenant's throttled backlog, drained at its rate.

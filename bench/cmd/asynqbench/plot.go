@@ -23,8 +23,10 @@ var palette = []color.Color{
 	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 }
 
-// plotRates draws, per series, the tasks started in each second since its
-// first start, and its policy as a dashed line, into a PNG at path.
+// plotRates draws, per series, the tasks started in each wall-clock second
+// since its first start, and its policy as a dashed line, into a PNG at
+// path. Seconds are whole wall-clock seconds because asynq releases
+// scheduled tasks by whole seconds.
 func plotRates(path, title string, series []plotSeries) error {
 	p := plot.New()
 	p.Title.Text = title
@@ -36,7 +38,7 @@ func plotRates(path, title string, series []plotSeries) error {
 			continue
 		}
 		col := palette[i%len(palette)]
-		from := s.starts[0]
+		from := s.starts[0].Truncate(time.Second)
 		last := int(s.starts[len(s.starts)-1].Sub(from) / time.Second)
 		bins := make([]float64, last+1)
 		for _, t := range s.starts {
@@ -63,6 +65,11 @@ func plotRates(path, title string, series []plotSeries) error {
 		p.Legend.Add("policy", pol)
 	}
 	p.Y.Min = 0
+	top := 0.0
+	for _, s := range series {
+		top = max(top, s.policy)
+	}
+	p.Y.Max = 2.5 * top // room for the legend above the lines
 	p.Legend.ThumbnailWidth = vg.Points(20)
 	return p.Save(10*vg.Inch, 5*vg.Inch, path)
 }
