@@ -118,6 +118,10 @@ type Request struct {
 	// same ticket and is admitted once its tokens are due, without
 	// consuming a second time. Empty: no ticket.
 	Ticket string
+	// KeepTicket makes Reserve record the ticket even when the tokens are
+	// granted now: for a job enqueued now to run later (shaping at enqueue
+	// time), which redeems them when it comes instead of paying again.
+	KeepTicket bool
 }
 
 // Reserve books req.N tokens of every id in req.IDs; see ReserveN and
@@ -222,8 +226,12 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	if err != nil {
 		return l.failed(req, err)
 	}
+	keep := 0
+	if req.KeepTicket {
+		keep = 1
+	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
-	args = append(args, def.next)
+	args = append(args, def.next, keep)
 	reply, err := l.decide(ctx, ks, args)
 	if err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT") {
 		return l.runSplit(ctx, mode, req)

@@ -238,3 +238,29 @@ func TestHoldMovesBookingsBackKeepingTheirSpacing(t *testing.T) {
 		t.Fatalf("new booking after the pause: delay %s, want %s", res.Delay, want-time.Second)
 	}
 }
+
+// A job shaped at enqueue time books its tokens then, even when they are
+// there at once, and redeems them when it runs instead of paying twice.
+func TestKeepTicketPrepaysAJobThatComesLater(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 1}))
+	req := throttle.Request{IDs: []string{"acme"}, Ticket: "q:job-1", KeepTicket: true}
+	res, err := l.Reserve(ctx, req)
+	if err != nil || !res.OK || res.Delay != 0 {
+		t.Fatalf("prepaying: %+v %v", res, err)
+	}
+	// the bucket is spent by the prepayment...
+	if r := mustAllowN(t, l, "acme", 1); r.Allowed {
+		t.Fatalf("token still there after the prepayment: %+v", r)
+	}
+	// ...and the job, when it comes, runs on it without a second charge
+	m.SetTime(t0.Add(30 * time.Millisecond))
+	req.KeepTicket = false
+	if res, _ = l.Reserve(ctx, req); !res.Result.Allowed {
+		t.Fatalf("prepaid job refused: %+v", res)
+	}
+	if p, _ := l.Peek(ctx, "acme"); p.RetryAfter != 70*time.Millisecond {
+		t.Fatalf("redeeming charged the bucket again: %+v", p)
+	}
+}

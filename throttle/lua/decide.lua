@@ -14,6 +14,8 @@
 -- ARGV[5..8] -> default policy: interval_ns, burst, quota, quota_period_us
 -- ARGV[9] -> when quotas without a period and without their own recorded
 --            reset end, Unix µs (0: unknown)
+-- ARGV[10] -> '1': reserve records the ticket even when the tokens are
+--            granted now (they are for a job that will only come later)
 -- Returns {allowed (1 or 0), remaining tokens, wait_us (0 when allowed,
 --   -1 never / quota reset unknown), reset_us (until full), quota remaining
 --   (-1: no quota), quota_reset_us, level (1-based id that decided),
@@ -24,6 +26,7 @@ local mode, n = ARGV[1], tonumber(ARGV[2])
 local maxwait, ticket = tonumber(ARGV[3]) * 1000, ARGV[4]
 local def = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])}
 local defnext = tonumber(ARGV[9]) or 0
+local keep = ARGV[10] == '1'
 local now = now_us()
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
 
@@ -91,7 +94,7 @@ elseif (wait == 0 or (mode == 'reserve' and algo.books and
       L.used = L.used + n
       quota_store(L.qk, L.used, L.win, L.qp, now)
     end
-    if booked == 1 and ticket ~= '' then
+    if ticket ~= '' and (booked == 1 or keep) then
       redis.call('HSET', L.ak, 'k:' .. ticket, fmt(due))
       aux_extend(L.ak, due, now)
     end
