@@ -87,9 +87,9 @@ func (b *batcher) do(ctx context.Context, l *Limiter, keys []string, args []any)
 	}
 	b.mu.Unlock()
 	if flush {
-		// This caller sends batches until its own decision is answered,
-		// then hands the slot to a goroutine if more are queued.
-		b.flush(l, c)
+		// a goroutine sends, so that this caller can leave when its
+		// context ends even if Redis is slow to answer the pipeline
+		go b.flush(l)
 	}
 	select {
 	case <-c.done:
@@ -99,27 +99,15 @@ func (b *batcher) do(ctx context.Context, l *Limiter, keys []string, args []any)
 	}
 }
 
-// flush sends queued batches while holding a pipeline slot. With own set, it
-// returns once own is answered, leaving the slot to a new goroutine if work
-// is queued; with own nil, it runs until the queue is empty.
-func (b *batcher) flush(l *Limiter, own *batchCall) {
+// flush sends queued batches while holding a pipeline slot, until the
+// queue is empty (take then releases the slot).
+func (b *batcher) flush(l *Limiter) {
 	for {
 		batch := b.take()
 		if batch == nil {
-			return // slot released by take
-		}
-		b.send(l, batch)
-		if own != nil && isDone(own.done) {
-			b.mu.Lock()
-			if len(b.queue) == 0 {
-				b.inflight--
-				b.mu.Unlock()
-				return
-			}
-			b.mu.Unlock()
-			go b.flush(l, nil)
 			return
 		}
+		b.send(l, batch)
 	}
 }
 
@@ -211,13 +199,4 @@ func noScript(cmds []*redis.Cmd) bool {
 		}
 	}
 	return false
-}
-
-func isDone(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }

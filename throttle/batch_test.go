@@ -97,6 +97,9 @@ func TestBatchingLingerSendsFullBatches(t *testing.T) {
 	// an hour of linger: only a full batch can leave in time for the test
 	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithBatching(size, time.Hour),
 		throttle.WithDefaultPolicy(throttle.PerSecond(1000)))
+	// an unbatched decision loads the script, so the one pipeline needs no
+	// second try
+	mustAllowN(t, throttle.New(c, throttle.WithPrefix(prefix)), "warm-up", 1)
 	var wg sync.WaitGroup
 	for i := range size {
 		wg.Go(func() {
@@ -124,6 +127,20 @@ func TestBatchingErrors(t *testing.T) {
 		}
 		if r, err := l.Peek(ctx, "acme"); err != nil || r.Remaining != 5 {
 			t.Fatalf("a cancelled decision consumed: %+v, %v", r, err)
+		}
+	})
+	t.Run("CallerLeavesWhenItsContextEndsWhileRedisIsSlow", func(t *testing.T) {
+		t.Parallel()
+		c, prefix := redistest.Client(t)
+		l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithBatching(0, 0))
+		mustAllowN(t, l, "warm-up", 1)
+		g := &pipelineGate{open: make(chan struct{})}
+		c.AddHook(g)
+		defer close(g.open) // the pipeline answers only after the caller left
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		if _, err := l.Allow(cctx, "acme"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("caller of a held pipeline: %v, want its context's deadline", err)
 		}
 	})
 	t.Run("ScriptCacheFlushed", func(t *testing.T) {
@@ -160,4 +177,16 @@ func TestBatchingErrors(t *testing.T) {
 
 func itoa(n int) string {
 	return strconv.Itoa(n)
+}
+
+// pipelineGate holds every pipeline until open is closed.
+type pipelineGate struct{ open chan struct{} }
+
+func (g *pipelineGate) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (g *pipelineGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (g *pipelineGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		<-g.open
+		return next(ctx, cmds)
+	}
 }
