@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -18,44 +17,39 @@ import (
 )
 
 // shaper enqueues a task at the time its tenant's tokens will be there: it
-// books them with the limiter (a reservation) and enqueues the task to be
-// processed at their due time, marked as paid (shapedHeader). The worker
-// exempts paid tasks from its own check (worker.WithExempt), so a throttled
-// task is dequeued once instead of twice, and tasks that must wait sit in
-// asynq's scheduled set, not in the queue in front of other tenants' tasks.
+// books them with the limiter (a reservation under the task's ticket, kept
+// even when granted now: Request.KeepTicket) and enqueues the task to be
+// processed at their due time. The worker's middleware redeems the booking
+// when the task comes, without paying again, so a throttled task is
+// dequeued once instead of twice, and tasks that must wait sit in asynq's
+// scheduled set, not in the queue in front of other tenants' tasks.
 //
 // asynq's scheduled set counts whole seconds and its forwarder moves every
 // task whose second has come, so a task due at 12:00:00.9 would arrive at
-// 12:00:00.0, before its tokens: the due time is rounded up to the next
-// whole second, so a task never runs before its slot.
+// 12:00:00.0, before its tokens, and be put back: the due time is rounded up
+// to the next whole second.
 type shaper struct {
 	l   *throttle.Limiter
 	c   *asynq.Client
 	seq atomic.Int64
 }
 
-// shapedHeader marks a task whose tokens were booked at enqueue.
-const shapedHeader = "quotaq-paid"
-
-func isShaped(t *asynq.Task) bool { return t.Headers()[shapedHeader] != "" }
-
 func (s *shaper) enqueue(ctx context.Context, t *asynq.Task, tenant string) error {
-	res, err := s.l.ReserveN(ctx, tenant, 1, 0)
+	id := fmt.Sprintf("shaped-%d", s.seq.Add(1))
+	// the worker's ticket for a task is "<queue>:<task id>"
+	req := throttle.Request{IDs: []string{tenant}, Ticket: queue + ":" + id, KeepTicket: true}
+	res, err := s.l.Reserve(ctx, req)
 	if err != nil {
 		return err
 	}
-	if !res.OK { // quota used up, or paused: let the worker decide later
-		_, err := s.c.EnqueueContext(ctx, t, asynq.Queue(queue), asynq.ProcessIn(res.Delay))
-		return err
-	}
-	h := maps.Clone(t.Headers())
-	h[shapedHeader] = "1"
-	opts := []asynq.Option{asynq.Queue(queue)}
+	opts := []asynq.Option{asynq.Queue(queue), asynq.TaskID(id)}
 	if res.Delay > 0 {
 		opts = append(opts, asynq.ProcessAt(time.Now().Add(res.Delay).Truncate(time.Second).Add(time.Second)))
 	}
-	if _, err := s.c.EnqueueContext(ctx, asynq.NewTaskWithHeaders(t.Type(), t.Payload(), h), opts...); err != nil {
-		_ = s.l.CancelN(ctx, tenant, 1)
+	if _, err := s.c.EnqueueContext(ctx, t, opts...); err != nil {
+		if res.OK {
+			_ = s.l.CancelTicket(ctx, req)
+		}
 		return err
 	}
 	return nil

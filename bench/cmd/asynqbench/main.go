@@ -217,8 +217,7 @@ func startServer(rdb *redis.Client, l *throttle.Limiter, kind workerKind, concur
 	mux.Use(rec.countDequeues)
 	s := &server{rec: rec}
 	if kind.throttle {
-		// tasks paid for at enqueue (shaper) are not asked again
-		s.throttler = worker.New(l, rdb, worker.WithLogger(quietLogger()), worker.WithExempt(isShaped))
+		s.throttler = worker.New(l, rdb, worker.WithLogger(quietLogger()))
 		acfg = s.throttler.ServerConfig(acfg)
 		mux.Use(s.throttler.Middleware)
 	}
