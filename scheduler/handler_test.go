@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/internal/wait"
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -348,12 +349,12 @@ entries:
 	sc := New(env.client(t), s, WithQueue(env.queue), WithClock(clk))
 	sc.Start()
 	t.Cleanup(func() { waitDone(t, sc.Stop()) })
-	waitFor(t, "the loop to wait", func() bool { return len(clk.Waiters()) == 1 })
+	wait.For(t, 20*time.Second, "the loop to wait", func() bool { return len(clk.Waiters()) == 1 })
 	if r, _ := b.running.Peek(ctx, "acme"); r.Allowed {
 		t.Fatal("admitted before the reset")
 	}
 	clk.Set(mustTime(t, "2026-03-02T01:00:00Z"))
-	waitFor(t, "the reset to reach the limiter", func() bool {
+	wait.For(t, 20*time.Second, "the reset to reach the limiter", func() bool {
 		r, err := b.running.Peek(ctx, "acme")
 		return err == nil && r.Allowed
 	})
@@ -361,7 +362,7 @@ entries:
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the task to complete", func() bool {
+	wait.For(t, 20*time.Second, "the task to complete", func() bool {
 		ti, err = env.inspector.GetTaskInfo(env.queue, ti.ID)
 		return err == nil && ti.State == asynq.TaskStateCompleted
 	})

@@ -76,18 +76,6 @@ func (c *fakeClock) Waiters() []time.Time {
 	return out
 }
 
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // waitDone waits for ctx (a Stop result) to be done.
 func waitDone(t *testing.T, ctx context.Context) {
 	t.Helper()

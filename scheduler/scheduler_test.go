@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/quotaq/quotaq/internal/wait"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -101,7 +102,7 @@ func TestLateReplicaAfterTaskRan(t *testing.T) {
 		t.Fatalf("replica a: enqueue = %v, %v; want enqueued", ok, err)
 	}
 	id := TaskID(e.Name, fire)
-	waitFor(t, "the task to run and leave the queue", func() bool {
+	wait.For(t, 20*time.Second, "the task to run and leave the queue", func() bool {
 		ti, err := env.inspector.GetTaskInfo(env.queue, id)
 		if errors.Is(err, asynq.ErrTaskNotFound) {
 			return runs.Load() == 1 // deleted: what happens without a retention
@@ -156,7 +157,7 @@ entries:
 			clk := newFakeClock(mustTime(t, tt.start))
 			sc := New(env.client(t), s, WithQueue(env.queue), WithClock(clk))
 			sc.Start()
-			waitFor(t, "the loop to wait for the next firing", func() bool { return len(clk.Waiters()) == 1 })
+			wait.For(t, 20*time.Second, "the loop to wait for the next firing", func() bool { return len(clk.Waiters()) == 1 })
 			waitDone(t, sc.Stop())
 			var want []string
 			for _, w := range tt.want {
@@ -213,10 +214,10 @@ entries:
 			sc := New(env.client(t), s, WithQueue(env.queue), WithClock(clk))
 			sc.Start()
 			for _, step := range tt.steps {
-				waitFor(t, "the loop to wait", func() bool { return len(clk.Waiters()) == 1 })
+				wait.For(t, 20*time.Second, "the loop to wait", func() bool { return len(clk.Waiters()) == 1 })
 				clk.Set(mustTime(t, step))
 				// The loop has woken once it waits again (at a later time).
-				waitFor(t, "the loop to wait again", func() bool {
+				wait.For(t, 20*time.Second, "the loop to wait again", func() bool {
 					w := clk.Waiters()
 					return len(w) == 1 && w[0].After(mustTime(t, step))
 				})
@@ -261,7 +262,7 @@ entries:
 	// Backoffs 1, 2, 4, 8, 16, 30 s: attempts at 0, 1, 3, 7, 15, 31 s; the
 	// next would be at 61 s, past the window (MinWindow, 1m).
 	for i := 0; i < 5; i++ {
-		waitFor(t, "a backoff", func() bool { return len(clk.Waiters()) == 1 })
+		wait.For(t, 20*time.Second, "a backoff", func() bool { return len(clk.Waiters()) == 1 })
 		clk.Set(clk.Waiters()[0])
 	}
 	waitDone(t, sc.Stop())
@@ -285,7 +286,7 @@ func TestStartStop(t *testing.T) {
 	waitDone(t, sc.Stop()) // not started: done at once
 	sc.Start()
 	sc.Start() // no second loop
-	waitFor(t, "the loop to wait", func() bool { return len(clk.Waiters()) >= 1 })
+	wait.For(t, 20*time.Second, "the loop to wait", func() bool { return len(clk.Waiters()) >= 1 })
 	waitDone(t, sc.Stop())
 	if n := len(clk.Waiters()); n != 1 {
 		t.Errorf("%d loops waited, want 1", n)

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/internal/wait"
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -255,13 +256,9 @@ func TestRefusalCacheIsBounded(t *testing.T) {
 	if err := other.Reset(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !mustAllowN(t, cached, "acme", 1).Allowed {
-		if time.Now().After(deadline) {
-			t.Fatalf("another limiter's Reset not seen after 10s; the cache's bound is %s", bound)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, "another limiter's Reset to be seen (the cache's bound is "+bound.String()+")", func() bool {
+		return mustAllowN(t, cached, "acme", 1).Allowed
+	})
 }
 
 func TestRefusalCacheSkipsNeverAnswers(t *testing.T) {

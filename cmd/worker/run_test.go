@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/internal/wait"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
 )
@@ -134,7 +135,7 @@ func startWorker(t *testing.T, args []string, vars map[string]string) *runningWo
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &runningWorker{logs: &syncBuffer{}, metrics: "http://" + addr, cancel: cancel, done: make(chan int, 1)}
 	go func() { w.done <- run(ctx, append([]string{"--metrics-addr", addr}, args...), env(vars), w.logs) }()
-	waitFor(t, "the worker to start", func() bool {
+	wait.For(t, 20*time.Second, "the worker to start", func() bool {
 		select {
 		case code := <-w.done:
 			t.Fatalf("worker exited %d at start:\n%s", code, w.logs.String())
@@ -169,17 +170,6 @@ func (w *runningWorker) get(t *testing.T, path string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestHTTPCallsAreThrottledAndHonour429: http:call tasks against a fake
@@ -217,7 +207,7 @@ func TestHTTPCallsAreThrottledAndHonour429(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every call to succeed", func() bool { return ok.Load() == n })
+	wait.For(t, 20*time.Second, "every call to succeed", func() bool { return ok.Load() == n })
 	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(queue)
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +263,7 @@ func TestEmbeddedRedisRunsTheThrottle(t *testing.T) {
 		}
 	}
 	ins := asynq.NewInspectorFromRedisClient(rdb)
-	waitFor(t, "all tasks to run", func() bool {
+	wait.For(t, 20*time.Second, "all tasks to run", func() bool {
 		q, err := ins.GetQueueInfo("default")
 		return err == nil && q.Processed == n && q.Pending == 0 && q.Scheduled == 0 && q.Active == 0
 	})
@@ -371,7 +361,7 @@ func TestScheduleRunsInTheWorker(t *testing.T) {
 	}
 	startWorker(t, []string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix, "--schedule", file}, nil)
 	l := throttle.New(rdb, throttle.WithPrefix(prefix))
-	waitFor(t, "the scheduled adjust to set acme's rate", func() bool {
+	wait.For(t, 20*time.Second, "the scheduled adjust to set acme's rate", func() bool {
 		p, explicit, err := l.GetPolicy(context.Background(), "acme")
 		return err == nil && explicit && p.Rate == 77
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quotaq/quotaq/internal/asynqrequeue"
 	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/internal/wait"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -55,18 +56,6 @@ func (b *testBundle) startServer(t *testing.T, h asynq.HandlerFunc, delayedCheck
 		t.Fatalf("start asynq server: %v", err)
 	}
 	t.Cleanup(srv.Shutdown)
-}
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // run records each run of the tasks it handles and what the handler saw.
@@ -142,7 +131,7 @@ func TestRequeuedTaskRunsAgainUnchanged(t *testing.T) {
 			if err != nil {
 				t.Fatalf("enqueue: %v", err)
 			}
-			waitFor(t, "the second run", func() bool { return len(rs.list()) >= 2 })
+			wait.For(t, 10*time.Second, "the second run", func() bool { return len(rs.list()) >= 2 })
 			if requeueErr != nil {
 				t.Fatalf("requeue: %v", requeueErr)
 			}
@@ -159,7 +148,7 @@ func TestRequeuedTaskRunsAgainUnchanged(t *testing.T) {
 			// Inspector: one task, processed once, never failed or archived,
 			// options kept.
 			var q *asynq.QueueInfo
-			waitFor(t, "asynq to finish the task", func() bool {
+			wait.For(t, 10*time.Second, "asynq to finish the task", func() bool {
 				q, err = b.inspector.GetQueueInfo(b.queue)
 				return err == nil && q.Active == 0 && q.Pending == 0 && q.Scheduled == 0
 			})
@@ -215,7 +204,7 @@ func TestRequeuedTaskIsScheduledAsIs(t *testing.T) {
 		t.Errorf("outcome %+v, want 1 throttle and about an hour of wait", out)
 	}
 	var got *asynq.TaskInfo
-	waitFor(t, "the task to be scheduled", func() bool {
+	wait.For(t, 10*time.Second, "the task to be scheduled", func() bool {
 		got, err = b.inspector.GetTaskInfo(b.queue, info.ID)
 		return err == nil && got.State == asynq.TaskStateScheduled
 	})
@@ -278,7 +267,7 @@ func TestAsynqForwarderIsTheBackstop(t *testing.T) {
 	if _, err := b.client.Enqueue(asynq.NewTask("job", nil), asynq.Queue(b.queue), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the second run", func() bool { return len(rs.list()) >= 2 })
+	wait.For(t, 10*time.Second, "the second run", func() bool { return len(rs.list()) >= 2 })
 	if time.Now().Before(due) {
 		t.Errorf("task came back before its due time")
 	}

@@ -15,19 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/internal/wait"
 )
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestOpenEmbedded(t *testing.T) {
 	t.Parallel()
@@ -59,7 +48,7 @@ func TestOpenEmbedded(t *testing.T) {
 		if n, _ := conn.Redis.Exists(ctx, "short").Result(); n != 1 {
 			t.Fatal("key with a TTL missing right after SET")
 		}
-		eventually(t, 10*time.Second, "key with a 150ms TTL expires", func() bool {
+		wait.For(t, 10*time.Second, "key with a 150ms TTL expires", func() bool {
 			n, err := conn.Redis.Exists(ctx, "short").Result()
 			return err == nil && n == 0
 		})
