@@ -69,6 +69,15 @@ type Throttler struct {
 // starts a goroutine that brings re-queued tasks back at their due time;
 // Close stops it.
 func New(l *throttle.Limiter, asynqRedis redis.UniversalClient, opts ...Option) *Throttler {
+	t := configure(l, opts)
+	t.requeuer = asynqrequeue.New(asynqRedis)
+	t.waker = asynqrequeue.NewWaker(t.requeuer, t.logger, t.maxTracked)
+	return t
+}
+
+// configure returns a Throttler with its defaults and opts applied, and
+// nothing started: what New and NewShaper share.
+func configure(l *throttle.Limiter, opts []Option) *Throttler {
 	t := &Throttler{
 		limiter:    l,
 		logger:     slog.Default(),
@@ -84,8 +93,6 @@ func New(l *throttle.Limiter, asynqRedis redis.UniversalClient, opts ...Option) 
 	for _, o := range opts {
 		o(t)
 	}
-	t.requeuer = asynqrequeue.New(asynqRedis)
-	t.waker = asynqrequeue.NewWaker(t.requeuer, t.logger, t.maxTracked)
 	return t
 }
 
@@ -110,7 +117,7 @@ type job struct {
 	n      int64
 }
 
-func (j *job) ticket() string { return j.queue + ":" + j.id }
+func (j *job) ticket() string { return TaskTicket(j.queue, j.id) }
 
 // Middleware asks the limiter before next runs a task; see Throttler. Its
 // signature is asynq.MiddlewareFunc's: mux.Use(t.Middleware).
@@ -148,33 +155,57 @@ func (t *Throttler) newJob(ctx context.Context, task *asynq.Task) (*job, error) 
 	if j.queue == "" || j.id == "" {
 		return nil, fmt.Errorf("worker: no task id in the context: the Throttler's middleware must run inside an asynq server")
 	}
+	c, err := t.chargeOf(task, j.id)
+	j.tenant, j.ids, j.n = c.tenant, c.ids, c.n
+	if err != nil {
+		return nil, t.archive(j, c.refusal, err)
+	}
+	return j, nil
+}
+
+// charge is what a task costs and whom it charges.
+type charge struct {
+	tenant  string
+	ids     []string // tenant, then upstream ids
+	n       int64
+	refusal string // why not, as an archived_total reason, when chargeOf fails
+}
+
+// chargeOf finds whom task charges (its tenant, then its upstream ids) and
+// how many tokens; the Throttler and the Shaper share it, so a task shaped
+// at enqueue is booked under exactly the ids and cost the middleware asks
+// for. An error means the task cannot be decided on; c.refusal says why.
+// id is the task's id, for logs ("" when not known yet).
+func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) {
 	tenant, src, err := t.tenantOf(task)
 	switch {
 	case err != nil:
-		return nil, t.archive(j, "invalid_tenant", fmt.Errorf("%w (fix the task's tenant and enqueue it again)", err))
+		return charge{refusal: "invalid_tenant"}, fmt.Errorf("%w (fix the task's tenant and enqueue it again)", err)
 	case src == fromUntenanted && t.untenanted == "":
-		return nil, t.archive(j, "no_tenant", fmt.Errorf("worker: task type %q has no tenant (no %q header, no \"tenant\" field in a JSON payload) and tasks without one are refused (WithUntenanted)",
-			task.Type(), TenantHeader))
+		return charge{refusal: "no_tenant"}, fmt.Errorf("worker: task type %q has no tenant (no %q header, no \"tenant\" field in a JSON payload) and tasks without one are refused (WithUntenanted)",
+			task.Type(), TenantHeader)
 	case src == fromUntenanted:
 		tenant = t.untenanted
 		if _, seen := t.warnUntenanted.LoadOrStore(task.Type(), struct{}{}); !seen {
 			t.logger.Warn("worker: tasks of this type have no tenant; they are limited together under the untenanted id, with its policy",
 				"type", task.Type(), "untenanted_id", tenant)
 		} else {
-			t.logger.Debug("worker: task has no tenant; limited under the untenanted id", "type", task.Type(), "task_id", j.id, "untenanted_id", tenant)
+			t.logger.Debug("worker: task has no tenant; limited under the untenanted id", "type", task.Type(), "task_id", id, "untenanted_id", tenant)
 		}
 	}
-	j.tenant = tenant
-	j.ids = append([]string{tenant}, t.upstream(task)...)
-	for _, id := range j.ids[1:] {
-		if err := throttle.ValidateTenant(id); err != nil {
-			return nil, t.archive(j, "invalid", fmt.Errorf("worker: upstream id of task type %q: %w", task.Type(), err))
+	c.tenant = tenant
+	c.ids = append([]string{tenant}, t.upstream(task)...)
+	for _, up := range c.ids[1:] {
+		if err := throttle.ValidateTenant(up); err != nil {
+			c.refusal = "invalid"
+			return c, fmt.Errorf("worker: upstream id of task type %q: %w", task.Type(), err)
 		}
 	}
-	if j.n = t.cost(task); j.n < 1 {
-		return nil, t.archive(j, "invalid", fmt.Errorf("worker: task type %q costs %d tokens; a cost must be at least 1", task.Type(), j.n))
+	if c.n = t.cost(task); c.n < 1 {
+		c.refusal = "invalid"
+		return c, fmt.Errorf("worker: task type %q costs %d tokens; a cost must be at least 1", task.Type(), c.n)
 	}
-	return j, nil
+	return c, nil
 }
 
 // admit asks the limiter. It returns nil when the task may run now, else the
