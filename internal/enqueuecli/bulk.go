@@ -10,6 +10,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/worker"
 )
 
 // defaultConcurrency is how many enqueues run at once by default. Each
@@ -39,15 +41,41 @@ func autoPipelined(rdb redis.UniversalClient) (redis.UniversalClient, func()) {
 	return p, func() { _ = p.Close() }
 }
 
-// batch is the tasks of one run: n of them, the i-th given by task(i).
+// batch is the tasks of one run: n of them, the i-th given by item(i).
 type batch struct {
 	n    int
-	task func(i int) *asynq.Task
+	item func(i int) item
+}
+
+// enqueuer enqueues a batch's items: with the asynq client, or through the
+// shaper for the items that ask for shaping.
+type enqueuer struct {
+	client *asynq.Client
+	shaper *worker.Shaper // nil: no item is shaped
+}
+
+// shaped reports whether some item of b is to be shaped. It builds every
+// item once, which the run does anyway.
+func (b batch) shaped() bool {
+	for i := range b.n {
+		if b.item(i).shape {
+			return true
+		}
+	}
+	return false
+}
+
+func (e enqueuer) enqueue(ctx context.Context, it item) (*asynq.TaskInfo, error) {
+	if it.shape {
+		return e.shaper.Enqueue(ctx, it.task, it.opts...)
+	}
+	return e.client.EnqueueContext(ctx, it.task, it.opts...)
 }
 
 // bulkResult is what enqueueAll did.
 type bulkResult struct {
 	enqueued   int
+	shaped     int // of enqueued, how many through the shaper
 	duplicates int // refused by asynq as duplicates (--unique, a repeated --id)
 	elapsed    time.Duration
 	last       *asynq.TaskInfo // an enqueued task, for the single-task summary
@@ -57,11 +85,14 @@ type bulkResult struct {
 // enqueueAll enqueues the batch with conc enqueues in flight and stops at the
 // first failure or when ctx is done. A duplicate is not a failure: it is
 // counted and skipped.
-func enqueueAll(ctx context.Context, client *asynq.Client, b batch, conc int, bar *progressBar) bulkResult {
+// Shaped items each make a reservation before their enqueue; they run
+// concurrently like the others.
+func enqueueAll(ctx context.Context, e enqueuer, b batch, conc int, bar *progressBar) bulkResult {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		next, enq, dup atomic.Int64
+		shaped         atomic.Int64
 		last           atomic.Pointer[asynq.TaskInfo]
 		errOnce        sync.Once
 		firstErr       error
@@ -75,10 +106,14 @@ func enqueueAll(ctx context.Context, client *asynq.Client, b batch, conc int, ba
 				if i >= b.n {
 					return
 				}
-				info, err := client.EnqueueContext(runCtx, b.task(i))
+				it := b.item(i)
+				info, err := e.enqueue(runCtx, it)
 				switch {
 				case err == nil:
 					enq.Add(1)
+					if it.shape {
+						shaped.Add(1)
+					}
 					last.Store(info)
 				case errors.Is(err, asynq.ErrDuplicateTask), errors.Is(err, asynq.ErrTaskIDConflict):
 					dup.Add(1)
@@ -95,6 +130,7 @@ func enqueueAll(ctx context.Context, client *asynq.Client, b batch, conc int, ba
 	wg.Wait()
 	res := bulkResult{
 		enqueued:   int(enq.Load()),
+		shaped:     int(shaped.Load()),
 		duplicates: int(dup.Load()),
 		elapsed:    time.Since(start),
 		last:       last.Load(),

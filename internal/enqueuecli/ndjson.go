@@ -9,8 +9,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	"github.com/hibiken/asynq"
 )
 
 // maxLine is the longest NDJSON line read.
@@ -32,6 +30,7 @@ type line struct {
 	Retention *string           `json:"retention"`
 	ID        *string           `json:"id"`
 	Headers   map[string]string `json:"headers"`
+	Shape     *bool             `json:"shape"`
 }
 
 // lineNames names a spec field as an NDJSON key, and the flag that gives its
@@ -48,10 +47,10 @@ func lineNames(f string) string {
 // readNDJSON reads and checks every line before returning any task, so a bad
 // line anywhere means nothing is enqueued. Blank lines are skipped. Errors are
 // usage errors naming the line.
-func readNDJSON(r io.Reader, base spec) ([]*asynq.Task, error) {
+func readNDJSON(r io.Reader, base spec) ([]item, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
-	var tasks []*asynq.Task
+	var tasks []item
 	ids := map[string]int{}
 	n := 0
 	for sc.Scan() {
@@ -73,7 +72,7 @@ func readNDJSON(r io.Reader, base spec) ([]*asynq.Task, error) {
 			}
 			ids[s.ID] = n
 		}
-		tasks = append(tasks, s.task())
+		tasks = append(tasks, s.item())
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -122,6 +121,9 @@ func parseLine(raw []byte, base spec) (spec, error) {
 		} else {
 			s.Payload = append([]byte(nil), l.Payload...)
 		}
+	}
+	if l.Shape != nil {
+		s.Shape = *l.Shape
 	}
 	if l.MaxRetry != nil {
 		s.MaxRetry = *l.MaxRetry

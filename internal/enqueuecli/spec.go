@@ -27,6 +27,7 @@ type spec struct {
 	Retention time.Duration // asynq.Retention; 0: none
 	ID        string        // asynq.TaskID; "": asynq picks one
 	Headers   map[string]string
+	Shape     bool // book the tenant's tokens now and enqueue at their slot (worker.Shaper)
 }
 
 // check validates s; where says where s came from ("line 7: ", or "" for
@@ -71,15 +72,23 @@ func (s *spec) check(flagName func(string) string) error {
 	return nil
 }
 
-// task builds the asynq task: the tenant goes into the TenantHeader header,
+// item is one task to enqueue and how: its enqueue options are kept apart
+// from the task, where a worker.Shaper can read its queue and id.
+type item struct {
+	task  *asynq.Task
+	opts  []asynq.Option
+	shape bool
+}
+
+// item builds the asynq task: the tenant goes into the TenantHeader header,
 // the payload is the user's, untouched.
-func (s *spec) task() *asynq.Task {
+func (s *spec) item() item {
 	headers := make(map[string]string, len(s.Headers)+1)
 	for k, v := range s.Headers {
 		headers[k] = v
 	}
 	headers[tenantstatus.TenantHeader] = s.Tenant
-	return asynq.NewTaskWithHeaders(s.Type, s.Payload, headers, s.options()...)
+	return item{task: asynq.NewTaskWithHeaders(s.Type, s.Payload, headers), opts: s.options(), shape: s.Shape}
 }
 
 func (s *spec) options() []asynq.Option {
