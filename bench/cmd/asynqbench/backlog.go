@@ -6,7 +6,6 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,54 +13,19 @@ import (
 
 	"github.com/quotaq/quotaq/bench/internal/harness"
 	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
 )
 
-// shaper enqueues a task at the time its tenant's tokens will be there: it
-// books them with the limiter (a reservation under the task's ticket, kept
-// even when granted now: Request.KeepTicket) and enqueues the task to be
-// processed at their due time. The worker's middleware redeems the booking
-// when the task comes, without paying again, so a throttled task is
-// dequeued once instead of twice, and tasks that must wait sit in asynq's
-// scheduled set, not in the queue in front of other tenants' tasks.
-//
-// asynq's scheduled set counts whole seconds and its forwarder moves every
-// task whose second has come, so a task due at 12:00:00.9 would arrive at
-// 12:00:00.0, before its tokens, and be put back: the due time is rounded up
-// to the next whole second.
-type shaper struct {
-	l   *throttle.Limiter
-	c   *asynq.Client
-	seq atomic.Int64
-}
-
-func (s *shaper) enqueue(ctx context.Context, t *asynq.Task, tenant string) error {
-	id := fmt.Sprintf("shaped-%d", s.seq.Add(1))
-	// the worker's ticket for a task is "<queue>:<task id>"
-	req := throttle.Request{IDs: []string{tenant}, Ticket: queue + ":" + id, KeepTicket: true}
-	res, err := s.l.Reserve(ctx, req)
-	if err != nil {
-		return err
-	}
-	opts := []asynq.Option{asynq.Queue(queue), asynq.TaskID(id)}
-	if res.Delay > 0 {
-		opts = append(opts, asynq.ProcessAt(time.Now().Add(res.Delay).Truncate(time.Second).Add(time.Second)))
-	}
-	if _, err := s.c.EnqueueContext(ctx, t, opts...); err != nil {
-		if res.OK {
-			_ = s.l.CancelTicket(ctx, req)
-		}
-		return err
-	}
-	return nil
-}
-
-// stagger returns the shaped and the plain way of enqueueing, by name.
+// enqueueWays are the plain and the shaped way of enqueueing (worker.Shaper:
+// each task's tokens booked under its ticket, the task enqueued ProcessAt
+// its slot, and redeemed by the middleware), by name; -ways picks them.
 var enqueueWays = []struct {
+	key    string
 	name   string
 	shaped bool
 }{
-	{"as they come (middleware only)", false},
-	{"shaped at enqueue (reservation + ProcessAt)", true},
+	{"plain", "as they come (middleware only)", false},
+	{"shaped", "shaped at enqueue (worker.Shaper)", true},
 }
 
 // backlog: one tenant's throttled backlog, drained at its rate.
@@ -73,6 +37,9 @@ func backlog(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config) er
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var series []plotSeries
 	for _, way := range enqueueWays {
+		if !cfg.ways[way.key] {
+			continue
+		}
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			return err
 		}
@@ -89,9 +56,9 @@ func backlog(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config) er
 		if err != nil {
 			return err
 		}
-		var sh *shaper
+		var sh *worker.Shaper
 		if way.shaped {
-			sh = &shaper{l: l, c: c}
+			sh = worker.NewShaper(l, c)
 		}
 		if err := enqueueAll(ctx, c, cfg.backlog, func(int) string { return tenant }, sh); err != nil {
 			s.stop()

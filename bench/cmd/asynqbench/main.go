@@ -4,8 +4,8 @@
 // tenant (dequeues and Redis commands per processed task, achieved rate,
 // with a PNG plot); and a noisy neighbour (the quiet tenant's wait from
 // enqueue to start). The backlog and the noisy neighbour run twice: tasks
-// enqueued as they come, and tasks shaped at enqueue time by the limiter's
-// reservation. It prints Markdown tables.
+// enqueued as they come, and tasks shaped at enqueue time (worker.Shaper);
+// -ways picks one. It prints Markdown tables.
 //
 //	cd bench && go run ./cmd/asynqbench -plot-dir .
 package main
@@ -49,11 +49,12 @@ type config struct {
 	maxTime     time.Duration
 	plotDir     string
 	rounds      int
+	ways        map[string]bool // backlog, noisy: "plain", "shaped"
 }
 
 func main() {
 	var cfg config
-	var parts string
+	var parts, ways string
 	flag.StringVar(&cfg.addr, "addr", "", "use this redis-server (host:port) instead of starting one; it is FLUSHALLed")
 	flag.StringVar(&parts, "parts", "throughput,backlog,noisy", "what to run, comma-separated")
 	flag.IntVar(&cfg.concurrency, "concurrency", 50, "asynq worker concurrency")
@@ -68,9 +69,18 @@ func main() {
 	flag.DurationVar(&cfg.quietOver, "quiet-over", 2*time.Second, "noisy neighbour: the quiet tenant's tasks are enqueued evenly over this time")
 	flag.DurationVar(&cfg.maxTime, "max-time", 10*time.Minute, "give up on a part after this long")
 	flag.StringVar(&cfg.plotDir, "plot-dir", "", "write the achieved-rate plots (PNG) here; empty: no plots")
+	flag.StringVar(&ways, "ways", "plain,shaped", "backlog, noisy: how to enqueue, comma-separated: plain (middleware only), shaped (worker.Shaper)")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "throughput: rounds, the workers interleaved; the median round is shown")
 	flag.Parse()
 	cfg.parts = strings.Split(parts, ",")
+	cfg.ways = map[string]bool{}
+	for _, w := range strings.Split(ways, ",") {
+		if w != "plain" && w != "shaped" {
+			fmt.Fprintf(os.Stderr, "asynqbench: unknown way %q (use plain, shaped)\n", w)
+			os.Exit(2)
+		}
+		cfg.ways[w] = true
+	}
 	if cfg.rounds < 1 || cfg.concurrency < 1 || cfg.tasks < 1 || cfg.tenants < 1 || cfg.backlog < 1 || cfg.backlogRate < 1 ||
 		cfg.noisy < 1 || cfg.noisyRate < 1 || cfg.quiet < 1 || cfg.quietRate < 1 {
 		fmt.Fprintln(os.Stderr, "asynqbench: counts and rates must be at least 1")
@@ -231,7 +241,7 @@ func startServer(rdb *redis.Client, l *throttle.Limiter, kind workerKind, concur
 
 // enqueueAll enqueues tasks from 16 callers; tenantOf names task i's tenant,
 // and shape (when not nil) enqueues it instead.
-func enqueueAll(ctx context.Context, c *asynq.Client, n int, tenantOf func(i int) string, shape *shaper) error {
+func enqueueAll(ctx context.Context, c *asynq.Client, n int, tenantOf func(i int) string, shape *worker.Shaper) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	var next atomic.Int64
@@ -244,7 +254,7 @@ func enqueueAll(ctx context.Context, c *asynq.Client, n int, tenantOf func(i int
 				}
 				var err error
 				if shape != nil {
-					err = shape.enqueue(ctx, newTask(tenantOf(i)), tenantOf(i))
+					_, err = shape.Enqueue(ctx, newTask(tenantOf(i)), asynq.Queue(queue))
 				} else {
 					_, err = c.EnqueueContext(ctx, newTask(tenantOf(i)), asynq.Queue(queue))
 				}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
 )
 
 // noisy: a noisy tenant's big backlog at a low rate, then a quiet tenant's
@@ -23,6 +24,9 @@ func noisy(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config) erro
 	fmt.Fprintln(w, "| enqueued | quiet p50 wait | quiet p99 wait | quiet max wait | noisy processed meanwhile | noisy dequeues meanwhile | noisy enqueue took |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, way := range enqueueWays {
+		if !cfg.ways[way.key] {
+			continue
+		}
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			return err
 		}
@@ -38,9 +42,9 @@ func noisy(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config) erro
 		if err != nil {
 			return err
 		}
-		var sh *shaper
+		var sh *worker.Shaper
 		if way.shaped {
-			sh = &shaper{l: l, c: c}
+			sh = worker.NewShaper(l, c)
 		}
 		start := time.Now()
 		if err := enqueueAll(ctx, c, cfg.noisy, func(int) string { return loud }, sh); err != nil {
@@ -52,7 +56,7 @@ func noisy(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config) erro
 		for i := range cfg.quiet {
 			var err error
 			if sh != nil {
-				err = sh.enqueue(ctx, newTask(calm), calm)
+				_, err = sh.Enqueue(ctx, newTask(calm), asynq.Queue(queue))
 			} else {
 				_, err = c.EnqueueContext(ctx, newTask(calm), asynq.Queue(queue))
 			}
