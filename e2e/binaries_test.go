@@ -108,8 +108,8 @@ func startWorker(t *testing.T, name string, env []string, args ...string) *proc 
 	}()
 	t.Cleanup(func() {
 		p.kill()
-		if t.Failed() {
-			t.Logf("log of worker %s:\n%s", name, tail(p.logs.String(), 60))
+		if t.Failed() || os.Getenv("E2E_DEBUG") != "" {
+			t.Logf("log of worker %s:\n%s", name, tail(p.logs.String(), 60+1000*len(os.Getenv("E2E_DEBUG"))))
 		}
 	})
 	p.waitLog("quotaq-worker: started", 30*time.Second)
@@ -190,7 +190,8 @@ func (p *proc) metric(name string) float64 {
 	return sum
 }
 
-// healthz returns the status code of the worker's /healthz.
+// healthz returns the status code of the worker's /healthz (0 when it
+// does not answer within 5 s, as a monitor with that timeout would see).
 func (p *proc) healthz() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -245,11 +246,13 @@ func tail(s string, n int) string {
 // eventually polls cond every 20ms until it holds or within passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	start := time.Now()
+	deadline := start.Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not true within %s", what, within)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Logf("%s: after %s", what, time.Since(start).Round(time.Millisecond))
 }

@@ -89,9 +89,99 @@ func (s *stage) ageLeases(t *testing.T, queue string) int {
 	return len(ids)
 }
 
+// drain waits until every seq completed at the upstream (see drain). In
+// the short variant it also does at once what asynq otherwise does after a
+// minute or two: it makes retries due now (a first retry waits 15-45 s),
+// and it ages the lease of an orphan (a task asynq holds as active that no
+// worker has reported working on for 12 s: its dequeue's answer or its
+// completion was lost with Redis) and starts one more worker, whose
+// recoverer hands the orphan back at once (a running worker's recoverer
+// looks once a minute, for leases expired 30 s ago). It returns how many
+// distinct tasks it did either for: retried by asynq, not lost.
+func (s *stage) drain(t *testing.T, queue string, seqs []int, within time.Duration) int {
+	t.Helper()
+	aged := map[string]bool{}
+	if *long {
+		drain(t, s.up, s.insp, queue, seqs, within)
+		return 0
+	}
+	start := time.Now()
+	defer func() {
+		t.Logf("drained %d tasks of queue %q after %s, %d retries or orphans hurried", len(seqs), queue, time.Since(start).Round(time.Millisecond), len(aged))
+	}()
+	orphanSince := map[string]time.Time{}
+	recovery := false
+	deadline := start.Add(within)
+	for s.up.done(seqs) < len(seqs) && time.Now().Before(deadline) {
+		for _, id := range s.dueRetries(t, queue) {
+			aged[id] = true
+		}
+		if orphans := s.orphans(queue, orphanSince); len(orphans) > 0 {
+			old := float64(time.Now().Add(-61 * time.Second).Unix())
+			for _, id := range orphans {
+				_ = s.rdb.ZAddXX(context.Background(), "asynq:{"+queue+"}:lease", redis.Z{Score: old, Member: id}).Err()
+				aged[id] = true
+			}
+			if !recovery {
+				recovery = true
+				startWorker(t, "recovery", s.env, "--queues", queue+"=1")
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	drain(t, s.up, s.insp, queue, seqs, time.Second)
+	return len(aged)
+}
+
+// orphans returns the active tasks of queue that no worker has reported
+// working on for 12 s (asynq's heartbeat reports every 5 s), tracking when
+// each was first seen so in since.
+func (s *stage) orphans(queue string, since map[string]time.Time) []string {
+	active, err := s.insp.ListActiveTasks(queue, asynq.PageSize(1000))
+	if err != nil {
+		return nil
+	}
+	servers, err := s.insp.Servers()
+	if err != nil {
+		return nil
+	}
+	working := map[string]bool{}
+	for _, srv := range servers {
+		for _, w := range srv.ActiveWorkers {
+			working[w.TaskID] = true
+		}
+	}
+	now := time.Now()
+	var out []string
+	seen := map[string]bool{}
+	for _, ti := range active {
+		seen[ti.ID] = true
+		if working[ti.ID] {
+			delete(since, ti.ID)
+			continue
+		}
+		first, ok := since[ti.ID]
+		if !ok {
+			since[ti.ID] = now
+			continue
+		}
+		if now.Sub(first) >= 12*time.Second {
+			out = append(out, ti.ID)
+			delete(since, ti.ID)
+		}
+	}
+	for id := range since {
+		if !seen[id] {
+			delete(since, id)
+		}
+	}
+	return out
+}
+
 // dueRetries makes every task in queue's retry set due now, as if its
-// retry delay (15 to 45 s for a first retry) had passed.
-func (s *stage) dueRetries(t *testing.T, queue string) int {
+// retry delay (15 to 45 s for a first retry) had passed, and returns their
+// ids.
+func (s *stage) dueRetries(t *testing.T, queue string) []string {
 	t.Helper()
 	ctx := context.Background()
 	key := "asynq:{" + queue + "}:retry"
@@ -105,5 +195,5 @@ func (s *stage) dueRetries(t *testing.T, queue string) int {
 			t.Fatal(err)
 		}
 	}
-	return len(ids)
+	return ids
 }

@@ -55,7 +55,9 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		s.dueRetries(t, "default")
 	}
 	drain(t, s.up, s.insp, "default", seqsOf(tasks), 4*time.Minute)
-	checkEmpty(t, s.insp, "default")
+	if n := checkEmpty(t, s.insp, "default"); n != 0 {
+		t.Fatalf("%d tasks left active or retrying without any Redis outage", n)
+	}
 	f := s.up.figures(seqsOf(tasks))
 	report(t, f, "killed task recovered after "+time.Since(start).Round(time.Second).String())
 	if f.Lost != 0 || f.Duplicated != 0 || f.Processed != n {
@@ -137,7 +139,9 @@ func TestWorkerSIGTERM(t *testing.T) {
 	s.up.setHang(hung, false)
 	startWorker(t, "B", s.env, append(fast, "--concurrency", "3")...)
 	drain(t, s.up, s.insp, "default", seqsOf(tasks), 2*time.Minute)
-	checkEmpty(t, s.insp, "default")
+	if n := checkEmpty(t, s.insp, "default"); n != 0 {
+		t.Fatalf("%d tasks left active or retrying without any Redis outage", n)
+	}
 	f := s.up.figures(seqsOf(tasks))
 	report(t, f, "")
 	if f.Lost != 0 || f.Duplicated != 0 {
