@@ -110,7 +110,7 @@ func TestEnqueueShapeMaxWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut := f.run("", "--tenant", "acme", "--type", "t", "--count", "3", "--queue", f.queue,
-		"--shape", "--shape-max-wait", "5s", "--progress", "never")
+		"--shape", "--shape-max-wait", "5s", "--progress", "never", "--concurrency", "1")
 	if code != ExitFailure || !strings.Contains(errOut, "enqueued 1 of 3") || !strings.Contains(errOut, "max wait of 5s") {
 		t.Fatalf("exit %d, stderr %q; want 1, enqueued 1 of 3, naming the max wait", code, errOut)
 	}
