@@ -38,8 +38,9 @@ var ErrMaxWait = errors.New("worker: the task would wait longer than the max wai
 // task whose second has come, so a task is scheduled at its due time rounded
 // up to the next whole second: it never arrives before its tokens. The
 // forwarder runs every DelayedTaskCheckInterval (ServerConfig sets 1 s), so a
-// shaped task starts up to about a second after its slot, and tasks of one
-// second start together; over a backlog the rate is the policy's.
+// shaped task starts up to about two seconds after its slot (the rounding,
+// then the forwarder), and the tasks of one second start together; over a
+// backlog the rate is the policy's.
 //
 // A Shaper is safe for concurrent use.
 type Shaper struct {
