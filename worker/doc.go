@@ -69,7 +69,17 @@
 // tasks and the backstop do. ServerConfig sets it to 1 s unless given:
 // shorter means those tasks run closer to their time, at the cost of one
 // Redis script per queue per interval per worker. An idle processor sleeps
-// about TaskCheckInterval before it looks again; ServerConfig sets 250 ms
-// (asynq's default is 1 s) so a task brought back to an idle queue is
-// noticed quickly, at the cost of a few more polls of an empty queue.
+// about TaskCheckInterval before it looks again; ServerConfig sets 25 ms
+// (asynq's default is 1 s) so a task brought back to an idle queue starts at
+// its slot rather than in a clump, at the cost of more polls of an empty
+// queue.
+//
+// # Shaping at enqueue
+//
+// The middleware sees a task only when asynq hands it over, so a backlog far
+// beyond a tenant's rate is dequeued twice per task and other tenants' tasks
+// in the same queue wait behind it. A Shaper books each task's tokens when it
+// is enqueued (with the task's ticket, TaskTicket) and schedules it at its
+// slot; the middleware redeems the booking when the task arrives. One dequeue
+// per task, and the queue only holds tasks that may run.
 package worker
