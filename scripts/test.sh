@@ -22,3 +22,8 @@ go test -count=1 -timeout 9m "$@" ./...
 # The docker-compose check lives in its own module (compose-go's dependencies
 # stay out of the library's go.mod).
 (cd internal/composecheck && go vet ./... && go test -count=1 -timeout 5m ./...)
+
+# So does the benchmark harness (peers such as redis_rate stay out of go.mod):
+# its smoke tests keep it building; the benchmarks themselves are run by hand
+# (BENCHMARKS.md).
+(cd bench && go vet ./... && go test -count=1 -timeout 5m ./...)
