@@ -18,7 +18,7 @@ import (
 type stage struct {
 	srv  *redistest.Server
 	env  []string // REDIS_URL for the binaries
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	insp *asynq.Inspector
 	lim  *throttle.Limiter
 	up   *upstream
