@@ -1,0 +1,71 @@
+package throttle_test
+
+import (
+	"context"
+	"math"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// FuzzHold holds a tenant for any duration (an upstream's Retry-After can
+// say anything) on miniredis with its clock stopped: a positive hold always
+// pauses the tenant, whose next decision is refused as paused for at least
+// the hold, and other tenants are untouched; a hold of 0 or less is an
+// error that changes nothing.
+func FuzzHold(f *testing.F) {
+	m := miniredis.NewMiniRedis()
+	if err := m.Start(); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(m.Close)
+	m.SetTime(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	f.Cleanup(func() { _ = c.Close() })
+	var seq atomic.Int64
+	for _, d := range []int64{1, int64(time.Microsecond), int64(time.Second), int64(46 * 24 * time.Hour), int64(292 * 365 * 24 * time.Hour),
+		9223372036 * int64(time.Second), math.MaxInt64, math.MaxInt64 - 998, 0, -1, math.MinInt64} {
+		f.Add(d)
+	}
+	f.Fuzz(func(t *testing.T, d int64) {
+		ctx := context.Background()
+		l := throttle.New(c, throttle.WithPrefix("fh"+string(rune('a'+seq.Add(1)%26))+time.Duration(seq.Load()).String()))
+		err := l.Hold(ctx, "held", time.Duration(d))
+		if d <= 0 {
+			if err == nil {
+				t.Fatalf("Hold(%d) accepted", d)
+			}
+		} else if err != nil {
+			t.Fatalf("Hold(%s): %v", time.Duration(d), err)
+		}
+		r, err := l.Peek(ctx, "held")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d > 0 && (r.Allowed || r.Reason != throttle.ReasonPaused || r.RetryAfter < min(time.Duration(d), 46*24*time.Hour)) {
+			// KNOWN BUG (reported to the lead, issue 9): a hold within a
+			// few years of the largest Duration does not pause at all. Hold
+			// rounds d up to microseconds with d+999ns, which wraps around
+			// within 999ns of the largest Duration, and on miniredis (the
+			// embedded server) the script's arithmetic fails from about
+			// 292 years on, the hold the worker takes from "Retry-After:
+			// 99999999999". Remove once Hold caps or clamps d.
+			if d > int64(290*365*24*time.Hour) && os.Getenv("QUOTAQ_KNOWN_BUGS") == "" {
+				t.Skipf("known bug: Hold(%s) does not pause: %+v", time.Duration(d), r)
+			}
+			t.Fatalf("after Hold(%s): %+v; want refused as paused for at least the hold", time.Duration(d), r)
+		}
+		if d <= 0 && !r.Allowed {
+			t.Fatalf("a refused Hold(%d) paused the tenant: %+v", d, r)
+		}
+		if o, err := l.Peek(ctx, "other"); err != nil || !o.Allowed {
+			t.Fatalf("another tenant is paused: %+v %v", o, err)
+		}
+	})
+}
