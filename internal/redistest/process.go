@@ -10,7 +10,8 @@ import (
 )
 
 // Kill sends SIGKILL to the server, as a crash would, and waits for it to
-// exit. Unlike Stop it leaves the server restartable with Restart.
+// exit: it is Stop, named for what a fault test means by it. Restart brings
+// the server back.
 func (s *Server) Kill() {
 	s.Stop()
 }
