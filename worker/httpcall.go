@@ -44,7 +44,7 @@ func (c HTTPCall) Validate() error {
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("worker: http call url %q: give an absolute http:// or https:// URL", c.URL)
+		return fmt.Errorf("worker: http call url %q: give an absolute http:// or https:// URL", redactURL(c.URL))
 	}
 	return nil
 }
@@ -105,18 +105,19 @@ func NewHTTPCallHandler(client *http.Client) asynq.Handler {
 		}
 		req, err := http.NewRequestWithContext(ctx, method, c.URL, body)
 		if err != nil {
-			return fmt.Errorf("worker: http call %s %s: %v: %w", method, c.URL, err, asynq.SkipRetry)
+			return fmt.Errorf("worker: http call %s %s: %s: %w", method, redactURL(c.URL),
+				strings.ReplaceAll(err.Error(), c.URL, redactURL(c.URL)), asynq.SkipRetry)
 		}
 		for k, v := range c.Header {
 			req.Header.Set(k, v)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("worker: http call %s %s: %w", method, c.URL, err)
+			return fmt.Errorf("worker: http call %s %s: %w", method, redactURL(c.URL), err)
 		}
 		defer resp.Body.Close()
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		status := fmt.Errorf("worker: http call %s %s: %s", method, c.URL, resp.Status)
+		status := fmt.Errorf("worker: http call %s %s: %s", method, redactURL(c.URL), resp.Status)
 		switch code := resp.StatusCode; {
 		case code >= 200 && code < 300:
 			return nil
@@ -135,4 +136,16 @@ func NewHTTPCallHandler(client *http.Client) asynq.Handler {
 			return fmt.Errorf("%w: %w", status, asynq.SkipRetry)
 		}
 	})
+}
+
+// redactURL is raw without the password of its user info, for errors and
+// logs; a URL that does not parse loses everything before its last '@'.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	if i := strings.LastIndex(raw, "@"); i >= 0 {
+		return "…@" + raw[i+1:]
+	}
+	return raw
 }
