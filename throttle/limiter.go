@@ -161,7 +161,8 @@ func (l *Limiter) CancelTicket(ctx context.Context, req Request) error {
 // Hold pauses tenant for d: its bucket counts as empty until d has passed,
 // so its decisions wait, and tokens booked from now on are due after the
 // pause, one interval apart. Use it when the tenant's upstream answered 429
-// or 503 with Retry-After. It also counts the hold (HoldCount).
+// or 503 with Retry-After. It also counts the hold (HoldCount). d is cut to
+// MaxHold.
 func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) error {
 	if err := ValidateTenant(tenant); err != nil {
 		return err
@@ -169,6 +170,7 @@ func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) erro
 	if d <= 0 {
 		return fmt.Errorf("throttle: hold %s of tenant %q must be above 0", d, tenant)
 	}
+	d = min(d, MaxHold)
 	k := l.keysFor(tenant)
 	us := (d + time.Microsecond - 1) / time.Microsecond
 	books := 0
@@ -180,6 +182,10 @@ func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) erro
 	}
 	return nil
 }
+
+// MaxHold is the longest pause Hold applies: a longer one (an upstream's
+// "Retry-After: 99999999999") is cut to it.
+const MaxHold = 30 * 24 * time.Hour
 
 // HoldCount returns how many times tenant has been held.
 func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
