@@ -251,13 +251,6 @@ func TestBinariesOverTLSWithACLUser(t *testing.T) {
 			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "REDIS_TIMEOUT=3s"}, c.env...)
 			out, _ := cmd.CombinedOutput()
 			if code := cmd.ProcessState.ExitCode(); code != c.code {
-				// KNOWN BUG (reported to the lead, issue 9): redisconn
-				// accepts a host with a stray ":port" ("h:6379:99") and the
-				// worker fails to dial it (exit 1, "no such host") instead of
-				// a usage error naming the URL. Remove once fixed.
-				if c.name == "WorkerBadURL" && code == 1 && os.Getenv("QUOTAQ_KNOWN_BUGS") == "" {
-					t.Skipf("known bug: a URL host with two ports is not refused as bad input:\n%s", tail(string(out), 2))
-				}
 				t.Errorf("exit %d, want %d:\n%s", code, c.code, out)
 			}
 			noSecret(t, "output", string(out))

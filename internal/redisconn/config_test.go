@@ -111,6 +111,7 @@ func TestResolveRejectsBadConfig(t *testing.T) {
 		{"BadScheme", Config{URL: "http://u:hunter22@h:1"}, nil, `scheme "http"`},
 		{"BadPort", Config{URL: "redis://u:hunter22@h:99999"}, nil, `port "99999"`},
 		{"NonNumericPort", Config{URL: "redis://u:hunter22@h:abc/0"}, nil, "not a valid URL"},
+		{"TwoPorts", Config{URL: "redis://u:hunter22@h:6379:99/0"}, nil, "more than one ':'"},
 		{"BadDB", Config{URL: "redis://u:hunter22@h:1/zero"}, nil, `database "zero"`},
 		{"UnescapedSlashInPassword", Config{URL: "redis://u:hunter22/x@h:1/0"}, nil, "URL-encode"},
 		{"UnescapedHashInPassword", Config{URL: "redis://u:hun#ter22@h:1/0"}, nil, "URL-encode"},

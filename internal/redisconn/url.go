@@ -120,6 +120,9 @@ func parseURL(raw string) (serverURL, error) {
 	if s.host == "" {
 		return serverURL{}, bad("no host; write it as redis://host:port/db")
 	}
+	if strings.Contains(s.host, ":") && !strings.HasPrefix(u.Host, "[") {
+		return serverURL{}, bad("host %q has more than one ':'; write it as redis://host:port/db (an IPv6 address goes in brackets: redis://[::1]:6379/0)", u.Host)
+	}
 	port := u.Port()
 	if port == "" {
 		port = "6379"
