@@ -160,6 +160,9 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		sch = scheduler.New(client, sched, scheduler.WithLogger(logger), scheduler.WithQueue(o.scheduleQueue))
 		sch.Start()
 		logger.Info("quotaq-worker: running schedule", "file", o.schedule, "queue", o.scheduleQueue)
+		if err := scheduler.RecordNextResets(ctx, limiter, sched, time.Now()); err != nil {
+			logger.Warn("quotaq-worker: could not record the schedule's next quota resets; tasks refused by a quota retry every minute until the first reset runs", "err", err)
+		}
 	}
 	logger.Info("quotaq-worker: started", "redis", conn.Addr, "embedded", conn.Embedded, "queues", o.queues.String(),
 		"concurrency", o.concurrency, "fail_open", o.failOpen, "max_wait", o.maxWait)
