@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/quotaq/quotaq/internal/wait"
 	"io"
 	"net/http"
 	"os"
@@ -56,30 +57,12 @@ func binaries(t *testing.T) (worker, enqueue string) {
 	return bins.worker, bins.enqueue
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's output and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running quotaq-worker.
 type proc struct {
 	t       *testing.T
 	name    string
 	cmd     *exec.Cmd
-	logs    *syncBuffer
+	logs    *wait.Buffer
 	done    chan struct{}
 	code    int
 	metrics string // http://host:port, from the worker's log
@@ -94,7 +77,7 @@ var metricsLine = regexp.MustCompile(`metrics on http://([0-9.:]+)/metrics`)
 func startWorker(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
 	bin, _ := binaries(t)
-	p := &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{}), code: -1}
+	p := &proc{t: t, name: name, logs: &wait.Buffer{}, done: make(chan struct{}), code: -1}
 	p.cmd = exec.Command(bin, append([]string{"--metrics-addr", "127.0.0.1:0"}, args...)...)
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

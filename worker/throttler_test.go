@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +35,7 @@ type testBundle struct {
 	queue     string
 	client    *asynq.Client
 	inspector *asynq.Inspector
-	logs      *syncBuffer
+	logs      *wait.Buffer
 	runs      *runLog
 	errs      *errorLog
 	start     func(t testing.TB) // starts the asynq server
@@ -60,7 +59,7 @@ func setup(t testing.TB, cfg bundleConfig) *testBundle {
 		queue:     "q-" + prefix,
 		client:    asynq.NewClientFromRedisClient(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),
-		logs:      &syncBuffer{},
+		logs:      &wait.Buffer{},
 		runs:      &runLog{},
 		errs:      &errorLog{},
 	}
@@ -194,23 +193,6 @@ func (e *errorLog) list() []error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]error(nil), e.errs...)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestTenantsGetTheirRateAndNothingIsLost: three tenants with different

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,23 +30,6 @@ func env(vars map[string]string) func(string) (string, bool) {
 		v, ok := vars[k]
 		return v, ok
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestUsageErrorsExitTwo(t *testing.T) {
@@ -82,7 +63,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var stderr syncBuffer
+			var stderr wait.Buffer
 			code := run(context.Background(), tc.args, env(tc.env), &stderr)
 			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, stderr.String(), tc.want)
@@ -93,7 +74,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 
 func TestHelpExitsZeroAndExplains(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out wait.Buffer
 	if code := run(context.Background(), []string{"--help"}, env(nil), &out); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
@@ -119,7 +100,7 @@ func TestEnvironmentFillsUnsetFlags(t *testing.T) {
 
 // worker is a quotaq-worker started by run in the background.
 type runningWorker struct {
-	logs    *syncBuffer
+	logs    *wait.Buffer
 	metrics string // base URL of the metrics endpoint
 	cancel  context.CancelFunc
 	done    chan int
@@ -133,7 +114,7 @@ func startWorker(t *testing.T, args []string, vars map[string]string) *runningWo
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &runningWorker{logs: &syncBuffer{}, metrics: "http://" + addr, cancel: cancel, done: make(chan int, 1)}
+	w := &runningWorker{logs: &wait.Buffer{}, metrics: "http://" + addr, cancel: cancel, done: make(chan int, 1)}
 	go func() { w.done <- run(ctx, append([]string{"--metrics-addr", addr}, args...), env(vars), w.logs) }()
 	wait.For(t, 20*time.Second, "the worker to start", func() bool {
 		select {
