@@ -56,21 +56,29 @@ func StartCluster(dir string, masters int, extra ...string) (*Cluster, error) {
 			c.Stop()
 			return nil, err
 		}
-		busPort, err := FreePort()
-		if err != nil {
-			c.Stop()
-			return nil, err
-		}
-		conf := append([]string{
-			"cluster-enabled yes",
-			"cluster-config-file nodes.conf",
-			"cluster-node-timeout 5000",
-			"cluster-port " + strconv.Itoa(busPort),
-			// a test cluster must keep answering for the slots it has
-			"cluster-require-full-coverage no",
-		}, extra...)
-		s, err := Start(nodeDir, conf...)
-		if err != nil {
+		var s *Server
+		for attempt := 0; ; attempt++ {
+			busPort, err := FreePort()
+			if err != nil {
+				c.Stop()
+				return nil, err
+			}
+			conf := append([]string{
+				"cluster-enabled yes",
+				"cluster-config-file nodes.conf",
+				"cluster-node-timeout 5000",
+				"cluster-port " + strconv.Itoa(busPort),
+				// a test cluster must keep answering for the slots it has
+				"cluster-require-full-coverage no",
+			}, extra...)
+			s, err = Start(nodeDir, conf...)
+			if err == nil {
+				break
+			}
+			// another test took the bus port between FreePort and the bind
+			if attempt < 4 && isAddrInUse(err) {
+				continue
+			}
 			c.Stop()
 			return nil, fmt.Errorf("cluster node %d: %w", i, err)
 		}

@@ -89,6 +89,23 @@ func Prefix(tb testing.TB) string {
 // any extra configuration lines ("appendonly yes"), and waits until it answers
 // PING. Stop it with Stop.
 func Start(dir string, extra ...string) (*Server, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := startOnce(dir, extra...)
+		// another process took the free port before redis-server bound it
+		if err != nil && attempt < 4 && isAddrInUse(err) {
+			continue
+		}
+		return s, err
+	}
+}
+
+// isAddrInUse reports whether a server failed to start because its port was
+// taken.
+func isAddrInUse(err error) bool {
+	return strings.Contains(err.Error(), "Address already in use")
+}
+
+func startOnce(dir string, extra ...string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found on PATH (install it: apt-get install redis-server): %w", err)
