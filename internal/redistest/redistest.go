@@ -89,9 +89,15 @@ func Prefix(tb testing.TB) string {
 // any extra configuration lines ("appendonly yes"), and waits until it answers
 // PING. Stop it with Stop.
 func Start(dir string, extra ...string) (*Server, error) {
+	return retryPortRace(func() (*Server, error) { return startOnce(dir, extra...) })
+}
+
+// retryPortRace runs start again, up to five times in all, while it fails
+// because another process took the free port it picked before redis-server
+// bound it (tests start servers in parallel).
+func retryPortRace[T any](start func() (T, error)) (T, error) {
 	for attempt := 0; ; attempt++ {
-		s, err := startOnce(dir, extra...)
-		// another process took the free port before redis-server bound it
+		s, err := start()
 		if err != nil && attempt < 4 && isAddrInUse(err) {
 			continue
 		}

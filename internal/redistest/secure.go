@@ -69,6 +69,10 @@ func NewSecureServer(tb testing.TB, o SecureOptions, extra ...string) *SecureSer
 // writes ca.pem, server.pem, server-key.pem, client.pem and client-key.pem to
 // dir, made with crypto/x509 (ECDSA P-256, valid for one day).
 func StartSecure(dir string, o SecureOptions, extra ...string) (*SecureServer, error) {
+	return retryPortRace(func() (*SecureServer, error) { return startSecureOnce(dir, o, extra...) })
+}
+
+func startSecureOnce(dir string, o SecureOptions, extra ...string) (*SecureServer, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err

@@ -114,6 +114,10 @@ func (s *Sentinel) waitReplicaSynced(timeout time.Duration) error {
 
 // startSentinelProcess runs redis-server --sentinel with conf on a free port.
 func startSentinelProcess(dir string, conf []string) (*Server, error) {
+	return retryPortRace(func() (*Server, error) { return startSentinelOnce(dir, conf) })
+}
+
+func startSentinelOnce(dir string, conf []string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found on PATH (install it: apt-get install redis-server): %w", err)
