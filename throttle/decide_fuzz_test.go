@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -29,13 +26,7 @@ import (
 //     are due) are at most burst + rate*(e-s) for the token bucket, and
 //     burst per window (plus one window for the edge) for the windows.
 func FuzzDecisions(f *testing.F) {
-	m := miniredis.NewMiniRedis()
-	if err := m.Start(); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(m.Close)
-	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	f.Cleanup(func() { _ = c.Close() })
+	m, c := miniClient(f, time.Time{})
 	var seq atomic.Int64
 
 	f.Add(uint8(1), uint8(4), uint8(1), uint8(0), []byte{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 10, 1, 0})

@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -19,14 +16,7 @@ import (
 // the hold, and other tenants are untouched; a hold of 0 or less is an
 // error that changes nothing.
 func FuzzHold(f *testing.F) {
-	m := miniredis.NewMiniRedis()
-	if err := m.Start(); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(m.Close)
-	m.SetTime(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
-	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	f.Cleanup(func() { _ = c.Close() })
+	_, c := miniClient(f, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 	var seq atomic.Int64
 	for _, d := range []int64{1, int64(time.Microsecond), int64(time.Second), int64(46 * 24 * time.Hour), int64(292 * 365 * 24 * time.Hour),
 		9223372036 * int64(time.Second), math.MaxInt64, math.MaxInt64 - 998, 0, -1, math.MinInt64} {

@@ -31,11 +31,22 @@ func setup(t *testing.T, opts ...throttle.Option) (*throttle.Limiter, *redis.Cli
 // Lua) the test sets, so no test waits for time to pass.
 func setupClock(t *testing.T, start time.Time, opts ...throttle.Option) (*throttle.Limiter, *miniredis.Miniredis) {
 	t.Helper()
-	m := miniredis.RunT(t)
-	m.SetTime(start)
-	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { _ = c.Close() })
+	m, c := miniClient(t, start)
 	return throttle.New(c, opts...), m
+}
+
+// miniClient starts a miniredis whose clock reads start (unless zero) and
+// returns it with a client; both are closed when tb ends. Fuzz targets share
+// one for all their inputs.
+func miniClient(tb testing.TB, start time.Time) (*miniredis.Miniredis, *redis.Client) {
+	tb.Helper()
+	m := miniredis.RunT(tb)
+	if !start.IsZero() {
+		m.SetTime(start)
+	}
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	tb.Cleanup(func() { _ = c.Close() })
+	return m, c
 }
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
