@@ -20,11 +20,8 @@ func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error 
 		return fmt.Errorf("tenant %q: %w", tenant, err)
 	}
 	defer l.forgetRefusals(tenant)
-	k := l.keysFor(tenant).policy
-	pipe := l.rdb.TxPipeline()
-	pipe.Del(ctx, k)
-	pipe.HSet(ctx, k, p.fields()...)
-	if _, err := pipe.Exec(ctx); err != nil {
+	k := l.keysFor(tenant)
+	if err := policyScript.Run(ctx, l.rdb, []string{k.policy, k.tb}, p.fields()...).Err(); err != nil {
 		return fmt.Errorf("%w: set policy of tenant %q: %w", ErrUnavailable, tenant, err)
 	}
 	return nil
@@ -54,7 +51,8 @@ func (l *Limiter) DeletePolicy(ctx context.Context, tenant string) error {
 		return err
 	}
 	defer l.forgetRefusals(tenant)
-	if err := l.rdb.Del(ctx, l.keysFor(tenant).policy).Err(); err != nil {
+	k := l.keysFor(tenant)
+	if err := policyScript.Run(ctx, l.rdb, []string{k.policy, k.tb}).Err(); err != nil {
 		return fmt.Errorf("%w: delete policy of tenant %q: %w", ErrUnavailable, tenant, err)
 	}
 	return nil

@@ -60,6 +60,14 @@ var (
 	fixedWindowLua string
 	//go:embed lua/slidingwindow.lua
 	slidingWindowLua string
+	//go:embed lua/lean.lua
+	leanLua string
+	//go:embed lua/dropcache.lua
+	dropCacheLua string
+	//go:embed lua/policy.lua
+	policyLua string
+	//go:embed lua/ticket.lua
+	ticketLua string
 )
 
 // algoScript is an algorithm's decision script, loaded once per process.
@@ -75,7 +83,11 @@ var (
 		FixedWindow:   {short: "fw", decide: redis.NewScript(commonLua + fixedWindowLua + decideLua)},
 		SlidingWindow: {short: "sw", decide: redis.NewScript(commonLua + slidingWindowLua + decideLua)},
 	}
-	holdScript = redis.NewScript(commonLua + holdLua)
+	holdScript = redis.NewScript(commonLua + dropCacheLua + holdLua)
+	// leanScript decides one or more single-id token-bucket calls.
+	leanScript   = redis.NewScript(leanLua)
+	policyScript = redis.NewScript(dropCacheLua + policyLua)
+	ticketScript = redis.NewScript(dropCacheLua + ticketLua)
 )
 
 func (a Algorithm) script() *algoScript {

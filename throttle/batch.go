@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -55,12 +56,16 @@ type batcher struct {
 
 // batchCall is one decision waiting for its reply.
 type batchCall struct {
-	ctx   context.Context
-	keys  []string
-	args  []any
-	reply []int64
-	err   error
-	done  chan struct{}
+	ctx  context.Context
+	keys []string
+	args []any
+	// lean: a lean.lua decision, whose arguments are shared (the default
+	// policy, ARGV[1..5]) then own (args)
+	lean   bool
+	shared []any
+	reply  []int64
+	err    error
+	done   chan struct{}
 }
 
 // decide runs the decision script with keys and args: in its own round trip,
@@ -69,11 +74,24 @@ func (l *Limiter) decide(ctx context.Context, keys []string, args []any) ([]int6
 	if l.batch == nil {
 		return l.algo.decide.Run(ctx, l.rdb, keys, args...).Int64Slice()
 	}
-	return l.batch.do(ctx, l, keys, args)
+	return l.batch.do(ctx, l, &batchCall{ctx: ctx, keys: keys, args: args})
 }
 
-func (b *batcher) do(ctx context.Context, l *Limiter, keys []string, args []any) ([]int64, error) {
-	c := &batchCall{ctx: ctx, keys: keys, args: args, done: make(chan struct{})}
+// decideLean runs lean.lua for one decision: in its own round trip, or with
+// batching in one script run with the other lean decisions of the batch.
+func (l *Limiter) decideLean(ctx context.Context, keys []string, shared, own []any) ([]int64, error) {
+	if l.batch == nil {
+		reply, err := leanScript.Run(ctx, l.rdb, keys, append(shared, own...)...).Int64Slice()
+		if err == nil && len(reply) != 9 {
+			err = fmt.Errorf("throttle: unexpected lean script reply %v", reply)
+		}
+		return reply, err
+	}
+	return l.batch.do(ctx, l, &batchCall{ctx: ctx, keys: keys, args: own, lean: true, shared: shared})
+}
+
+func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, error) {
+	c.done = make(chan struct{})
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	if b.full != nil && len(b.queue) >= b.size {
@@ -151,52 +169,116 @@ func (b *batcher) take() []*batchCall {
 	return batch
 }
 
-// send runs one pipeline of EVALSHA, one per live call, and answers each.
+// send runs one pipeline and answers each live call. Lean decisions go in
+// one lean.lua run per group of calls with the same shared arguments (on a
+// Cluster, where one script cannot reach every tenant's slot, one run
+// each); every other decision is its own EVALSHA.
 func (b *batcher) send(l *Limiter, batch []*batchCall) {
 	ctx := context.Background()
-	pipe := l.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(batch))
-	for i, c := range batch {
+	_, oneNode := l.rdb.(*redis.Client)
+	var runs []*batchRun
+	var group *batchRun // the lean run that takes the next lean decision
+	for _, c := range batch {
 		if c.ctx.Err() != nil {
 			continue // its caller has gone: do not decide for nobody
 		}
-		cmds[i] = l.algo.decide.EvalSha(ctx, pipe, c.keys, c.args...)
+		if c.lean && oneNode && group != nil && sameArgs(group.args, c.shared) {
+			group.add(c)
+			continue
+		}
+		r := &batchRun{lean: c.lean, script: l.algo.decide}
+		if c.lean {
+			r.script, r.args = leanScript, append([]any(nil), c.shared...)
+			group = r
+		}
+		r.add(c)
+		runs = append(runs, r)
 	}
-	if pipe.Len() > 0 {
-		_, _ = pipe.Exec(ctx) // errors are read per command
-	}
-	if noScript(cmds) {
-		// first use, or the script cache was flushed: load the script once
-		// and send again the decisions that did not run
-		if err := l.algo.decide.Load(ctx, l.rdb).Err(); err == nil {
-			pipe := l.rdb.Pipeline()
-			for i, cmd := range cmds {
-				if isNoScript(cmd) {
-					cmds[i] = l.algo.decide.EvalSha(ctx, pipe, batch[i].keys, batch[i].args...)
-				}
-			}
-			_, _ = pipe.Exec(ctx)
+	exec := func(runs []*batchRun) {
+		pipe := l.rdb.Pipeline()
+		for _, r := range runs {
+			r.cmd = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
+		}
+		if pipe.Len() > 0 {
+			_, _ = pipe.Exec(ctx) // errors are read per command
 		}
 	}
-	for i, c := range batch {
-		if cmds[i] == nil {
+	exec(runs)
+	var again []*batchRun
+	for _, r := range runs {
+		if isNoScript(r.cmd) {
+			again = append(again, r)
+		}
+	}
+	if len(again) > 0 {
+		// first use, or the script cache was flushed: load the scripts once
+		// and send again the decisions that did not run
+		_ = l.algo.decide.Load(ctx, l.rdb).Err()
+		_ = leanScript.Load(ctx, l.rdb).Err()
+		exec(again)
+	}
+	for _, r := range runs {
+		r.answer()
+	}
+	for _, c := range batch {
+		if c.reply == nil && c.err == nil {
 			c.err = c.ctx.Err()
-		} else {
-			c.reply, c.err = cmds[i].Int64Slice()
+			if c.err == nil {
+				c.err = fmt.Errorf("throttle: batched decision got no reply")
+			}
 		}
 		close(c.done)
 	}
 }
 
-func isNoScript(cmd *redis.Cmd) bool {
-	return cmd != nil && cmd.Err() != nil && strings.HasPrefix(cmd.Err().Error(), "NOSCRIPT")
+// batchRun is one script run of a batch: one decision, or several lean ones.
+type batchRun struct {
+	lean   bool
+	script *redis.Script
+	keys   []string
+	args   []any
+	calls  []*batchCall
+	cmd    *redis.Cmd
 }
 
-func noScript(cmds []*redis.Cmd) bool {
-	for _, cmd := range cmds {
-		if isNoScript(cmd) {
-			return true
+func (r *batchRun) add(c *batchCall) {
+	r.calls = append(r.calls, c)
+	r.keys = append(r.keys, c.keys...)
+	r.args = append(r.args, c.args...)
+}
+
+// answer gives each call its part of the reply: nine integers per lean
+// decision.
+func (r *batchRun) answer() {
+	reply, err := r.cmd.Int64Slice()
+	if err == nil && r.lean && len(reply) != 9*len(r.calls) {
+		err = fmt.Errorf("throttle: unexpected lean script reply of %d values for %d decisions", len(reply), len(r.calls))
+	}
+	for i, c := range r.calls {
+		switch {
+		case err != nil:
+			c.err = err
+		case r.lean:
+			c.reply = reply[9*i : 9*i+9 : 9*i+9]
+		default:
+			c.reply = reply
 		}
 	}
-	return false
+}
+
+// sameArgs reports whether two lean runs' shared arguments are equal.
+func sameArgs(a, b []any) bool {
+	if len(a) < len(b) {
+		return false
+	}
+	for i := range b {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isNoScript(cmd *redis.Cmd) bool {
+	return cmd != nil && cmd.Err() != nil && strings.HasPrefix(cmd.Err().Error(), "NOSCRIPT")
 }

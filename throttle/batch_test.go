@@ -78,13 +78,14 @@ func TestBatchingSharesRoundTrips(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := h.evals.Load(); got != callers*calls {
-		t.Fatalf("%d decisions sent %d scripts, want one each", callers*calls, got)
+	// one-tenant decisions made together share one script run (lean.lua)
+	if got := h.evals.Load(); got == 0 || got >= callers*calls {
+		t.Fatalf("%d decisions sent %d scripts, want fewer (shared runs)", callers*calls, got)
 	}
 	if p := h.pipelines.Load(); p >= callers*calls {
 		t.Fatalf("%d decisions of %d callers took %d round trips: no batch formed", callers*calls, callers, p)
 	}
-	t.Logf("%d decisions in %d round trips", callers*calls, h.pipelines.Load())
+	t.Logf("%d decisions in %d round trips, %d script runs", callers*calls, h.pipelines.Load(), h.evals.Load())
 }
 
 // Linger waits for a batch to fill: a full batch leaves at once.

@@ -28,6 +28,7 @@ type Limiter struct {
 
 	refused *refusalCache // WithRefusalCache; nil: off
 	batch   *batcher      // WithBatching; nil: off
+	general bool          // tests: decide every call with decide.lua, as for several ids
 }
 
 type cachedPolicy struct {
@@ -177,7 +178,7 @@ func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) erro
 	if l.algo.books {
 		books = 1
 	}
-	if err := holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds, k.state}, int64(us), books).Err(); err != nil {
+	if err := holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds, k.tb}, int64(us), books).Err(); err != nil {
 		return fmt.Errorf("%w: hold tenant %q: %w", ErrUnavailable, tenant, err)
 	}
 	return nil
@@ -235,6 +236,19 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	keep := 0
 	if req.KeepTicket {
 		keep = 1
+	}
+	if len(req.IDs) == 1 && l.algo.books && !l.general && (mode == "allow" || mode == "reserve") {
+		// the common call: lean.lua, three Redis calls for an active tenant
+		shared := append(def.p.args(), def.next)
+		own := []any{mode, n, req.MaxWait.Microseconds(), req.Ticket, keep}
+		reply, err := l.decideLean(ctx, ks, shared, own)
+		if err != nil {
+			return l.failed(req, err)
+		}
+		if reply[0] == -1 {
+			return decision{}, fmt.Errorf("throttle: the token bucket state of tenant %q is not one quotaq wrote; Reset the tenant", req.IDs[0])
+		}
+		return l.parse(reply, req.IDs)
 	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
 	args = append(args, def.next, keep)
@@ -302,15 +316,11 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 // recordTicket marks ticket as booked and already due on each id, kept at
 // least for ttl.
 func (l *Limiter) recordTicket(ctx context.Context, ticket string, ttl time.Duration, ids []string) error {
-	pipe := l.rdb.Pipeline()
 	for _, id := range ids {
-		k := l.keysFor(id).aux
-		pipe.HSet(ctx, k, "k:"+ticket, 0)
-		pipe.ExpireNX(ctx, k, ttl)
-		pipe.ExpireGT(ctx, k, ttl)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("%w: record ticket %q: %w", ErrUnavailable, ticket, err)
+		k := l.keysFor(id)
+		if err := ticketScript.Run(ctx, l.rdb, []string{k.aux, k.tb}, ticket, ttl.Milliseconds()).Err(); err != nil {
+			return fmt.Errorf("%w: record ticket %q: %w", ErrUnavailable, ticket, err)
+		}
 	}
 	return nil
 }

@@ -120,15 +120,35 @@ func TestIdleTenantLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// the key lives exactly until the bucket would be full again
-	if ttl <= 0 || ttl > r.ResetAfter+time.Millisecond || r.ResetAfter != 500*time.Millisecond {
-		t.Fatalf("TTL %s, ResetAfter %s; want TTL <= ResetAfter = 500ms", ttl, r.ResetAfter)
+	// the key lives until the bucket would be full again, and at least
+	// stateLinger (10 s, lean.lua's LINGER) after the tenant's last admission,
+	// so that a tenant far under its limit is decided on its cached state
+	const stateLinger = 10 * time.Second
+	if r.ResetAfter != 500*time.Millisecond || ttl <= stateLinger-time.Second || ttl > stateLinger {
+		t.Fatalf("TTL %s, ResetAfter %s; want ResetAfter 500ms, TTL about %s", ttl, r.ResetAfter, stateLinger)
 	}
 	// and miniredis, moved past that time, has nothing left
 	lm, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 20}))
 	mustAllowN(t, lm, "idle", 5)
-	m.FastForward(500 * time.Millisecond)
+	m.FastForward(stateLinger - time.Millisecond)
+	if ks := m.Keys(); len(ks) != 1 {
+		t.Fatalf("keys before the linger ended: %v", ks)
+	}
+	m.FastForward(time.Millisecond)
 	if ks := m.Keys(); len(ks) != 0 {
+		t.Fatalf("keys left after the bucket refilled and the linger ended: %v", ks)
+	}
+	// a bucket that takes longer than the linger to refill lives until full
+	ls, ms := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 1, Burst: 20}))
+	if r := mustAllowN(t, ls, "slow", 20); r.ResetAfter != 20*time.Second {
+		t.Fatalf("ResetAfter %s after 20 tokens at 1/s, want 20s", r.ResetAfter)
+	}
+	ms.FastForward(20*time.Second - time.Millisecond)
+	if ks := ms.Keys(); len(ks) != 1 {
+		t.Fatalf("keys before the bucket refilled: %v", ks)
+	}
+	ms.FastForward(time.Millisecond)
+	if ks := ms.Keys(); len(ks) != 0 {
 		t.Fatalf("keys left after the bucket refilled: %v", ks)
 	}
 }

@@ -58,7 +58,7 @@ func unescapeTenant(s string) string {
 }
 
 // keys names one tenant's keys.
-type keys struct{ policy, state, quota, aux, holds string }
+type keys struct{ policy, state, quota, aux, holds, tb string }
 
 func (l *Limiter) keysFor(id string) keys {
 	base := l.prefix + ":{" + escapeTenant(id) + "}:"
@@ -68,5 +68,6 @@ func (l *Limiter) keysFor(id string) keys {
 		quota:  base + "quota",
 		aux:    base + "aux",
 		holds:  base + "holds",
+		tb:     base + "tb", // the token bucket's, whatever l.algo: lean.lua caches in it
 	}
 }

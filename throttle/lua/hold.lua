@@ -1,6 +1,6 @@
 -- hold.lua: pause an id (its upstream answered 429 or 503 with Retry-After):
 -- every decision that involves it waits until the pause ends. Appended to
--- common.lua.
+-- common.lua and dropcache.lua.
 --
 -- Everything already booked moves back by as long as the pause grows:
 -- tickets keep their spacing and land after it, instead of all coming due
@@ -8,7 +8,7 @@
 -- booked during the pause queue up behind them.
 --
 -- KEYS[1] -> aux hash of the id      KEYS[2] -> the id's hold counter
--- KEYS[3] -> the id's token bucket state (when ARGV[2] is '1')
+-- KEYS[3] -> the id's token bucket state ("tb"), whatever the algorithm
 -- ARGV[1] -> pause length, µs (> 0)
 -- ARGV[2] -> '1' when the algorithm books future tokens (token bucket)
 -- Returns the number of holds the id has had, this one included.
@@ -33,15 +33,21 @@ if untl > from then
   if ARGV[2] == '1' then
     local v = redis.call('GET', KEYS[3])
     if v then
-      local backlog, last, t = string.match(v, '^(%d+):(%d+):?(%d*)$')
+      -- written without lean.lua's cached fields (the pause is one), so the
+      -- next decision reads the aux hash; a full bucket's state goes
+      local backlog, last, t = string.match(v, '^(%d+):(%d+):?(%d*)')
       backlog = tonumber(backlog) - (now - tonumber(last)) * 1000
       if backlog > 0 then
         backlog = backlog + shift * 1000
         local val = fmt(backlog) .. ':' .. fmt(now)
         if t ~= '' then val = val .. ':' .. t end
         redis.call('SET', KEYS[3], val, 'PX', math.ceil(backlog / 1000000))
+      else
+        redis.call('DEL', KEYS[3])
       end
     end
+  else
+    drop_cache(KEYS[3]) -- a token bucket Limiter on the same keys reads 'h' again
   end
 end
 return redis.call('INCR', KEYS[2])

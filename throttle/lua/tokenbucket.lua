@@ -12,7 +12,8 @@ local algo = {books = true}
 function algo.load(key, t, b, now)
   local v = redis.call('GET', key)
   if not v then return 0 end
-  local backlog, last, was = string.match(v, '^(%d+):(%d+):?(%d*)$')
+  -- (lean.lua may have cached more fields after these three)
+  local backlog, last, was = string.match(v, '^(%d+):(%d+):?(%d*)')
   backlog, last, was = tonumber(backlog), tonumber(last), tonumber(was)
   local elapsed = now - last
   if elapsed > 0 then

@@ -35,7 +35,7 @@ func main() {
 		}
 		return string(b)
 	}
-	common, tb, decide := read("common.lua"), read("tokenbucket.lua"), read("decide.lua")
+	common, tb, decide, lean := read("common.lua"), read("tokenbucket.lua"), read("decide.lua"), read("lean.lua")
 	// quotaq's keys and arguments: policy, state, quota, aux; allow 1 token,
 	// default policy 1e6/s burst 1e6
 	qkeys := []string{"q:{t}:policy", "q:{t}:tb", "q:{t}:quota", "q:{t}:aux"}
@@ -52,7 +52,8 @@ func main() {
 		{"quotaq decision, whole", common + tb + decide, qkeys, qargs},
 		{"quotaq: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
 		{"quotaq: its 5 redis.call()s only", callsOnly, qkeys, qargs},
-		{"sketch: lean single-id token bucket (TIME, HMGET policy, GET, SET)", leanLua, qkeys, []any{1, 1000, 1000000, 0, 0}},
+		{"quotaq lean.lua, one decision, active tenant (TIME, GET, SET)", lean, qkeys, leanArgs(1)},
+		{"quotaq lean.lua, 16 decisions (16 tenants) in one run, per decision", lean, leanKeys(16), leanArgs(16)},
 	}
 	ctx := context.Background()
 	srv, err := harness.StartServer(*addr)
@@ -84,7 +85,7 @@ func main() {
 				os.Exit(1)
 			}
 			n, us := k.Scripts()
-			sum[i] += float64(us) / float64(n)
+			sum[i] += float64(us) / float64(n) / float64(max(1, len(v.keys)/4))
 		}
 	}
 	fmt.Printf("redis-server %s, %d calls x %d rounds per variant, one caller, %s, %s\n\n",
@@ -146,41 +147,22 @@ local retry_after = -1
 return {cost, remaining, tostring(retry_after), tostring(reset_after)}
 `
 
-// leanLua sketches what a decision for one id without a ticket could cost:
-// the same token bucket (backlog:last:interval), the policy read from its
-// hash, a pause folded into the backlog by Hold instead of kept in the aux
-// hash, the quota hash read only when the policy has a quota, no tables, no
-// closures. It is a measurement aid, not quotaq's script.
-//
-// KEYS[1] policy hash, KEYS[2] state, KEYS[3] quota hash
-// ARGV[1] n, ARGV[2..5] default interval_ns, burst, quota, quota_period_us
-// Returns {allowed, remaining, wait_us}
-const leanLua = `
-local tm = redis.call('TIME')
-local now = tm[1] * 1000000 + tm[2]
-local n = tonumber(ARGV[1])
-local t, b, q = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local p = redis.call('HMGET', KEYS[1], 't', 'b', 'q', 'qp')
-if p[1] then t, b, q = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0 end
-local backlog = 0
-local v = redis.call('GET', KEYS[2])
-if v then
-  local bl, last, was = string.match(v, '^(%d+):(%d+):?(%d*)$')
-  backlog = tonumber(bl) - (now - tonumber(last)) * 1000
-  if backlog < 0 then backlog = 0 end
-  was = tonumber(was)
-  if was and was ~= t and was > 0 then backlog = math.ceil(backlog / was * t) end
-end
-local wait = backlog + (n - b) * t
-if n > b then return {0, 0, -1} end
-if q > 0 then
-  local used = tonumber(redis.call('HGET', KEYS[3], 'used') or '0')
-  if used + n > q then return {0, 0, -1} end
-end
-if wait > 0 then
-  return {0, math.floor((b * t - backlog) / t), math.ceil(wait / 1000)}
-end
-backlog = backlog + n * t
-redis.call('SET', KEYS[2], string.format('%d:%d:%d', backlog, now, t), 'PX', math.ceil(backlog / 1000000))
-return {1, math.floor((b * t - backlog) / t), 0}
-`
+// leanKeys returns the keys of k tenants' decisions for lean.lua.
+func leanKeys(k int) []string {
+	var ks []string
+	for i := range k {
+		t := "q:{l" + strconv.Itoa(i) + "}:"
+		ks = append(ks, t+"policy", t+"tb", t+"quota", t+"aux")
+	}
+	return ks
+}
+
+// leanArgs returns lean.lua's arguments for k decisions that allow 1 token
+// each under the default policy 1e6/s burst 1e6.
+func leanArgs(k int) []any {
+	args := []any{1000, 1000000, 0, 0, 0}
+	for range k {
+		args = append(args, "allow", 1, 0, "", 0)
+	}
+	return args
+}

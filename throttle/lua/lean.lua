@@ -1,0 +1,173 @@
+-- lean.lua: token-bucket decisions on one id each (allow or reserve), the
+-- common call, in as few Redis calls as possible. Gives the same answers as
+-- common.lua + tokenbucket.lua + decide.lua for one id; keep them in step.
+-- One run may carry several decisions for different tenants (batching): each
+-- is decided on its own, in order, as if it were its own script run.
+--
+-- An active tenant costs TIME, GET and SET: its state string caches what the
+-- other keys say, "backlog:last:t:hold:aux:pol", with
+--   backlog  ns until the bucket is full, as of last (µs); t the interval (ns)
+--            it was priced at (a rate change reprices it, as decide.lua does)
+--   hold     the pause's end, µs (0: none), as the aux hash's 'h' says
+--   aux      µs after which the aux hash holds no ticket (it has expired)
+--   pol      'd' (the default policy, from ARGV) or "b/q/qp": the tenant's
+--            own policy, whose interval is t
+-- Whoever changes the policy hash, the pause or adds a ticket without going
+-- through this script drops the cache (uncache.lua, hold.lua, decide.lua
+-- write "backlog:last:t"); the next decision then reads the keys (cold path).
+-- The state lives LINGER after its last write even when its bucket is full,
+-- so that a tenant far under its limit stays hot; then it expires.
+--
+-- KEYS, four per decision i = 0, 1, ...:
+--   KEYS[4i+1] -> policy hash   KEYS[4i+2] -> token bucket state ("tb")
+--   KEYS[4i+3] -> quota hash    KEYS[4i+4] -> aux hash (pause, tickets)
+-- ARGV[1..4] -> default policy: interval_ns, burst, quota, quota_period_us
+-- ARGV[5]    -> when quotas without a period end, Unix µs (0: unknown)
+-- ARGV[6+5i .. 10+5i] -> decision i: mode ('allow' or 'reserve'), n,
+--   maxwait µs (0: no cap), ticket ('' none), keep ('1': record the ticket
+--   even when granted now)
+-- Returns nine integers per decision, as decide.lua's reply (level is 1);
+-- allowed is -1 when the id's state is not one this script knows.
+
+local LINGER = 10000000 -- µs
+local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
+local HOUR = 3600000000
+-- (hot path: locals, not globals; arithmetic turns digit strings into numbers)
+local floor, ceil, max, match, fmt = math.floor, math.ceil, math.max, string.match, string.format
+local call = redis.call
+local tm = call('TIME')
+local now = tm[1] * 1000000 + tm[2]
+local out, o = {}, 0
+
+-- the time until the quota period ends, µs (0: unknown); see common.lua
+local function qreset(qk, qp, win)
+  if qp > 0 then return (win + 1) * qp - now end
+  local nxt = tonumber(call('HGET', qk, 'next'))
+  if not nxt or nxt <= now - HOUR then nxt = ARGV[5] + 0 end
+  if nxt > now then return nxt - now end
+  if nxt > now - HOUR then return 1000000 end
+  return 0
+end
+
+for i = 0, #KEYS / 4 - 1 do
+  local pk, sk, qk, ak = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
+  local a = 5 * i + 6
+  local n, ticket = ARGV[a+1] + 0, ARGV[a+3]
+  local st, t, b, q, qp, hu, au, pol, was = 0, 0, 0, 0, 0, 0, 0, nil, nil
+  local bad = false
+  local v = call('GET', sk)
+  if v then
+    local bl, last, w, h, ax, p = match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
+    if bl then
+      hu, au, pol, was = h + 0, ax + 0, p, w + 0
+      if p == 'd' then
+        t, b, q, qp = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
+      else
+        local pb, pq, pqp = match(p, '^(%d+)/(%d+)/(%d+)$')
+        if pb then t, b, q, qp = was, pb + 0, pq + 0, pqp + 0 else bad = true end
+      end
+    else
+      bl, last, w = match(v, '^(%d+):(%d+):?(%d*)')
+      if bl then was = tonumber(w) else bad = true end
+    end
+    if not bad then
+      st = bl + 0
+      local elapsed = (now - last) * 1000
+      if elapsed > 0 then
+        if elapsed >= st then st = 0 else st = st - elapsed end
+      end
+    end
+  end
+  if bad then
+    out[o+1], out[o+2], out[o+3], out[o+4], out[o+5], out[o+6], out[o+7], out[o+8], out[o+9] = -1, 0, 0, 0, 0, 0, 0, 0, 0
+  else
+    if not pol then
+      -- cold: read the policy and the pause
+      local p = call('HMGET', pk, 't', 'b', 'q', 'qp')
+      if p[1] then
+        t, b, q, qp = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
+        pol = fmt('%d/%d/%d', b, q, qp)
+      else
+        t, b, q, qp, pol = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0, 'd'
+      end
+      local ttl = call('PTTL', ak)
+      if ttl == -2 then au = 0 elseif ttl == -1 then au = MAXBOOK else au = now + ttl * 1000 + 1000 end
+      if au > 0 then hu = tonumber(call('HGET', ak, 'h')) or 0 end
+    end
+    if was and was ~= t and was > 0 and st > 0 then st = ceil(st / was * t) end
+    local hold = 0
+    if hu > now then hold = (hu - now) * 1000 end
+    local due
+    if au > now and ticket ~= '' then due = tonumber(call('HGET', ak, 'k:' .. ticket)) end
+    if hold > 0 then st = max(st, b * t + hold) end
+
+    local wait, reason = 0, 1
+    if n > b then
+      wait, reason = -1, 4
+    else
+      wait = st + (n - b) * t
+      if wait < 0 then wait = 0 end
+      if hold > 0 then wait, reason = max(wait, hold), 3 end
+    end
+    local used, win = 0, 0
+    if q > 0 then
+      local u = call('HMGET', qk, 'used', 'win')
+      if qp > 0 then win = floor(now / qp) end
+      if u[1] and tonumber(u[2]) == win then used = tonumber(u[1]) end
+      if used + n > q and wait ~= -1 then
+        local r = qreset(qk, qp, win)
+        if r == 0 then wait = -1 else wait = max(wait, r * 1000) end
+        reason = 2
+      end
+    end
+    if wait == 0 then reason = 0 end
+
+    local allowed, booked = 0, 0
+    if due then
+      -- tokens already booked for this ticket: due yet, and not paused since?
+      local w = max((due - now) * 1000, hold)
+      wait, reason = 0, 0
+      if w > 0 then wait, reason = w, (hold >= w and 3 or 1) end
+      if wait == 0 then
+        allowed = 1
+        call('HDEL', ak, 'k:' .. ticket)
+      else
+        booked = 1
+      end
+    elseif wait == 0 or (ARGV[a] == 'reserve' and (reason == 1 or reason == 3) and
+        wait <= MAXBOOK and (ARGV[a+2] == '0' or wait <= ARGV[a+2] * 1000)) then
+      if wait == 0 then allowed = 1 else booked = 1 end
+      st = st + n * t
+      if q > 0 then
+        used = used + n
+        call('HSET', qk, 'used', fmt('%d', used), 'win', fmt('%d', win))
+        if qp > 0 then
+          call('PEXPIRE', qk, ceil(((win + 1) * qp - now) / 1000) + 1000)
+        end
+      end
+      if ticket ~= '' and (booked == 1 or ARGV[a+4] == '1') then
+        local d = now + ceil(wait / 1000)
+        call('HSET', ak, 'k:' .. ticket, fmt('%d', d))
+        local want = ceil((d - now) / 1000) + 60000
+        if call('PTTL', ak) < want then call('PEXPIRE', ak, want) end
+        if au < d + 61000000 then au = d + 61000000 end
+      end
+      local ttl = LINGER
+      if st > LINGER * 1000 then ttl = st / 1000 end
+      call('SET', sk, fmt('%d:%d:%d:%d:%d:%s', st, now, t, hu, au, pol), 'PX', ceil(ttl / 1000))
+    end
+
+    local left = floor((b * t - st) / t)
+    if left < 0 then left = 0 end
+    local qrem, qr = -1, 0
+    if q > 0 then
+      qrem = max(0, q - used)
+      qr = qreset(qk, qp, win)
+    end
+    if wait > 0 then wait = ceil(wait / 1000) end
+    out[o+1], out[o+2], out[o+3], out[o+4], out[o+5], out[o+6], out[o+7], out[o+8], out[o+9] =
+      allowed, left, wait, ceil(st / 1000), qrem, qr, 1, reason, booked
+  end
+  o = o + 9
+end
+return out
