@@ -11,22 +11,26 @@ import (
 )
 
 // WithBatching lets concurrent decisions share round trips: decisions of
-// any tenants made at the same time by this Limiter are sent together, one
-// EVALSHA each, in one pipeline. Each decision is still its own atomic
-// script run, exactly as without batching; only the trips to Redis are
-// shared. Default off: each decision is its own round trip.
+// any tenants made at the same time by this Limiter are sent together in one
+// pipeline. On one Redis node (not a Cluster), the common decisions (one
+// tenant, TokenBucket, Allow, AllowN or Reserve) of a pipeline are decided in
+// one script run, and every other decision is its own EVALSHA. Each decision
+// is still decided atomically, exactly as without batching; only the trips
+// to Redis and the script runs are shared. Default off: each decision is its
+// own round trip.
 //
-// A pipeline is sent as soon as one of the Limiter's pipelines slots is
-// free (it keeps at most 4 in flight), holding what has queued meanwhile,
-// up to size decisions; linger > 0 makes it wait up to linger for the batch
-// to fill first, which can make batches larger at the cost of that much
-// latency when the load is light. size <= 0 means 64; linger 0 is
-// recommended: under load, batches form by themselves while earlier
-// pipelines are in flight, and a lone caller is not held back.
+// A decision made while nothing else is in flight goes at once, on its own,
+// as without batching. Otherwise a pipeline is sent as soon as one of the
+// Limiter's pipeline slots is free (it keeps at most 4 in flight), holding
+// what has queued meanwhile, up to size decisions; linger > 0 makes it wait
+// up to linger for the batch to fill first, which can make batches larger at
+// the cost of that much latency when the load is light. size <= 0 means 64;
+// linger 0 is recommended: under load, batches form by themselves while
+// earlier pipelines are in flight, and a lone caller is not held back.
 //
-// A caller whose context ends while its decision waits returns the
-// context's error; a decision already sent may still have been applied in
-// Redis, as with any cancelled call.
+// A caller whose context ends while its decision waits for a pipeline
+// returns the context's error; a decision already sent may still have been
+// applied in Redis, as with any cancelled call.
 func WithBatching(size int, linger time.Duration) Option {
 	return func(l *Limiter) {
 		if size <= 0 {
@@ -80,19 +84,33 @@ func (l *Limiter) decide(ctx context.Context, keys []string, args []any) ([]int6
 // decideLean runs lean.lua for one decision: in its own round trip, or with
 // batching in one script run with the other lean decisions of the batch.
 func (l *Limiter) decideLean(ctx context.Context, keys []string, shared, own []any) ([]int64, error) {
+	c := &batchCall{ctx: ctx, keys: keys, args: own, lean: true, shared: shared}
 	if l.batch == nil {
-		reply, err := leanScript.Run(ctx, l.rdb, keys, append(shared, own...)...).Int64Slice()
-		if err == nil && len(reply) != 9 {
-			err = fmt.Errorf("throttle: unexpected lean script reply %v", reply)
-		}
-		return reply, err
+		return (*batcher)(nil).direct(ctx, l, c)
 	}
-	return l.batch.do(ctx, l, &batchCall{ctx: ctx, keys: keys, args: own, lean: true, shared: shared})
+	return l.batch.do(ctx, l, c)
 }
 
 func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, error) {
-	c.done = make(chan struct{})
 	b.mu.Lock()
+	if b.inflight == 0 && len(b.queue) == 0 && b.linger == 0 {
+		// nothing to share a trip with: go at once, from this goroutine
+		b.inflight++
+		b.mu.Unlock()
+		reply, err := b.direct(ctx, l, c)
+		b.mu.Lock()
+		b.inflight--
+		flush := len(b.queue) > 0 && b.inflight < b.slots && b.full == nil
+		if flush {
+			b.inflight++
+		}
+		b.mu.Unlock()
+		if flush {
+			go b.flush(l)
+		}
+		return reply, err
+	}
+	c.done = make(chan struct{})
 	b.queue = append(b.queue, c)
 	if b.full != nil && len(b.queue) >= b.size {
 		close(b.full)
@@ -115,6 +133,18 @@ func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, er
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// direct runs one decision on its own, as without batching.
+func (b *batcher) direct(ctx context.Context, l *Limiter, c *batchCall) ([]int64, error) {
+	if !c.lean {
+		return l.algo.decide.Run(ctx, l.rdb, c.keys, c.args...).Int64Slice()
+	}
+	reply, err := leanScript.Run(ctx, l.rdb, c.keys, append(c.shared, c.args...)...).Int64Slice()
+	if err == nil && len(reply) != 9 {
+		err = fmt.Errorf("throttle: unexpected lean script reply %v", reply)
+	}
+	return reply, err
 }
 
 // flush sends queued batches while holding a pipeline slot, until the

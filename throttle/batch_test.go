@@ -135,13 +135,22 @@ func TestBatchingErrors(t *testing.T) {
 		c, prefix := redistest.Client(t)
 		l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithBatching(0, 0))
 		mustAllowN(t, l, "warm-up", 1)
-		g := &pipelineGate{open: make(chan struct{})}
+		g := &pipelineGate{open: make(chan struct{}), held: make(chan struct{}, 1)}
 		c.AddHook(g)
-		defer close(g.open) // the pipeline answers only after the caller left
+		// a first decision, alone, goes at once and is held in Redis...
+		first := make(chan error, 1)
+		go func() { _, err := l.Allow(ctx, "first"); first <- err }()
+		<-g.held
+		// ...so the next one queues, and its pipeline is held too
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
-		if _, err := l.Allow(cctx, "acme"); !errors.Is(err, context.DeadlineExceeded) {
+		_, err := l.Allow(cctx, "acme")
+		close(g.open) // Redis answers only after the caller left
+		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("caller of a held pipeline: %v, want its context's deadline", err)
+		}
+		if err := <-first; err != nil {
+			t.Fatalf("the first decision: %v", err)
 		}
 	})
 	t.Run("ScriptCacheFlushed", func(t *testing.T) {
@@ -180,11 +189,23 @@ func itoa(n int) string {
 	return strconv.Itoa(n)
 }
 
-// pipelineGate holds every pipeline until open is closed.
-type pipelineGate struct{ open chan struct{} }
+// pipelineGate holds every script and pipeline until open is closed, and
+// says on held (when there is room) that it holds one.
+type pipelineGate struct{ open, held chan struct{} }
 
-func (g *pipelineGate) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (g *pipelineGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (g *pipelineGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (g *pipelineGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			select {
+			case g.held <- struct{}{}:
+			default:
+			}
+			<-g.open
+		}
+		return next(ctx, cmd)
+	}
+}
 func (g *pipelineGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		<-g.open

@@ -37,17 +37,7 @@ local floor, ceil, max, match, fmt = math.floor, math.ceil, math.max, string.mat
 local call = redis.call
 local tm = call('TIME')
 local now = tm[1] * 1000000 + tm[2]
-local out, o = {}, 0
-
--- the time until the quota period ends, µs (0: unknown); see common.lua
-local function qreset(qk, qp, win)
-  if qp > 0 then return (win + 1) * qp - now end
-  local nxt = tonumber(call('HGET', qk, 'next'))
-  if not nxt or nxt <= now - HOUR then nxt = ARGV[5] + 0 end
-  if nxt > now then return nxt - now end
-  if nxt > now - HOUR then return 1000000 end
-  return 0
-end
+local out, o = {0, 0, 0, 0, 0, 0, 0, 0, 0}, 0 -- (sized for the common single decision)
 
 for i = 0, #KEYS / 4 - 1 do
   local pk, sk, qk, ak = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
@@ -109,14 +99,22 @@ for i = 0, #KEYS / 4 - 1 do
       if wait < 0 then wait = 0 end
       if hold > 0 then wait, reason = max(wait, hold), 3 end
     end
-    local used, win = 0, 0
+    local used, win, qr = 0, 0, 0
     if q > 0 then
       local u = call('HMGET', qk, 'used', 'win')
       if qp > 0 then win = floor(now / qp) end
       if u[1] and tonumber(u[2]) == win then used = tonumber(u[1]) end
+      -- qr: the time until the quota period ends, µs (0: unknown); see
+      -- quota_reset_us in common.lua
+      if qp > 0 then
+        qr = (win + 1) * qp - now
+      else
+        local nxt = tonumber(call('HGET', qk, 'next'))
+        if not nxt or nxt <= now - HOUR then nxt = ARGV[5] + 0 end
+        if nxt > now then qr = nxt - now elseif nxt > now - HOUR then qr = 1000000 end
+      end
       if used + n > q and wait ~= -1 then
-        local r = qreset(qk, qp, win)
-        if r == 0 then wait = -1 else wait = max(wait, r * 1000) end
+        if qr == 0 then wait = -1 else wait = max(wait, qr * 1000) end
         reason = 2
       end
     end
@@ -159,11 +157,8 @@ for i = 0, #KEYS / 4 - 1 do
 
     local left = floor((b * t - st) / t)
     if left < 0 then left = 0 end
-    local qrem, qr = -1, 0
-    if q > 0 then
-      qrem = max(0, q - used)
-      qr = qreset(qk, qp, win)
-    end
+    local qrem = -1
+    if q > 0 then qrem = max(0, q - used) end
     if wait > 0 then wait = ceil(wait / 1000) end
     out[o+1], out[o+2], out[o+3], out[o+4], out[o+5], out[o+6], out[o+7], out[o+8], out[o+9] =
       allowed, left, wait, ceil(st / 1000), qrem, qr, 1, reason, booked
