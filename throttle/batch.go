@@ -141,10 +141,41 @@ func (b *batcher) direct(ctx context.Context, l *Limiter, c *batchCall) ([]int64
 		return l.algo.decide.Run(ctx, l.rdb, c.keys, c.args...).Int64Slice()
 	}
 	reply, err := leanScript.Run(ctx, l.rdb, c.keys, append(c.shared, c.args...)...).Int64Slice()
-	if err == nil && len(reply) != 9 {
-		err = fmt.Errorf("throttle: unexpected lean script reply %v", reply)
+	if err != nil {
+		return nil, err
 	}
-	return reply, err
+	ds, err := leanReplies(reply, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ds[0], nil
+}
+
+// leanReplies turns lean.lua's reply for k decisions into k replies in
+// decide.lua's form (nine integers; the first is -1 for a state lean.lua
+// does not know).
+func leanReplies(v []int64, k int) ([][]int64, error) {
+	out := make([][]int64, 0, k)
+	for len(v) >= 4 && len(out) < k {
+		code, d := v[0], make([]int64, 9)
+		d[0], d[1], d[2], d[3], d[4], d[6] = -1, v[1], v[2], v[3], -1, 1
+		v = v[4:]
+		if code >= 0 {
+			d[0], d[8], d[7] = code&1, code>>1&1, code>>2&7
+			if code&32 != 0 {
+				if len(v) < 2 {
+					break
+				}
+				d[4], d[5] = v[0], v[1]
+				v = v[2:]
+			}
+		}
+		out = append(out, d)
+	}
+	if len(out) != k || len(v) != 0 {
+		return nil, fmt.Errorf("throttle: unexpected lean script reply for %d decisions", k)
+	}
+	return out, nil
 }
 
 // flush sends queued batches while holding a pipeline slot, until the
@@ -277,19 +308,19 @@ func (r *batchRun) add(c *batchCall) {
 	r.args = append(r.args, c.args...)
 }
 
-// answer gives each call its part of the reply: nine integers per lean
-// decision.
+// answer gives each call its part of the reply.
 func (r *batchRun) answer() {
 	reply, err := r.cmd.Int64Slice()
-	if err == nil && r.lean && len(reply) != 9*len(r.calls) {
-		err = fmt.Errorf("throttle: unexpected lean script reply of %d values for %d decisions", len(reply), len(r.calls))
+	var ds [][]int64
+	if err == nil && r.lean {
+		ds, err = leanReplies(reply, len(r.calls))
 	}
 	for i, c := range r.calls {
 		switch {
 		case err != nil:
 			c.err = err
 		case r.lean:
-			c.reply = reply[9*i : 9*i+9 : 9*i+9]
+			c.reply = ds[i]
 		default:
 			c.reply = reply
 		}

@@ -5,15 +5,15 @@
 -- is decided on its own, in order, as if it were its own script run.
 --
 -- An active tenant costs TIME, GET and SET: its state string caches what the
--- other keys say, "backlog:last:t:hold:aux:pol", with
+-- other keys say, "backlog:last:t:hold:aux:pol" (most often "...:0:0:d"), with
 --   backlog  ns until the bucket is full, as of last (µs); t the interval (ns)
 --            it was priced at (a rate change reprices it, as decide.lua does)
---   hold     the pause's end, µs (0: none), as the aux hash's 'h' says
---   aux      µs after which the aux hash holds no ticket (it has expired)
+--   hold     the pause's end, µs (0: none or over), as the aux hash's 'h' says
+--   aux      µs after which the aux hash holds no ticket (0: none now)
 --   pol      'd' (the default policy, from ARGV) or "b/q/qp": the tenant's
 --            own policy, whose interval is t
 -- Whoever changes the policy hash, the pause or adds a ticket without going
--- through this script drops the cache (uncache.lua, hold.lua, decide.lua
+-- through this script drops the cache (policy.lua, ticket.lua, hold.lua; decide.lua
 -- write "backlog:last:t"); the next decision then reads the keys (cold path).
 -- The state lives LINGER after its last write even when its bucket is full,
 -- so that a tenant far under its limit stays hot; then it expires.
@@ -26,8 +26,10 @@
 -- ARGV[6+5i .. 10+5i] -> decision i: mode ('allow' or 'reserve'), n,
 --   maxwait µs (0: no cap), ticket ('' none), keep ('1': record the ticket
 --   even when granted now)
--- Returns nine integers per decision, as decide.lua's reply (level is 1);
--- allowed is -1 when the id's state is not one this script knows.
+-- Returns per decision {code, remaining tokens, wait_us, reset_us} as in
+-- decide.lua's reply, then {quota remaining, quota_reset_us} when the
+-- policy has a quota. code = allowed + 2*booked + 4*reason + 32*(has quota),
+-- or -1 (and no quota part) when the id's state is not one this script knows.
 
 local LINGER = 10000000 -- µs
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
@@ -37,23 +39,29 @@ local floor, ceil, max, match, fmt = math.floor, math.ceil, math.max, string.mat
 local call = redis.call
 local tm = call('TIME')
 local now = tm[1] * 1000000 + tm[2]
-local out, o = {0, 0, 0, 0, 0, 0, 0, 0, 0}, 0 -- (sized for the common single decision)
+local out, o = {0, 0, 0, 0}, 0 -- (sized for the common single decision)
 
 for i = 0, #KEYS / 4 - 1 do
   local pk, sk, qk, ak = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
   local a = 5 * i + 6
   local n, ticket = ARGV[a+1] + 0, ARGV[a+3]
-  local st, t, b, q, qp, hu, au, pol, was = 0, 0, 0, 0, 0, 0, 0, nil, nil
+  local st, t, b, q, qp, hu, au, pol, was, rest = 0, 0, 0, 0, 0, 0, 0, nil, nil, nil
   local bad = false
   local v = call('GET', sk)
   if v then
-    local bl, last, w, h, ax, p = match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
+    local bl, last, w, r = match(v, '^(%d+):(%d+):(%d+):(.+)$')
     if bl then
-      hu, au, pol, was = h + 0, ax + 0, p, w + 0
-      if p == 'd' then
-        t, b, q, qp = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
+      was, rest = w + 0, r
+      if r == '0:0:d' then
+        pol = 'd' -- the common case: no pause, no ticket, the default policy
       else
-        local pb, pq, pqp = match(p, '^(%d+)/(%d+)/(%d+)$')
+        local h, ax, p = match(r, '^(%d+):(%d+):(.+)$')
+        if h then hu, au, pol = h + 0, ax + 0, p else bad = true end
+      end
+      if pol == 'd' then
+        t, b, q, qp = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
+      elseif pol then
+        local pb, pq, pqp = match(pol, '^(%d+)/(%d+)/(%d+)$')
         if pb then t, b, q, qp = was, pb + 0, pq + 0, pqp + 0 else bad = true end
       end
     else
@@ -68,8 +76,10 @@ for i = 0, #KEYS / 4 - 1 do
       end
     end
   end
+  local hu0, au0 = hu, au
   if bad then
-    out[o+1], out[o+2], out[o+3], out[o+4], out[o+5], out[o+6], out[o+7], out[o+8], out[o+9] = -1, 0, 0, 0, 0, 0, 0, 0, 0
+    out[o+1], out[o+2], out[o+3], out[o+4] = -1, 0, 0, 0
+    o = o + 4
   else
     if not pol then
       -- cold: read the policy and the pause
@@ -150,19 +160,28 @@ for i = 0, #KEYS / 4 - 1 do
         if call('PTTL', ak) < want then call('PEXPIRE', ak, want) end
         if au < d + 61000000 then au = d + 61000000 end
       end
+      -- the cache: a pause or ticket horizon that has passed is written as 0
+      if hu <= now then hu = 0 end
+      if au <= now then au = 0 end
+      if hu ~= hu0 or au ~= au0 or not rest then
+        if hu == 0 and au == 0 and pol == 'd' then rest = '0:0:d' else rest = fmt('%d:%d:%s', hu, au, pol) end
+      end
       local ttl = LINGER
       if st > LINGER * 1000 then ttl = st / 1000 end
-      call('SET', sk, fmt('%d:%d:%d:%d:%d:%s', st, now, t, hu, au, pol), 'PX', ceil(ttl / 1000))
+      call('SET', sk, fmt('%d:%d:%d:', st, now, t) .. rest, 'PX', ceil(ttl / 1000))
     end
 
     local left = floor((b * t - st) / t)
     if left < 0 then left = 0 end
-    local qrem = -1
-    if q > 0 then qrem = max(0, q - used) end
     if wait > 0 then wait = ceil(wait / 1000) end
-    out[o+1], out[o+2], out[o+3], out[o+4], out[o+5], out[o+6], out[o+7], out[o+8], out[o+9] =
-      allowed, left, wait, ceil(st / 1000), qrem, qr, 1, reason, booked
+    local code = allowed + 2 * booked + 4 * reason
+    if q > 0 then code = code + 32 end
+    out[o+1], out[o+2], out[o+3], out[o+4] = code, left, wait, ceil(st / 1000)
+    o = o + 4
+    if q > 0 then
+      out[o+1], out[o+2] = max(0, q - used), qr
+      o = o + 2
+    end
   end
-  o = o + 9
 end
 return out
