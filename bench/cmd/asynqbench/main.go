@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -71,7 +72,19 @@ func main() {
 	flag.StringVar(&cfg.plotDir, "plot-dir", "", "write the achieved-rate plots (PNG) here; empty: no plots")
 	flag.StringVar(&ways, "ways", "plain,shaped", "backlog, noisy: how to enqueue, comma-separated: plain (middleware only), shaped (worker.Shaper)")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "throughput: rounds, the workers interleaved; the median round is shown")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process (client, workers) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "asynqbench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg.parts = strings.Split(parts, ",")
 	cfg.ways = map[string]bool{}
 	for _, w := range strings.Split(ways, ",") {
@@ -93,6 +106,7 @@ func main() {
 		}
 	}
 	if err := run(os.Stdout, cfg); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "asynqbench:", err)
 		os.Exit(1)
 	}
@@ -291,6 +305,8 @@ func throughput(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config)
 		{name: "plain asynq"},
 		{name: "quotaq middleware", throttle: true},
 		{name: "quotaq middleware, limiter +batch", throttle: true, opts: []throttle.Option{throttle.WithBatching(0, 0)}},
+		{name: "quotaq middleware, limiter +batch linger 500µs", throttle: true, opts: []throttle.Option{throttle.WithBatching(0, 500*time.Microsecond)}},
+		{name: "quotaq middleware, limiter +batch linger 2ms", throttle: true, opts: []throttle.Option{throttle.WithBatching(0, 2*time.Millisecond)}},
 	}
 	type round struct {
 		rate               float64
