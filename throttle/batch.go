@@ -153,15 +153,15 @@ func (b *batcher) direct(ctx context.Context, l *Limiter, c *batchCall) ([]int64
 
 // leanReplies turns lean.lua's reply for k decisions into k replies in
 // decide.lua's form (nine integers; the first is -1 for a state lean.lua
-// does not know).
+// does not know), then the tokens leased.
 func leanReplies(v []int64, k int) ([][]int64, error) {
 	out := make([][]int64, 0, k)
 	for len(v) >= 4 && len(out) < k {
-		code, d := v[0], make([]int64, 9)
+		code, d := v[0], make([]int64, 10)
 		d[0], d[1], d[2], d[3], d[4], d[6] = -1, v[1], v[2], v[3], -1, 1
 		v = v[4:]
 		if code >= 0 {
-			d[0], d[8], d[7] = code&1, code>>1&1, code>>2&7
+			d[0], d[8], d[7], d[9] = code&1, code>>1&1, code>>2&7, code>>6
 			if code&32 != 0 {
 				if len(v) < 2 {
 					break

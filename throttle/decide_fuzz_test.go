@@ -24,7 +24,9 @@ import (
 //   - the quota is never exceeded;
 //   - over any stretch of time [s, e] the tokens granted (at the time they
 //     are due) are at most burst + rate*(e-s) for the token bucket, and
-//     burst per window (plus one window for the edge) for the windows.
+//     burst per window (plus one window for the edge) for the windows;
+//
+// with or without leases (WithLeases) on the same clock.
 func FuzzDecisions(f *testing.F) {
 	m, c := miniClient(f, time.Time{})
 	var seq atomic.Int64
@@ -35,6 +37,7 @@ func FuzzDecisions(f *testing.F) {
 	f.Add(uint8(4), uint8(19), uint8(6), uint8(2), []byte{1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 0, 1, 1, 3})
 	f.Add(uint8(2), uint8(5), uint8(0), uint8(0), []byte{4, 20, 1, 0, 2, 0, 0, 30, 1, 0, 0, 200, 1, 0})
 	f.Add(uint8(5), uint8(0), uint8(9), uint8(0), []byte{3, 0, 1, 1, 3, 0, 2, 1, 2, 1, 2, 1, 0, 1, 3, 0})
+	f.Add(uint8(5), uint8(9), uint8(1), uint8(24), []byte{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 4, 3, 1, 0, 0, 9, 1, 2, 1, 2})
 
 	rates := []float64{0.5, 1, 3, 10, 100, 1000}
 	algos := []throttle.Algorithm{throttle.TokenBucket, throttle.FixedWindow, throttle.SlidingWindow}
@@ -49,7 +52,13 @@ func FuzzDecisions(f *testing.F) {
 		algo := algos[int(algoSel)%len(algos)]
 		m.SetTime(start)
 		now := start
-		l := throttle.New(c, throttle.WithPrefix(fmt.Sprintf("fz%d", seq.Add(1))), throttle.WithAlgorithm(algo), throttle.WithDefaultPolicy(p))
+		opts := []throttle.Option{throttle.WithPrefix(fmt.Sprintf("fz%d", seq.Add(1))), throttle.WithAlgorithm(algo), throttle.WithDefaultPolicy(p)}
+		if algoSel&8 != 0 {
+			// leases on the fuzz's clock, which moves Redis's too
+			ttl := time.Duration(algoSel>>4+1) * 10 * time.Millisecond
+			opts = append(opts, throttle.WithLeases(ttl, 8), throttle.WithLeaseClock(func() time.Time { return now }))
+		}
+		l := throttle.New(c, opts...)
 
 		type grant struct {
 			due time.Time

@@ -28,6 +28,7 @@ type Limiter struct {
 
 	refused *refusalCache // WithRefusalCache; nil: off
 	batch   *batcher      // WithBatching; nil: off
+	leases  *leaseCache   // WithLeases; nil: off
 	general bool          // tests: decide every call with decide.lua, as for several ids
 }
 
@@ -172,6 +173,7 @@ func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) erro
 		return fmt.Errorf("throttle: hold %s of tenant %q must be above 0", d, tenant)
 	}
 	d = min(d, MaxHold)
+	defer l.forgetRefusals(tenant) // ends this Limiter's lease (refusals can only get longer)
 	k := l.keysFor(tenant)
 	us := (d + time.Microsecond - 1) / time.Microsecond
 	books := 0
@@ -239,8 +241,23 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	}
 	if len(req.IDs) == 1 && l.algo.books && !l.general && (mode == "allow" || mode == "reserve") {
 		// the common call: lean.lua, three Redis calls for an active tenant
-		shared := append(def.p.args(), def.next)
-		own := []any{mode, n, req.MaxWait.Microseconds(), req.Ticket, keep}
+		var want, settle, unspent int64
+		var sent time.Time
+		var ttl time.Duration
+		if l.leases != nil {
+			if !req.KeepTicket {
+				if r, ok := l.leases.take(req.IDs[0], n); ok {
+					return decision{Result: r}, nil
+				}
+			}
+			sent, ttl = l.leases.now(), l.leases.ttl
+			want, settle, unspent = l.leases.ask(req.IDs[0])
+			if req.KeepTicket {
+				want = 0
+			}
+		}
+		shared := append(def.p.args(), def.next, ttl.Microseconds())
+		own := []any{mode, n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent}
 		reply, err := l.decideLean(ctx, ks, shared, own)
 		if err != nil {
 			return l.failed(req, err)
@@ -248,7 +265,12 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		if reply[0] == -1 {
 			return decision{}, fmt.Errorf("throttle: the token bucket state of tenant %q is not one quotaq wrote; Reset the tenant", req.IDs[0])
 		}
-		return l.parse(reply, req.IDs)
+		d, err := l.parse(reply, req.IDs)
+		if err == nil && reply[9] > 0 {
+			l.leases.grant(req.IDs[0], reply[9], sent)
+			d.Remaining += reply[9]
+		}
+		return d, err
 	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
 	args = append(args, def.next, keep)
@@ -339,7 +361,7 @@ func (l *Limiter) failed(req Request, err error) (decision, error) {
 
 // parse reads the decision script's reply; see lua/decide.lua.
 func (l *Limiter) parse(v []int64, ids []string) (decision, error) {
-	if len(v) != 9 || v[6] < 1 || int(v[6]) > len(ids) {
+	if len(v) < 9 || v[6] < 1 || int(v[6]) > len(ids) {
 		return decision{}, fmt.Errorf("throttle: unexpected script reply %v", v)
 	}
 	us := func(x int64) time.Duration { return time.Duration(x) * time.Microsecond }

@@ -251,15 +251,22 @@ func (c *refusalCache) forgetAll() {
 	}
 }
 
-// forgetRefusals and forgetAllRefusals are no-ops without a refusal cache.
+// forgetRefusals and forgetAllRefusals drop what this Limiter knows locally
+// of ids (of every id): cached refusals and leases.
 func (l *Limiter) forgetRefusals(ids ...string) {
 	if l.refused != nil {
 		l.refused.forget(ids...)
+	}
+	if l.leases != nil && len(ids) > 0 {
+		l.leases.forget(ids...)
 	}
 }
 
 func (l *Limiter) forgetAllRefusals() {
 	if l.refused != nil {
 		l.refused.forgetAll()
+	}
+	if l.leases != nil {
+		l.leases.forget()
 	}
 }

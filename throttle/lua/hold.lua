@@ -34,14 +34,21 @@ if untl > from then
     local v = redis.call('GET', KEYS[3])
     if v then
       -- written without lean.lua's cached fields (the pause is one), so the
-      -- next decision reads the aux hash; a full bucket's state goes
-      local backlog, last, t = string.match(v, '^(%d+):(%d+):?(%d*)')
+      -- next decision reads the aux hash; a lease (see lean.lua) is kept;
+      -- a full bucket's state without one goes
+      local backlog, last, t, u, e = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)')
       backlog = tonumber(backlog) - (now - tonumber(last)) * 1000
-      if backlog > 0 then
-        backlog = backlog + shift * 1000
+      local leased = tonumber(u) and tonumber(u) > 0 and tonumber(e) > now
+      if backlog > 0 or leased then
+        if backlog > 0 then backlog = backlog + shift * 1000 else backlog = 0 end
         local val = fmt(backlog) .. ':' .. fmt(now)
         if t ~= '' then val = val .. ':' .. t end
-        redis.call('SET', KEYS[3], val, 'PX', math.ceil(backlog / 1000000))
+        local ttl = math.ceil(backlog / 1000000)
+        if leased then
+          val = val .. ':' .. u .. ':' .. e
+          ttl = math.max(ttl, math.ceil((tonumber(e) - now) / 1000))
+        end
+        redis.call('SET', KEYS[3], val, 'PX', math.max(ttl, 1))
       else
         redis.call('DEL', KEYS[3])
       end

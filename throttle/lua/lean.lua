@@ -4,32 +4,49 @@
 -- One run may carry several decisions for different tenants (batching): each
 -- is decided on its own, in order, as if it were its own script run.
 --
--- An active tenant costs TIME, GET and SET: its state string caches what the
--- other keys say, "backlog:last:t:hold:aux:pol" (most often "...:0:0:d"), with
+-- An active tenant costs TIME, GET and SET: its state string
+-- "backlog:last:t:leased:until:hold:aux:pol" (most often ending
+-- ":0:0:0:0:d") caches what the other keys say, with
 --   backlog  ns until the bucket is full, as of last (µs); t the interval (ns)
 --            it was priced at (a rate change reprices it, as decide.lua does)
+--   leased   tokens leased out (see below) and not settled, until µs
 --   hold     the pause's end, µs (0: none or over), as the aux hash's 'h' says
 --   aux      µs after which the aux hash holds no ticket (0: none now)
 --   pol      'd' (the default policy, from ARGV) or "b/q/qp": the tenant's
 --            own policy, whose interval is t
 -- Whoever changes the policy hash, the pause or adds a ticket without going
--- through this script drops the cache (policy.lua, ticket.lua, hold.lua; decide.lua
--- write "backlog:last:t"); the next decision then reads the keys (cold path).
--- The state lives LINGER after its last write even when its bucket is full,
--- so that a tenant far under its limit stays hot; then it expires.
+-- through this script drops the cache, keeping "backlog:last:t:leased:until"
+-- (policy.lua, ticket.lua, hold.lua; decide.lua writes no cache either); the
+-- next decision then reads the keys (cold path). The state lives LINGER
+-- after its last write even when its bucket is full, so that a tenant far
+-- under its limit stays hot; then it expires.
+--
+-- Leases: when a decision admits n tokens now, for a tenant with no quota,
+-- no pause and no ticket booked, and the caller wants more, the bucket also
+-- gives it up to 'lease' more tokens (as many as it has), which the caller
+-- spends on its own until the lease ends, ARGV[6] later. Until it ends or
+-- the caller settles it, the bucket cannot refill over the tokens leased
+-- out: tokens in the bucket plus tokens leased out never exceed the burst,
+-- so the admissions of all callers, whenever within the lease they spend
+-- them, are exactly those of one token bucket. A caller that asks again
+-- before its lease ends settles it: the tokens it did not spend go back.
 --
 -- KEYS, four per decision i = 0, 1, ...:
 --   KEYS[4i+1] -> policy hash   KEYS[4i+2] -> token bucket state ("tb")
 --   KEYS[4i+3] -> quota hash    KEYS[4i+4] -> aux hash (pause, tickets)
 -- ARGV[1..4] -> default policy: interval_ns, burst, quota, quota_period_us
 -- ARGV[5]    -> when quotas without a period end, Unix µs (0: unknown)
--- ARGV[6+5i .. 10+5i] -> decision i: mode ('allow' or 'reserve'), n,
+-- ARGV[6]    -> how long a lease lasts, µs
+-- ARGV[7+8i .. 14+8i] -> decision i: mode ('allow' or 'reserve'), n,
 --   maxwait µs (0: no cap), ticket ('' none), keep ('1': record the ticket
---   even when granted now)
+--   even when granted now), lease (tokens wanted besides n; 0: none), then
+--   the caller's previous lease, settled now: its tokens and those unspent
+--   (0 0: none)
 -- Returns per decision {code, remaining tokens, wait_us, reset_us} as in
 -- decide.lua's reply, then {quota remaining, quota_reset_us} when the
--- policy has a quota. code = allowed + 2*booked + 4*reason + 32*(has quota),
--- or -1 (and no quota part) when the id's state is not one this script knows.
+-- policy has a quota. code = allowed + 2*booked + 4*reason + 32*(has quota)
+-- + 64*(tokens leased), or -1 (and no quota part) when the id's state is not
+-- one this script knows.
 
 local LINGER = 10000000 -- µs
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
@@ -43,30 +60,38 @@ local out, o = {0, 0, 0, 0}, 0 -- (sized for the common single decision)
 
 for i = 0, #KEYS / 4 - 1 do
   local pk, sk, qk, ak = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
-  local a = 5 * i + 6
+  local a = 8 * i + 7
   local n, ticket = ARGV[a+1] + 0, ARGV[a+3]
-  local st, t, b, q, qp, hu, au, pol, was, rest = 0, 0, 0, 0, 0, 0, 0, nil, nil, nil
+  local st, t, b, q, qp, lu, le, hu, au, pol, was, rest = 0, 0, 0, 0, 0, 0, 0, 0, 0, nil, nil, nil
   local bad = false
   local v = call('GET', sk)
   if v then
-    local bl, last, w, r = match(v, '^(%d+):(%d+):(%d+):(.+)$')
-    if bl then
-      was, rest = w + 0, r
-      if r == '0:0:d' then
-        pol = 'd' -- the common case: no pause, no ticket, the default policy
+    local bl, last, w, r = match(v, '^(%d+):(%d+):(%d+):?(.*)$')
+    if not bl then
+      bl, last = match(v, '^(%d+):(%d+)$')
+      r = ''
+      if not bl then bad = true end
+    end
+    was = tonumber(w)
+    if r == '0:0:0:0:d' then
+      pol, rest = 'd', r -- the common case: no lease, pause, ticket; the default policy
+    elseif r ~= '' then
+      local u, e, c = match(r, '^(%d+):(%d+):?(.*)$')
+      if u then
+        lu, le = u + 0, e + 0
+        if c ~= '' then
+          local h, ax, p = match(c, '^(%d+):(%d+):(.+)$')
+          if h then hu, au, pol, rest = h + 0, ax + 0, p, r else bad = true end
+        end
       else
-        local h, ax, p = match(r, '^(%d+):(%d+):(.+)$')
-        if h then hu, au, pol = h + 0, ax + 0, p else bad = true end
+        bad = true
       end
-      if pol == 'd' then
-        t, b, q, qp = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
-      elseif pol then
-        local pb, pq, pqp = match(pol, '^(%d+)/(%d+)/(%d+)$')
-        if pb then t, b, q, qp = was, pb + 0, pq + 0, pqp + 0 else bad = true end
-      end
-    else
-      bl, last, w = match(v, '^(%d+):(%d+):?(%d*)')
-      if bl then was = tonumber(w) else bad = true end
+    end
+    if pol == 'd' then
+      t, b, q, qp = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
+    elseif pol then
+      local pb, pq, pqp = match(pol, '^(%d+)/(%d+)/(%d+)$')
+      if pb and was then t, b, q, qp = was, pb + 0, pq + 0, pqp + 0 else bad = true end
     end
     if not bad then
       st = bl + 0
@@ -76,7 +101,7 @@ for i = 0, #KEYS / 4 - 1 do
       end
     end
   end
-  local hu0, au0 = hu, au
+  local lu0, hu0, au0 = lu, hu, au
   if bad then
     out[o+1], out[o+2], out[o+3], out[o+4] = -1, 0, 0, 0
     o = o + 4
@@ -95,6 +120,19 @@ for i = 0, #KEYS / 4 - 1 do
       if au > 0 then hu = tonumber(call('HGET', ak, 'h')) or 0 end
     end
     if was and was ~= t and was > 0 and st > 0 then st = ceil(st / was * t) end
+    -- leased tokens: the bucket does not refill over them
+    if lu > 0 and le <= now then lu, le = 0, 0 end
+    local dirty = false
+    local sk_, su = ARGV[a+6] + 0, ARGV[a+7] + 0
+    if sk_ > 0 and lu > 0 then
+      -- the caller settles its previous lease: su of its sk_ tokens unspent
+      lu = max(0, lu - sk_)
+      if lu == 0 then le = 0 end
+      st = max(0, st - su * t)
+      dirty = true
+    end
+    if lu > 0 then st = max(st, lu * t) end
+    local base = st -- (before a pause counts)
     local hold = 0
     if hu > now then hold = (hu - now) * 1000 end
     local due
@@ -130,7 +168,7 @@ for i = 0, #KEYS / 4 - 1 do
     end
     if wait == 0 then reason = 0 end
 
-    local allowed, booked = 0, 0
+    local allowed, booked, leased = 0, 0, 0
     if due then
       -- tokens already booked for this ticket: due yet, and not paused since?
       local w = max((due - now) * 1000, hold)
@@ -146,6 +184,16 @@ for i = 0, #KEYS / 4 - 1 do
         wait <= MAXBOOK and (ARGV[a+2] == '0' or wait <= ARGV[a+2] * 1000)) then
       if wait == 0 then allowed = 1 else booked = 1 end
       st = st + n * t
+      local want = ARGV[a+5] + 0
+      if want > 0 and allowed == 1 and q == 0 and hold == 0 and au <= now then
+        local room = floor((b * t - st) / t)
+        if room > 0 then
+          leased = want
+          if leased > room then leased = room end
+          st = st + leased * t
+          lu, le = lu + leased, max(le, now + ARGV[6])
+        end
+      end
       if q > 0 then
         used = used + n
         call('HSET', qk, 'used', fmt('%d', used), 'win', fmt('%d', win))
@@ -160,21 +208,27 @@ for i = 0, #KEYS / 4 - 1 do
         if call('PTTL', ak) < want then call('PEXPIRE', ak, want) end
         if au < d + 61000000 then au = d + 61000000 end
       end
+      dirty, base = true, st
+    end
+    if dirty then
       -- the cache: a pause or ticket horizon that has passed is written as 0
       if hu <= now then hu = 0 end
       if au <= now then au = 0 end
-      if hu ~= hu0 or au ~= au0 or not rest then
-        if hu == 0 and au == 0 and pol == 'd' then rest = '0:0:d' else rest = fmt('%d:%d:%s', hu, au, pol) end
+      if lu ~= lu0 or hu ~= hu0 or au ~= au0 or not rest then
+        if lu == 0 and hu == 0 and au == 0 and pol == 'd' then
+          rest = '0:0:0:0:d'
+        else
+          rest = fmt('%d:%d:%d:%d:%s', lu, le, hu, au, pol)
+        end
       end
-      local ttl = LINGER
-      if st > LINGER * 1000 then ttl = st / 1000 end
-      call('SET', sk, fmt('%d:%d:%d:', st, now, t) .. rest, 'PX', ceil(ttl / 1000))
+      local ttl = max(LINGER, base / 1000, le - now)
+      call('SET', sk, fmt('%d:%d:%d:', base, now, t) .. rest, 'PX', ceil(ttl / 1000))
     end
 
     local left = floor((b * t - st) / t)
     if left < 0 then left = 0 end
     if wait > 0 then wait = ceil(wait / 1000) end
-    local code = allowed + 2 * booked + 4 * reason
+    local code = allowed + 2 * booked + 4 * reason + 64 * leased
     if q > 0 then code = code + 32 end
     out[o+1], out[o+2], out[o+3], out[o+4] = code, left, wait, ceil(st / 1000)
     o = o + 4

@@ -1,30 +1,58 @@
 -- tokenbucket.lua: the token bucket, kept as "backlog": how long (ns) until
 -- the bucket is full again, measured at a time 'last' (µs). A token costs
 -- interval_ns; the bucket holds burst tokens; backlog beyond burst*interval is
--- tokens booked for the future (reservations). Stored as "backlog:last" with
--- a TTL equal to the backlog, so an idle tenant's key disappears exactly when
--- its bucket would be full. The interval is stored too ("backlog:last:t"):
--- when the policy's rate changes, the tokens owed are repriced.
+-- tokens booked for the future (reservations). Stored as "backlog:last:t"
+-- with a TTL equal to the backlog, so an idle tenant's key disappears when
+-- its bucket would be full (lean.lua keeps it a little longer). The interval
+-- t is stored so that when the policy's rate changes, the tokens owed are
+-- repriced.
 
 local algo = {books = true}
+
+-- lease[key]: the tokens leased out of the bucket and not settled yet
+-- ("backlog:last:t:leased:until", see lean.lua), while until (µs) has not
+-- passed. The bucket cannot refill over them, and every write keeps them.
+local lease = {}
 
 -- load returns the backlog (ns) as of now.
 function algo.load(key, t, b, now)
   local v = redis.call('GET', key)
+  lease[key] = nil
   if not v then return 0 end
-  -- (lean.lua may have cached more fields after these three)
-  local backlog, last, was = string.match(v, '^(%d+):(%d+):?(%d*)')
+  -- (lean.lua may have cached more fields after these)
+  local backlog, last, was, u, e = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)')
   backlog, last, was = tonumber(backlog), tonumber(last), tonumber(was)
   local elapsed = now - last
   if elapsed > 0 then
-    if elapsed * 1000 >= backlog then return 0 end
-    backlog = backlog - elapsed * 1000
+    if elapsed * 1000 >= backlog then backlog = 0 else backlog = backlog - elapsed * 1000 end
   end
   if was and was ~= t and was > 0 then
     -- the rate changed: the tokens owed stay the same, at the new price
     backlog = math.ceil(backlog / was * t)
   end
+  u, e = tonumber(u), tonumber(e)
+  if u and u > 0 and e > now then
+    lease[key] = {u, e}
+    backlog = math.max(backlog, u * t)
+  end
   return backlog
+end
+
+-- store writes a backlog (ns) as of now, with the key's lease; an idle
+-- bucket without a lease goes.
+local function store(key, backlog, t, now)
+  local l = lease[key]
+  if backlog <= 0 and not l then
+    redis.call('DEL', key)
+    return
+  end
+  local val = fmt(backlog) .. ':' .. fmt(now) .. ':' .. fmt(t)
+  local ttl = math.ceil(backlog / 1000000)
+  if l then
+    val = val .. ':' .. fmt(l[1]) .. ':' .. fmt(l[2])
+    ttl = math.max(ttl, math.ceil((l[2] - now) / 1000))
+  end
+  redis.call('SET', key, val, 'PX', math.max(ttl, 1))
 end
 
 -- wait returns how long (ns) until n tokens are there: 0 now, -1 never.
@@ -44,18 +72,15 @@ end
 -- take consumes n tokens (possibly booked in the future) and returns the new state.
 function algo.take(key, st, t, b, n, now)
   local backlog = st + n * t
-  redis.call('SET', key, fmt(backlog) .. ':' .. fmt(now) .. ':' .. fmt(t), 'PX', math.ceil(backlog / 1000000))
+  store(key, backlog, t, now)
   return backlog
 end
 
 -- give returns n tokens (a cancelled reservation).
 function algo.give(key, st, t, b, n, now)
-  local backlog = st - n * t
-  if backlog <= 0 then
-    redis.call('DEL', key)
-    return 0
-  end
-  redis.call('SET', key, fmt(backlog) .. ':' .. fmt(now) .. ':' .. fmt(t), 'PX', math.ceil(backlog / 1000000))
+  local backlog = math.max(st - n * t, 0)
+  if lease[key] then backlog = math.max(backlog, lease[key][1] * t) end
+  store(key, backlog, t, now)
   return backlog
 end
 

@@ -1,0 +1,145 @@
+package throttle
+
+import (
+	"sync"
+	"time"
+)
+
+// WithLeases lets a Limiter admit tenants far under their limits without a
+// round trip for most decisions. When Redis admits a decision, it can also
+// lease this Limiter some more of the tenant's tokens, which the next
+// decisions for that tenant here spend locally until they run out or ttl has
+// passed. Default 0: off, every decision asks Redis.
+//
+// A lease never lets a tenant past its policy, whatever the number of
+// processes: its tokens leave the bucket when it is granted, and until the
+// lease ends the bucket does not refill over them (tokens in the bucket plus
+// tokens leased out stay within the burst), so however late in the lease
+// they are spent, the admissions are those of one token bucket. A lease is
+// granted only from tokens the bucket has, so a tenant at its limit gets
+// none. When this Limiter asks Redis again before its lease has ended, the
+// tokens it did not spend go back to the bucket; the tokens of a lease that
+// ran out of time are lost. The size of the next lease follows what the
+// last one used: at first 1 token, then twice what was spent, at most most
+// (most <= 0 means 64), so that little is held back from other processes.
+//
+// Only the common decision leases: AllowN or Reserve of one tenant with
+// TokenBucket, without KeepTicket, for a tenant whose policy has no quota
+// and that is neither held nor has tokens booked. What changes a tenant
+// outside this Limiter (another process's Hold, SetPolicy, Reset, ...) is
+// seen here when the lease ends, at most ttl later; the same calls on this
+// Limiter end its lease at once. A decision admitted from a lease has
+// Remaining = the tokens left in the lease, and ResetAfter 0.
+//
+// At most 100,000 tenants hold a lease at once.
+func WithLeases(ttl time.Duration, most int64) Option {
+	return func(l *Limiter) {
+		if ttl <= 0 {
+			l.leases = nil
+			return
+		}
+		if most <= 0 {
+			most = defaultLeaseMost
+		}
+		l.leases = &leaseCache{ttl: ttl, most: most, now: time.Now, m: map[string]*lease{}}
+	}
+}
+
+const (
+	defaultLeaseMost = 64
+	maxLeases        = 100_000
+)
+
+// leaseCache holds a Limiter's leases.
+type leaseCache struct {
+	ttl  time.Duration
+	most int64
+	now  func() time.Time
+
+	mu sync.Mutex
+	m  map[string]*lease
+}
+
+// lease is the tokens of one tenant this Limiter may spend on its own.
+type lease struct {
+	k     int64 // tokens granted
+	left  int64
+	until time.Time
+	spent int64 // spent from the current lease
+	last  int64 // spent from the leases before it, halved at each lease
+}
+
+// take spends n tokens of id's lease, if it has them and has not ended.
+func (c *leaseCache) take(id string, n int64) (Result, bool) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[id]
+	if e == nil || e.left < n || !now.Before(e.until) {
+		return Result{}, false
+	}
+	e.left -= n
+	e.spent += n
+	return Result{Allowed: true, Remaining: e.left, QuotaRemaining: -1, Tenant: id}, true
+}
+
+// ask returns, for a decision on id that goes to Redis, how many tokens to
+// ask for besides it (twice what the last lease used, at least 1, at most
+// most), and the lease it settles: its tokens and those not spent, or 0, 0.
+// The lease ends here: its unspent tokens go back to Redis with the decision.
+func (c *leaseCache) ask(id string) (want, k, unspent int64) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[id]
+	if e == nil {
+		return 1, 0, 0
+	}
+	if e.k > 0 && now.Before(e.until) {
+		k, unspent = e.k, e.left
+	}
+	e.k, e.left = 0, 0
+	return min(c.most, max(1, 2*max(e.spent, e.last))), k, unspent
+}
+
+// grant records a lease of k tokens for id, from a request sent at sent.
+func (c *leaseCache) grant(id string, k int64, sent time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[id]
+	if e == nil {
+		if len(c.m) >= maxLeases {
+			c.sweep()
+			if len(c.m) >= maxLeases {
+				return // the tokens come back when the lease ends in Redis
+			}
+		}
+		e = &lease{}
+		c.m[id] = e
+	}
+	e.last, e.spent = max(e.spent, e.last/2), 0
+	e.k, e.left, e.until = k, k, sent.Add(c.ttl)
+}
+
+// sweep removes ended leases; c.mu is held.
+func (c *leaseCache) sweep() {
+	now := c.now()
+	for id, e := range c.m {
+		if !now.Before(e.until) {
+			delete(c.m, id)
+		}
+	}
+}
+
+// forget ends the leases of ids (all with none given).
+func (c *leaseCache) forget(ids ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(ids) == 0 {
+		clear(c.m)
+		return
+	}
+	for _, id := range ids {
+		delete(c.m, id)
+	}
+}

@@ -1,0 +1,284 @@
+package throttle_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// A tenant far under its limits is decided mostly from leases: far fewer
+// scripts than decisions, and every decision admitted.
+func TestLeasesSaveRoundTrips(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	h := &evalCounter{}
+	c.AddHook(h)
+	// a lease of 200ms takes the 200,000 tokens the bucket refills meanwhile
+	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithLeases(200*time.Millisecond, 64),
+		throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000)))
+	const calls = 500
+	for i := range calls {
+		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"busy"}, Ticket: fmt.Sprint("job-", i)})
+		if err != nil || !res.OK || res.Delay != 0 {
+			t.Fatalf("call %d: %+v, %v", i, res, err)
+		}
+	}
+	// leases of 1, 2, 4, ... 64 tokens: about calls/64 + 7 scripts when no
+	// lease ends before it is used up (200ms: a slow machine may see some)
+	if n := h.evals.Load(); n == 0 || n > calls/8 {
+		t.Fatalf("%d decisions sent %d scripts, want at most %d", calls, n, calls/8)
+	}
+	t.Logf("%d decisions, %d scripts", calls, h.evals.Load())
+}
+
+// Leases are for tenants far under their limits only: a tenant with a
+// quota, a held tenant, a decision that keeps its ticket and a tenant whose
+// bucket cannot spare the refill of a lease each ask Redis every time.
+func TestLeasesOnlyWhenSafe(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		policy throttle.Policy
+		setup  func(c *redis.Client, prefix string) error
+		call   func(l *throttle.Limiter, i int) (bool, error)
+	}{
+		{"Quota", throttle.Policy{Rate: 1000, Burst: 1000, Quota: 100_000}, nil, allowOne},
+		{"KeepTicket", throttle.PerSecond(1000), nil, func(l *throttle.Limiter, i int) (bool, error) {
+			res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"t"}, Ticket: fmt.Sprint("shaped-", i), KeepTicket: true})
+			return res.OK, err
+		}},
+		// a bucket of one token: nothing left to lease once it is taken
+		{"AtItsLimit", throttle.Policy{Rate: 0.001, Burst: 1}, nil, func(l *throttle.Limiter, i int) (bool, error) {
+			ok, err := allowOne(l, i)
+			return ok == (i == 0), err
+		}},
+		{"Held", throttle.PerSecond(1000), func(c *redis.Client, prefix string) error {
+			return throttle.New(c, throttle.WithPrefix(prefix)).Hold(ctx, "t", time.Hour)
+		}, func(l *throttle.Limiter, i int) (bool, error) {
+			ok, err := allowOne(l, i)
+			return !ok, err // refused every time
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, prefix := redistest.Client(t)
+			l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithLeases(time.Hour, 64), throttle.WithDefaultPolicy(tt.policy))
+			if tt.setup != nil {
+				if err := tt.setup(c, prefix); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := &evalCounter{}
+			c.AddHook(h)
+			const calls = 20
+			for i := range calls {
+				if ok, err := tt.call(l, i); err != nil || !ok {
+					t.Fatalf("call %d: %v, %v", i, ok, err)
+				}
+			}
+			if n := h.evals.Load(); n != calls {
+				t.Fatalf("%d scripts, want %d (no lease)", n, calls)
+			}
+		})
+	}
+}
+
+func allowOne(l *throttle.Limiter, _ int) (bool, error) {
+	r, err := l.Allow(context.Background(), "t")
+	return r.Allowed, err
+}
+
+// A Hold on the Limiter that holds a lease ends it at once; one on another
+// process is seen when the lease ends.
+func TestLeaseEndsOnHold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := t0
+	clock := func() time.Time { return now }
+	m, c := miniClient(t, t0)
+	opts := []throttle.Option{throttle.WithDefaultPolicy(throttle.PerSecond(1000)), throttle.WithLeases(10*time.Millisecond, 64), throttle.WithLeaseClock(clock)}
+	a, b := throttle.New(c, opts...), throttle.New(c, opts...)
+	lease := func(l *throttle.Limiter) {
+		t.Helper()
+		for range 3 { // the second decision leases two tokens
+			if r := mustAllowN(t, l, "t", 1); !r.Allowed {
+				t.Fatalf("before the hold: %+v", r)
+			}
+		}
+	}
+	lease(a)
+	if err := a.Hold(ctx, "t", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustAllowN(t, a, "t", 1); r.Allowed || r.Reason != throttle.ReasonPaused {
+		t.Fatalf("after its own Hold: %+v, want refused, paused", r)
+	}
+	// the pause and the aux hash that recorded it are over
+	now = now.Add(5 * time.Minute)
+	m.SetTime(now)
+	m.FastForward(5 * time.Minute)
+	lease(b)
+	if err := a.Hold(ctx, "t", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustAllowN(t, b, "t", 1); !r.Allowed {
+		t.Fatalf("another process's Hold, inside the lease: %+v, want admitted from the lease", r)
+	}
+	now = now.Add(10 * time.Millisecond) // the lease ends
+	m.SetTime(now)
+	if r := mustAllowN(t, b, "t", 1); r.Allowed || r.Reason != throttle.ReasonPaused {
+		t.Fatalf("another process's Hold, after the lease: %+v, want refused, paused", r)
+	}
+}
+
+// Several processes with leases, on one clock that the test moves (Redis's
+// and the leases' alike): over any stretch of time, the tokens admitted are
+// at most burst + rate × its length, as without leases.
+func TestLeasesNeverOverAdmit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, seed := range []uint64{1, 2, 3, 4} {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 7))
+			p := throttle.Policy{Rate: float64(1 + rng.IntN(2000)), Burst: int64(1 + rng.IntN(300))}
+			ttl := time.Duration(1+rng.IntN(50)) * time.Millisecond
+			now := t0
+			m, c := miniClient(t, t0)
+			var ls []*throttle.Limiter
+			for range 3 {
+				ls = append(ls, throttle.New(c, throttle.WithDefaultPolicy(p),
+					throttle.WithLeases(ttl, int64(1+rng.IntN(100))), throttle.WithLeaseClock(func() time.Time { return now })))
+			}
+			h := &evalCounter{}
+			c.AddHook(h)
+			var admitted []time.Time
+			const calls = 3000
+			for range calls {
+				if rng.IntN(4) == 0 {
+					now = now.Add(time.Duration(rng.IntN(20_000)) * time.Microsecond)
+					m.SetTime(now)
+				}
+				n := int64(1 + rng.IntN(3))
+				r, err := ls[rng.IntN(len(ls))].AllowN(ctx, "t", n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Allowed {
+					for range n {
+						admitted = append(admitted, now)
+					}
+				}
+			}
+			iv := time.Duration(math.Round(1e9 / p.Rate)) // the limiter's time per token
+			for i := range admitted {
+				for j := i; j < len(admitted); j++ {
+					if j-i+1 > int(p.Burst)+int(admitted[j].Sub(admitted[i])/iv) {
+						t.Fatalf("policy %v, leases of %s: %d tokens admitted within [%s, %s], the most is %d",
+							p, ttl, j-i+1, admitted[i].Sub(t0), admitted[j].Sub(t0), p.Burst+int64(admitted[j].Sub(admitted[i])/iv))
+					}
+				}
+			}
+			if len(admitted) == 0 || h.evals.Load() >= calls {
+				t.Fatalf("%d admitted, %d scripts for %d decisions: want some admitted, some from leases", len(admitted), h.evals.Load(), calls)
+			}
+			t.Logf("policy %v, leases of %s: %d tokens admitted, %d scripts for %d decisions", p, ttl, len(admitted), h.evals.Load(), calls)
+		})
+	}
+}
+
+// Leases under real concurrency: many goroutines in two processes on a real
+// redis-server admit at most burst + rate × elapsed.
+func TestLeasesConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	p := throttle.Policy{Rate: 2000, Burst: 100}
+	var ls []*throttle.Limiter
+	for range 2 {
+		ls = append(ls, throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(p), throttle.WithLeases(20*time.Millisecond, 32)))
+	}
+	var mu sync.Mutex
+	var admitted int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for range 300 {
+				r, err := ls[g%2].Allow(ctx, "t")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.Allowed {
+					mu.Lock()
+					admitted++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	most := p.Burst + int64(elapsed.Seconds()*p.Rate) + 1
+	if admitted == 0 || admitted > most {
+		t.Fatalf("admitted %d in %s, want 1..%d", admitted, elapsed, most)
+	}
+	t.Logf("admitted %d of 4800 in %s (at most %d)", admitted, elapsed, most)
+}
+
+// Tokens leased out and not spent yet keep the bucket from refilling over
+// them: after a full refill, another process and the lease holder together
+// get exactly the burst at one instant.
+func TestLeaseHoldsBackTheRefill(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		opts []throttle.Option // of the other process
+	}{
+		{"Lean", nil},
+		{"General", []throttle.Option{throttle.WithGeneralPath()}}, // decide.lua, as for several ids
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			now := t0
+			clock := func() time.Time { return now }
+			m, c := miniClient(t, t0)
+			p := throttle.Policy{Rate: 1000, Burst: 10}
+			a := throttle.New(c, throttle.WithDefaultPolicy(p), throttle.WithLeases(time.Second, 64), throttle.WithLeaseClock(clock))
+			b := throttle.New(c, append([]throttle.Option{throttle.WithDefaultPolicy(p)}, tt.opts...)...)
+			count := func(l *throttle.Limiter, calls int) (n int) {
+				for range calls {
+					if mustAllowN(t, l, "t", 1).Allowed {
+						n++
+					}
+				}
+				return n
+			}
+			// a takes 1 + lease 1, spends it, 1 + lease 2, spends them, 1 + lease 4
+			if got := count(a, 6); got != 6 {
+				t.Fatalf("a admitted %d of 6", got)
+			}
+			// the bucket is empty and a holds 4 tokens; 10ms later it would be full
+			now = now.Add(10 * time.Millisecond)
+			m.SetTime(now)
+			fromB := count(b, 20)
+			fromA := count(a, 4) // from its lease, at the same instant
+			if fromA != 4 || fromB+fromA != int(p.Burst) {
+				t.Fatalf("at one instant after a full refill: b %d, a %d from its lease; want a 4 and %d in all", fromB, fromA, p.Burst)
+			}
+		})
+	}
+}
