@@ -25,6 +25,8 @@ type options struct {
 	queues           queueWeights
 	strictPriority   bool
 	failOpen         bool
+	lease            time.Duration
+	batch            int
 	prefix           string
 	algorithm        string
 	defaultRate      float64
@@ -98,7 +100,7 @@ func (q queueWeights) Set(v string) error {
 // ownFlags are the flags read from QUOTAQ_<NAME> when not given; the Redis
 // flags read their own variables (REDIS_URL, ...).
 var ownFlags = []string{
-	"concurrency", "queues", "strict-priority", "fail-open", "prefix", "algorithm", "default-rate", "default-burst",
+	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "prefix", "algorithm", "default-rate", "default-burst",
 	"max-wait", "min-delay", "untenanted", "refuse-untenanted", "delayed-task-check-interval", "task-check-interval",
 	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "schedule", "schedule-queue", "http-timeout", "echo-types",
 	"log-level", "log-format",
@@ -143,6 +145,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.Var(o.queues, "queues", "queues to serve, with `weights`: critical=6,default=3,low=1 (a higher weight is served more often)")
 	fs.BoolVar(&o.strictPriority, "strict-priority", false, "serve queues strictly by weight: a lower queue only when the higher ones are empty")
 	fs.BoolVar(&o.failOpen, "fail-open", false, "when the limiter's Redis cannot be reached, run tasks anyway (default: fail closed, put them back for a second)")
+	fs.DurationVar(&o.lease, "lease", 100*time.Millisecond, "let Redis lease this worker tokens of tenants far under their limits, spent here without a round trip for up to this long; never past a policy, but another process's hold or policy change is seen up to this late (0: off, ask Redis for every task)")
+	fs.IntVar(&o.batch, "batch", 64, "decisions of tasks that run at the same time share one round trip and one script run, up to this many (0: off, one round trip each)")
 	fs.StringVar(&o.prefix, "prefix", "quotaq", "prefix of the limiter's Redis keys (must match quotaq-enqueue's)")
 	fs.StringVar(&o.algorithm, "algorithm", throttle.TokenBucket.String(), "limiter algorithm: token-bucket (books future slots: throttled tasks come back exactly when due), fixed-window or sliding-window")
 	fs.Float64Var(&o.defaultRate, "default-rate", 10, "tokens per second of tenants with no policy, until a default is stored in Redis (quotaq-enqueue policy set-default)")
@@ -200,6 +204,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("--default-burst %d: give at least 1", o.defaultBurst)
 	case o.maxWait < 0:
 		return fmt.Errorf("--max-wait %s is negative (0 means no cap)", o.maxWait)
+	case o.lease < 0:
+		return fmt.Errorf("--lease %s is negative (0 turns leases off)", o.lease)
+	case o.batch < 0:
+		return fmt.Errorf("--batch %d is negative (0 turns batching off)", o.batch)
 	case o.minDelay < 0:
 		return fmt.Errorf("--min-delay %s is negative", o.minDelay)
 	case o.delayedCheck <= 0:

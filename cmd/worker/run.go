@@ -77,12 +77,17 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	defer conn.Close()
 
 	algo, _ := throttle.ParseAlgorithm(o.algorithm)
-	limiter := throttle.New(conn.Redis,
+	limiterOpts := []throttle.Option{
 		throttle.WithPrefix(o.prefix),
 		throttle.WithFailOpen(o.failOpen),
 		throttle.WithAlgorithm(algo),
 		throttle.WithDefaultPolicy(throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}),
-	)
+		throttle.WithLeases(o.lease, 0),
+	}
+	if o.batch > 0 {
+		limiterOpts = append(limiterOpts, throttle.WithBatching(o.batch, 0))
+	}
+	limiter := throttle.New(conn.Redis, limiterOpts...)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -51,6 +51,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"BadLogLevel", []string{"--log-level", "loud"}, nil, `--log-level "loud"`},
 		{"BadAlgorithm", []string{"--algorithm", "leaky"}, nil, "--algorithm"},
 		{"NegativeMaxWait", []string{"--max-wait", "-1s"}, nil, "--max-wait -1s is negative"},
+		{"NegativeLease", []string{"--lease", "-5ms"}, nil, "--lease -5ms is negative"},
+		{"NegativeBatch", nil, map[string]string{"QUOTAQ_BATCH": "-1"}, "--batch -1 is negative"},
 		{"BadUntenanted", []string{"--untenanted", ""}, nil, "--untenanted"},
 		{"Argument", []string{"extra"}, nil, `unexpected argument "extra"`},
 		{"UnknownFlag", []string{"--nope"}, nil, "flag provided but not defined: -nope"},
@@ -89,11 +91,12 @@ func TestEnvironmentFillsUnsetFlags(t *testing.T) {
 	t.Parallel()
 	o, err := parseFlags([]string{"--concurrency", "3"}, env(map[string]string{
 		"QUOTAQ_CONCURRENCY": "99", "QUOTAQ_QUEUES": "hi=5,lo", "QUOTAQ_FAIL_OPEN": "true", "QUOTAQ_MAX_WAIT": "1m",
+		"QUOTAQ_LEASE": "0", "QUOTAQ_BATCH": "8",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.concurrency != 3 || o.queues.String() != "hi=5,lo=1" || !o.failOpen || o.maxWait != time.Minute {
+	if o.concurrency != 3 || o.queues.String() != "hi=5,lo=1" || !o.failOpen || o.maxWait != time.Minute || o.lease != 0 || o.batch != 8 {
 		t.Errorf("options %+v: want the flag's concurrency 3 and the rest from the environment", o)
 	}
 }

@@ -141,6 +141,8 @@ var allModes = []mode{
 	quotaqMode("quotaq +cache", throttle.WithRefusalCache(time.Second)),
 	quotaqMode("quotaq +batch", throttle.WithBatching(0, 0)),
 	quotaqMode("quotaq +cache +batch", throttle.WithRefusalCache(time.Second), throttle.WithBatching(0, 0)),
+	quotaqMode("quotaq +lease", throttle.WithLeases(100*time.Millisecond, 0)),
+	quotaqMode("quotaq +lease +batch", throttle.WithLeases(100*time.Millisecond, 0), throttle.WithBatching(0, 0)),
 }
 
 func modeNames() []string {
