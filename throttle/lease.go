@@ -17,9 +17,11 @@ import (
 // tokens leased out stay within the burst), so however late in the lease
 // they are spent, the admissions are those of one token bucket. A lease is
 // granted only from tokens the bucket has, so a tenant at its limit gets
-// none. When this Limiter asks Redis again before its lease has ended, the
-// tokens it did not spend go back to the bucket; the tokens of a lease that
-// ran out of time are lost. The size of the next lease follows what the
+// none, and holds at most what the bucket refills in ttl, so a tenant whose
+// bucket refills slowly gets none either. When this Limiter asks Redis again
+// before its lease has ended, the tokens it did not spend go back to the
+// bucket; the tokens of a lease that ran out of time are lost, as if the
+// tenant had been idle for ttl. The size of the next lease follows what the
 // last one used: at first 1 token, then twice what was spent, at most most
 // (most <= 0 means 64), so that little is held back from other processes.
 //

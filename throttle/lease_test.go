@@ -58,6 +58,9 @@ func TestLeasesOnlyWhenSafe(t *testing.T) {
 			res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"t"}, Ticket: fmt.Sprint("shaped-", i), KeepTicket: true})
 			return res.OK, err
 		}},
+		// 100 tokens, but not one refilled in a lease (an hour): none leased,
+		// so a lease that runs out unspent cannot cost what takes so long back
+		{"SlowRefill", throttle.Policy{Rate: 0.0002, Burst: 100}, nil, allowOne},
 		// a bucket of one token: nothing left to lease once it is taken
 		{"AtItsLimit", throttle.Policy{Rate: 0.001, Burst: 1}, nil, func(l *throttle.Limiter, i int) (bool, error) {
 			ok, err := allowOne(l, i)

@@ -124,6 +124,8 @@ type Request struct {
 	// granted now: for a job enqueued now to run later (shaping at enqueue
 	// time), which redeems them when it comes instead of paying again.
 	KeepTicket bool
+
+	noLease bool // runSplit: one id of several, which must not lease
 }
 
 // Reserve books req.N tokens of every id in req.IDs; see ReserveN and
@@ -244,7 +246,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		var want, settle, unspent int64
 		var sent time.Time
 		var ttl time.Duration
-		if l.leases != nil {
+		if l.leases != nil && !req.noLease {
 			if !req.KeepTicket {
 				if r, ok := l.leases.take(req.IDs[0], n); ok {
 					return decision{Result: r}, nil
@@ -295,7 +297,7 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 	booked := false
 	for i, id := range req.IDs {
 		one := req
-		one.IDs = []string{id}
+		one.IDs, one.noLease = []string{id}, true
 		d, err := l.run(ctx, mode, one)
 		if err == nil && (i == 0 || d.RetryAfter > worst.RetryAfter || (worst.Allowed && !d.Allowed)) {
 			worst = d

@@ -23,7 +23,8 @@
 --
 -- Leases: when a decision admits n tokens now, for a tenant with no quota,
 -- no pause and no ticket booked, and the caller wants more, the bucket also
--- gives it up to 'lease' more tokens (as many as it has), which the caller
+-- gives it up to 'lease' more tokens (as many as it has, and no more than it
+-- refills while a lease lasts), which the caller
 -- spends on its own until the lease ends, ARGV[6] later. Until it ends or
 -- the caller settles it, the bucket cannot refill over the tokens leased
 -- out: tokens in the bucket plus tokens leased out never exceed the burst,
@@ -52,7 +53,7 @@ local LINGER = 10000000 -- µs
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
 local HOUR = 3600000000
 -- (hot path: locals, not globals; arithmetic turns digit strings into numbers)
-local floor, ceil, max, match, fmt = math.floor, math.ceil, math.max, string.match, string.format
+local floor, ceil, min, max, match, fmt = math.floor, math.ceil, math.min, math.max, string.match, string.format
 local call = redis.call
 local tm = call('TIME')
 local now = tm[1] * 1000000 + tm[2]
@@ -186,7 +187,9 @@ for i = 0, #KEYS / 4 - 1 do
       st = st + n * t
       local want = ARGV[a+5] + 0
       if want > 0 and allowed == 1 and q == 0 and hold == 0 and au <= now then
-        local room = floor((b * t - st) / t)
+        -- at most what the bucket refills in a lease: a tenant that refills
+        -- slowly gets none, and an unspent lease costs no more than ttl idle
+        local room = min(floor((b * t - st) / t), floor(ARGV[6] * 1000 / t))
         if room > 0 then
           leased = want
           if leased > room then leased = room end
