@@ -26,7 +26,7 @@ import (
 // simply put back again: counted, never run early.
 //
 // (The workers' own clocks still decide when asynq moves scheduled tasks
-// and when leases expire; there, skew costs only extra dequeues, as
+// and when asynq's leases expire; there, skew costs only extra dequeues, as
 // counted here, never an admission.)
 func TestClockSkewDoesNotMatter(t *testing.T) {
 	t.Parallel()
@@ -42,7 +42,10 @@ func TestClockSkewDoesNotMatter(t *testing.T) {
 			m.SetTime(t0)
 			rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 			t.Cleanup(func() { _ = rdb.Close() })
-			s := &stage{env: []string{"REDIS_URL=redis://" + m.Addr() + "/0"}, rdb: rdb,
+			// no leases (--lease 0): a lease lasts as long on both clocks,
+			// and Redis's stands still here, so a lease a worker did not
+			// use up would keep its tokens for good
+			s := &stage{env: []string{"QUOTAQ_LEASE=0", "REDIS_URL=redis://" + m.Addr() + "/0"}, rdb: rdb,
 				insp: asynq.NewInspectorFromRedisClient(rdb), lim: throttle.New(rdb), up: newUpstream(t)}
 			const n, burst = 16, 4
 			s.policy(t, "skewed", throttle.Policy{Rate: 10, Burst: burst})

@@ -33,6 +33,11 @@ import (
 // Limiter end its lease at once. A decision admitted from a lease has
 // Remaining = the tokens left in the lease, and ResetAfter 0.
 //
+// A lease lasts ttl on this process's clock and at least ttl on Redis's,
+// which must advance at the same pace, as real clocks do (on a Redis whose
+// clock is held still, as a test's miniredis can be, an unspent lease's
+// tokens never come back).
+//
 // At most 100,000 tenants hold a lease at once.
 func WithLeases(ttl time.Duration, most int64) Option {
 	return func(l *Limiter) {

@@ -11,7 +11,7 @@
 --            it was priced at (a rate change reprices it, as decide.lua does)
 --   leased   tokens leased out (see below) and not settled, until µs
 --   hold     the pause's end, µs (0: none or over), as the aux hash's 'h' says
---   aux      µs after which the aux hash holds no ticket (0: none now)
+--   aux      µs when the aux hash (tickets) expires (0: it has)
 --   pol      'd' (the default policy, from ARGV) or "b/q/qp": the tenant's
 --            own policy, whose interval is t
 -- Whoever changes the policy hash, the pause or adds a ticket without going
@@ -136,6 +136,12 @@ for i = 0, #KEYS / 4 - 1 do
     local base = st -- (before a pause counts)
     local hold = 0
     if hu > now then hold = (hu - now) * 1000 end
+    if au ~= 0 and au <= now then
+      -- the aux hash should have expired by now: make sure (a server whose
+      -- TTLs do not follow its TIME, as miniredis's, may still have it)
+      local ttl = call('PTTL', ak)
+      if ttl == -2 then au = 0 elseif ttl == -1 then au = MAXBOOK else au = now + ttl * 1000 + 1000 end
+    end
     local due
     if au > now and ticket ~= '' then due = tonumber(call('HGET', ak, 'k:' .. ticket)) end
     if hold > 0 then st = max(st, b * t + hold) end
@@ -214,9 +220,8 @@ for i = 0, #KEYS / 4 - 1 do
       dirty, base = true, st
     end
     if dirty then
-      -- the cache: a pause or ticket horizon that has passed is written as 0
+      -- the cache: a pause that has passed is written as 0
       if hu <= now then hu = 0 end
-      if au <= now then au = 0 end
       if lu ~= lu0 or hu ~= hu0 or au ~= au0 or not rest then
         if lu == 0 and hu == 0 and au == 0 and pol == 'd' then
           rest = '0:0:0:0:d'
