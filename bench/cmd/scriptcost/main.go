@@ -27,33 +27,10 @@ func main() {
 	lua := flag.String("lua", "../throttle/lua", "directory of quotaq's Lua files")
 	addr := flag.String("addr", "", "use this redis-server instead of starting one")
 	flag.Parse()
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(*lua, name))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scriptcost:", err, "(run from bench/ or give -lua)")
-			os.Exit(2)
-		}
-		return string(b)
-	}
-	common, tb, decide, lean := read("common.lua"), read("tokenbucket.lua"), read("decide.lua"), read("lean.lua")
-	// quotaq's keys and arguments: policy, state, quota, aux; allow 1 token,
-	// default policy 1e6/s burst 1e6
-	qkeys := []string{"q:{t}:policy", "q:{t}:tb", "q:{t}:quota", "q:{t}:aux"}
-	qargs := []any{"allow", 1, 0, "", 1000, 1000000, 0, 0}
-	type variant struct {
-		name string
-		src  string
-		keys []string
-		args []any
-	}
-	variants := []variant{
-		{"trivial: return 1", "return 1", []string{"k"}, nil},
-		{"redis_rate v10 GCRA (TIME, GET, SET)", redisRateLua, []string{"rr:t"}, []any{1000000, 1000000, 1, 1}},
-		{"quotaq decision, whole", common + tb + decide, qkeys, qargs},
-		{"quotaq: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
-		{"quotaq: its 5 redis.call()s only", callsOnly, qkeys, qargs},
-		{"quotaq lean.lua, one decision, active tenant (TIME, GET, SET)", lean, qkeys, leanArgs(1)},
-		{"quotaq lean.lua, 16 decisions (16 tenants) in one run, per decision", lean, leanKeys(16), leanArgs(16)},
+	vs, err := variants(*lua)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scriptcost:", err, "(run from bench/ or give -lua)")
+		os.Exit(2)
 	}
 	ctx := context.Background()
 	srv, err := harness.StartServer(*addr)
@@ -64,9 +41,9 @@ func main() {
 	defer srv.Stop()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 1})
 	defer rdb.Close()
-	sum := make([]float64, len(variants))
+	sum := make([]float64, len(vs))
 	for range *rounds {
-		for i, v := range variants {
+		for i, v := range vs {
 			s := redis.NewScript(v.src)
 			if err := s.Load(ctx, rdb).Err(); err != nil {
 				fmt.Fprintln(os.Stderr, "scriptcost:", v.name, err)
@@ -92,9 +69,44 @@ func main() {
 		harness.Version(ctx, rdb), *calls, *rounds, harness.Load(), time.Now().UTC().Format(time.RFC3339))
 	fmt.Println("| script | µs per call (INFO commandstats) |")
 	fmt.Println("|---|---:|")
-	for i, v := range variants {
+	for i, v := range vs {
 		fmt.Printf("| %s | %s |\n", v.name, strconv.FormatFloat(sum[i]/float64(*rounds), 'f', 1, 64))
 	}
+}
+
+// variant is one script to measure, with its keys and arguments.
+type variant struct {
+	name string
+	src  string
+	keys []string
+	args []any
+}
+
+// variants returns the scripts to compare, with quotaq's read from the Lua
+// files in dir.
+func variants(dir string) ([]variant, error) {
+	src := map[string]string{}
+	for _, name := range []string{"common.lua", "tokenbucket.lua", "decide.lua", "lean.lua"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		src[name] = string(b)
+	}
+	common, tb, decide, lean := src["common.lua"], src["tokenbucket.lua"], src["decide.lua"], src["lean.lua"]
+	// quotaq's keys and arguments: policy, state, quota, aux; allow 1 token,
+	// default policy 1e6/s burst 1e6
+	qkeys := []string{"q:{t}:policy", "q:{t}:tb", "q:{t}:quota", "q:{t}:aux"}
+	qargs := []any{"allow", 1, 0, "", 1000, 1000000, 0, 0, 0, 0}
+	return []variant{
+		{"trivial: return 1", "return 1", []string{"k"}, nil},
+		{"redis_rate v10 GCRA (TIME, GET, SET)", redisRateLua, []string{"rr:t"}, []any{1000000, 1000000, 1, 1}},
+		{"quotaq decide.lua (the general script: several ids, peek, cancel, other algorithms), whole", common + tb + decide, qkeys, qargs},
+		{"quotaq decide.lua: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
+		{"quotaq decide.lua: its 5 redis.call()s only", callsOnly, qkeys, qargs},
+		{"quotaq lean.lua (the common call), one decision, active tenant (TIME, GET, SET)", lean, qkeys, leanArgs(1)},
+		{"quotaq lean.lua, 16 decisions (16 tenants) in one run, per decision", lean, leanKeys(16), leanArgs(16)},
+	}, nil
 }
 
 // callsOnly makes the Redis calls of a token-bucket decision with a stored
@@ -160,9 +172,9 @@ func leanKeys(k int) []string {
 // leanArgs returns lean.lua's arguments for k decisions that allow 1 token
 // each under the default policy 1e6/s burst 1e6.
 func leanArgs(k int) []any {
-	args := []any{1000, 1000000, 0, 0, 0}
+	args := []any{1000, 1000000, 0, 0, 0, 0}
 	for range k {
-		args = append(args, "allow", 1, 0, "", 0)
+		args = append(args, "allow", 1, 0, "", 0, 0, 0, 0)
 	}
 	return args
 }
