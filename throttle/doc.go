@@ -12,10 +12,20 @@
 // Hold pauses a tenant whose upstream said 429.
 //
 // Each tenant has a Policy (rate, burst and an optional period quota) stored
-// in Redis, so a change takes effect on every worker's next decision; tenants
+// in Redis, so a change takes effect on every worker's next decision (with
+// leases, at most one lease later on other processes); tenants
 // without one get the default policy. The algorithm is the token bucket by
 // default; FixedWindow and SlidingWindow are the seeds' other two, behind the
 // same calls.
+//
+// The common call, one tenant with the token bucket, costs an active tenant
+// three Redis calls inside its script (TIME, GET, SET): the tenant's policy,
+// pause and bookings are cached in its bucket's state, and whatever changes
+// them drops that cache atomically. Three options go past one round trip per
+// decision: WithRefusalCache refuses locally a tenant known to be empty,
+// WithBatching lets concurrent decisions share a round trip and a script run,
+// and WithLeases lets a process spend a few tokens of a tenant far under its
+// limits without asking, never past the policy.
 //
 // Keys are "<prefix>:{<tenant>}:<kind>": the tenant id, escaped, is a Redis
 // Cluster hash tag, so one tenant's keys share one slot and no id can reach

@@ -31,7 +31,11 @@ import (
 // outside this Limiter (another process's Hold, SetPolicy, Reset, ...) is
 // seen here when the lease ends, at most ttl later; the same calls on this
 // Limiter end its lease at once. A decision admitted from a lease has
-// Remaining = the tokens left in the lease, and ResetAfter 0.
+// Remaining = the tokens left in the lease, and ResetAfter 0. A Reserve with
+// a Ticket admitted from a lease does not look for a booking under that
+// ticket: bookings are made when a tenant is at its limit, when no lease is
+// granted, so this is rare, and the tokens are then paid twice, never too
+// few.
 //
 // A lease lasts ttl on this process's clock and at least ttl on Redis's,
 // which must advance at the same pace, as real clocks do (on a Redis whose
