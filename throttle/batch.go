@@ -86,7 +86,7 @@ func (l *Limiter) decide(ctx context.Context, keys []string, args []any) ([]int6
 func (l *Limiter) decideLean(ctx context.Context, keys []string, shared, own []any) ([]int64, error) {
 	c := &batchCall{ctx: ctx, keys: keys, args: own, lean: true, shared: shared}
 	if l.batch == nil {
-		return (*batcher)(nil).direct(ctx, l, c)
+		return l.decideNow(ctx, c)
 	}
 	return l.batch.do(ctx, l, c)
 }
@@ -97,7 +97,7 @@ func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, er
 		// nothing to share a trip with: go at once, from this goroutine
 		b.inflight++
 		b.mu.Unlock()
-		reply, err := b.direct(ctx, l, c)
+		reply, err := l.decideNow(ctx, c)
 		b.mu.Lock()
 		b.inflight--
 		flush := len(b.queue) > 0 && b.inflight < b.slots && b.full == nil
@@ -135,8 +135,8 @@ func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, er
 	}
 }
 
-// direct runs one decision on its own, as without batching.
-func (b *batcher) direct(ctx context.Context, l *Limiter, c *batchCall) ([]int64, error) {
+// decideNow runs one decision on its own, as without batching.
+func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]int64, error) {
 	if !c.lean {
 		return l.algo.decide.Run(ctx, l.rdb, c.keys, c.args...).Int64Slice()
 	}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -15,13 +16,26 @@ import (
 // BenchmarkAllow measures decisions on a real redis-server over 1,000
 // tenants, with b.SetParallelism callers (go test -bench Allow -cpu 1,4,16).
 // The side-by-side comparison with other limiters lives in bench/.
+// The token bucket also runs with batching and with leases (tenants far
+// under their limits: most decisions are local).
 func BenchmarkAllow(b *testing.B) {
-	for _, algo := range []throttle.Algorithm{throttle.TokenBucket, throttle.FixedWindow, throttle.SlidingWindow} {
-		b.Run(algo.String(), func(b *testing.B) {
+	cases := []struct {
+		name string
+		opts []throttle.Option
+	}{
+		{throttle.TokenBucket.String(), nil},
+		{throttle.TokenBucket.String() + "+batch", []throttle.Option{throttle.WithBatching(0, 0)}},
+		{throttle.TokenBucket.String() + "+lease", []throttle.Option{throttle.WithLeases(100*time.Millisecond, 0)}},
+		{throttle.FixedWindow.String(), []throttle.Option{throttle.WithAlgorithm(throttle.FixedWindow)}},
+		{throttle.SlidingWindow.String(), []throttle.Option{throttle.WithAlgorithm(throttle.SlidingWindow)}},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
 			c := redis.NewClient(&redis.Options{Addr: redistest.Addr(b), PoolSize: 64})
 			defer c.Close()
-			l := throttle.New(c, throttle.WithPrefix(redistest.Prefix(b)), throttle.WithAlgorithm(algo),
-				throttle.WithDefaultPolicy(throttle.Policy{Rate: 1e6, Burst: 1000}))
+			opts := append([]throttle.Option{throttle.WithPrefix(redistest.Prefix(b)),
+				throttle.WithDefaultPolicy(throttle.Policy{Rate: 1e6, Burst: 1000})}, tc.opts...)
+			l := throttle.New(c, opts...)
 			tenants := make([]string, 1000)
 			for i := range tenants {
 				tenants[i] = "tenant-" + strconv.Itoa(i)
