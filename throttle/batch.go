@@ -153,11 +153,11 @@ func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]int64, error) 
 
 // leanReplies turns lean.lua's reply for k decisions into k replies in
 // decide.lua's form (nine integers; the first is -1 for a state lean.lua
-// does not know), then the tokens leased.
+// does not know), then the tokens leased and when Redis granted them.
 func leanReplies(v []int64, k int) ([][]int64, error) {
 	out := make([][]int64, 0, k)
 	for len(v) >= 4 && len(out) < k {
-		code, d := v[0], make([]int64, 10)
+		code, d := v[0], make([]int64, 11)
 		d[0], d[1], d[2], d[3], d[4], d[6] = -1, v[1], v[2], v[3], -1, 1
 		v = v[4:]
 		if code >= 0 {
@@ -168,6 +168,13 @@ func leanReplies(v []int64, k int) ([][]int64, error) {
 				}
 				d[4], d[5] = v[0], v[1]
 				v = v[2:]
+			}
+			if d[9] > 0 {
+				if len(v) < 1 {
+					break
+				}
+				d[10] = v[0]
+				v = v[1:]
 			}
 		}
 		out = append(out, d)

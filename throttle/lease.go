@@ -74,6 +74,7 @@ type leaseCache struct {
 // lease is the tokens of one tenant this Limiter may spend on its own.
 type lease struct {
 	k     int64 // tokens granted
+	at    int64 // when Redis granted them, Unix µs on its clock
 	left  int64
 	until time.Time
 	spent int64 // spent from the current lease
@@ -96,25 +97,27 @@ func (c *leaseCache) take(id string, n int64) (Result, bool) {
 
 // ask returns, for a decision on id that goes to Redis, how many tokens to
 // ask for besides it (twice what the last lease used, at least 1, at most
-// most), and the lease it settles: its tokens and those not spent, or 0, 0.
-// The lease ends here: its unspent tokens go back to Redis with the decision.
-func (c *leaseCache) ask(id string) (want, k, unspent int64) {
+// most), and the lease it settles: its tokens, those not spent and when
+// Redis granted it, or zeros. The lease ends here: its unspent tokens go
+// back to Redis with the decision, if the lease has not ended there.
+func (c *leaseCache) ask(id string) (want, k, unspent, at int64) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.m[id]
 	if e == nil {
-		return 1, 0, 0
+		return 1, 0, 0, 0
 	}
 	if e.k > 0 && now.Before(e.until) {
-		k, unspent = e.k, e.left
+		k, unspent, at = e.k, e.left, e.at
 	}
 	e.k, e.left = 0, 0
-	return min(c.most, max(1, 2*max(e.spent, e.last))), k, unspent
+	return min(c.most, max(1, 2*max(e.spent, e.last))), k, unspent, at
 }
 
-// grant records a lease of k tokens for id, from a request sent at sent.
-func (c *leaseCache) grant(id string, k int64, sent time.Time) {
+// grant records a lease of k tokens for id, granted by Redis at at (Unix
+// µs, its clock) for a request sent at sent (this process's clock).
+func (c *leaseCache) grant(id string, k, at int64, sent time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.m[id]
@@ -129,7 +132,7 @@ func (c *leaseCache) grant(id string, k int64, sent time.Time) {
 		c.m[id] = e
 	}
 	e.last, e.spent = max(e.spent, e.last/2), 0
-	e.k, e.left, e.until = k, k, sent.Add(c.ttl)
+	e.k, e.at, e.left, e.until = k, at, k, sent.Add(c.ttl)
 }
 
 // sweep removes ended leases; c.mu is held.

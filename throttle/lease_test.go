@@ -285,3 +285,41 @@ func TestLeaseHoldsBackTheRefill(t *testing.T) {
 		})
 	}
 }
+
+// A settlement that reaches Redis after the lease has ended there gives
+// nothing back: by then the lease's tokens may have been counted again and
+// leased to someone else. Here a's clock lags (its lease looks alive to it),
+// the lease has ended on Redis's, and b holds a new lease when a settles.
+func TestLeaseSettledOnlyWhileAlive(t *testing.T) {
+	t.Parallel()
+	m, c := miniClient(t, t0)
+	p := throttle.Policy{Rate: 1000, Burst: 10}
+	aNow, bNow := t0, t0
+	a := throttle.New(c, throttle.WithDefaultPolicy(p), throttle.WithLeases(10*time.Millisecond, 64), throttle.WithLeaseClock(func() time.Time { return aNow }))
+	b := throttle.New(c, throttle.WithDefaultPolicy(p), throttle.WithLeases(10*time.Millisecond, 64), throttle.WithLeaseClock(func() time.Time { return bNow }))
+	other := throttle.New(c, throttle.WithDefaultPolicy(p))
+	admit := func(l *throttle.Limiter, n int64, calls int) (got int64) {
+		for range calls {
+			if mustAllowN(t, l, "t", n).Allowed {
+				got += n
+			}
+		}
+		return got
+	}
+	// a: 1 + lease 1, spends it, 1 + lease 2 (held, unspent)
+	if got := admit(a, 1, 3); got != 3 {
+		t.Fatalf("a admitted %d of 3", got)
+	}
+	// 20ms later on Redis's clock (and b's): a's lease has ended there and
+	// the bucket is full again; a's clock still says its lease is alive
+	now := t0.Add(20 * time.Millisecond)
+	m.SetTime(now)
+	bNow = now
+	// at this one instant: b takes 1 + lease 1, spends it, 1 + lease 2 and
+	// spends those; a asks for 3, settling its old lease, and gets a new
+	// one; someone else takes what is left; a spends its new lease
+	total := admit(b, 1, 5) + admit(a, 3, 1) + admit(other, 1, 20) + admit(a, 1, 2)
+	if total != p.Burst {
+		t.Fatalf("%d tokens admitted at one instant, want the burst, %d", total, p.Burst)
+	}
+}

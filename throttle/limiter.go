@@ -243,7 +243,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	}
 	if len(req.IDs) == 1 && l.algo.books && !l.general && (mode == "allow" || mode == "reserve") {
 		// the common call: lean.lua, three Redis calls for an active tenant
-		var want, settle, unspent int64
+		var want, settle, unspent, at int64
 		var sent time.Time
 		var ttl time.Duration
 		if l.leases != nil && !req.noLease {
@@ -253,13 +253,13 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 				}
 			}
 			sent, ttl = l.leases.now(), l.leases.ttl
-			want, settle, unspent = l.leases.ask(req.IDs[0])
+			want, settle, unspent, at = l.leases.ask(req.IDs[0])
 			if req.KeepTicket {
 				want = 0
 			}
 		}
 		shared := append(def.p.args(), def.next, ttl.Microseconds())
-		own := []any{mode, n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent}
+		own := []any{mode, n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at}
 		reply, err := l.decideLean(ctx, ks, shared, own)
 		if err != nil {
 			return l.failed(req, err)
@@ -269,7 +269,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		}
 		d, err := l.parse(reply, req.IDs)
 		if err == nil && reply[9] > 0 {
-			l.leases.grant(req.IDs[0], reply[9], sent)
+			l.leases.grant(req.IDs[0], reply[9], reply[10], sent)
 			d.Remaining += reply[9]
 		}
 		return d, err

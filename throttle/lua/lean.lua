@@ -38,16 +38,19 @@
 -- ARGV[1..4] -> default policy: interval_ns, burst, quota, quota_period_us
 -- ARGV[5]    -> when quotas without a period end, Unix µs (0: unknown)
 -- ARGV[6]    -> how long a lease lasts, µs
--- ARGV[7+8i .. 14+8i] -> decision i: mode ('allow' or 'reserve'), n,
+-- ARGV[7+9i .. 15+9i] -> decision i: mode ('allow' or 'reserve'), n,
 --   maxwait µs (0: no cap), ticket ('' none), keep ('1': record the ticket
 --   even when granted now), lease (tokens wanted besides n; 0: none), then
---   the caller's previous lease, settled now: its tokens and those unspent
---   (0 0: none)
+--   the caller's previous lease, settled now: its tokens, those unspent and
+--   when it was granted (Redis µs, as this script said; 0 0 0: none). A
+--   lease that has ended by now is not settled: its tokens may have become
+--   another lease's.
 -- Returns per decision {code, remaining tokens, wait_us, reset_us} as in
 -- decide.lua's reply, then {quota remaining, quota_reset_us} when the
 -- policy has a quota. code = allowed + 2*booked + 4*reason + 32*(has quota)
 -- + 64*(tokens leased), or -1 (and no quota part) when the id's state is not
--- one this script knows.
+-- one this script knows; with tokens leased, then the time of the grant
+-- (Redis µs).
 
 local LINGER = 10000000 -- µs
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
@@ -61,7 +64,7 @@ local out, o = {0, 0, 0, 0}, 0 -- (sized for the common single decision)
 
 for i = 0, #KEYS / 4 - 1 do
   local pk, sk, qk, ak = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
-  local a = 8 * i + 7
+  local a = 9 * i + 7
   local n, ticket = ARGV[a+1] + 0, ARGV[a+3]
   local st, t, b, q, qp, lu, le, hu, au, pol, was, rest = 0, 0, 0, 0, 0, 0, 0, 0, 0, nil, nil, nil
   local bad = false
@@ -125,7 +128,7 @@ for i = 0, #KEYS / 4 - 1 do
     if lu > 0 and le <= now then lu, le = 0, 0 end
     local dirty = false
     local sk_, su = ARGV[a+6] + 0, ARGV[a+7] + 0
-    if sk_ > 0 and lu > 0 then
+    if sk_ > 0 and lu > 0 and now < ARGV[a+8] + ARGV[6] then
       -- the caller settles its previous lease: su of its sk_ tokens unspent
       lu = max(0, lu - sk_)
       if lu == 0 then le = 0 end
@@ -243,6 +246,10 @@ for i = 0, #KEYS / 4 - 1 do
     if q > 0 then
       out[o+1], out[o+2] = max(0, q - used), qr
       o = o + 2
+    end
+    if leased > 0 then
+      out[o+1] = now
+      o = o + 1
     end
   end
 end

@@ -174,7 +174,7 @@ func leanKeys(k int) []string {
 func leanArgs(k int) []any {
 	args := []any{1000, 1000000, 0, 0, 0, 0}
 	for range k {
-		args = append(args, "allow", 1, 0, "", 0, 0, 0, 0)
+		args = append(args, "allow", 1, 0, "", 0, 0, 0, 0, 0)
 	}
 	return args
 }
