@@ -16,9 +16,10 @@ import (
 // lease ends the bucket does not refill over them (tokens in the bucket plus
 // tokens leased out stay within the burst), so however late in the lease
 // they are spent, the admissions are those of one token bucket. A lease is
-// granted only from tokens the bucket has, so a tenant at its limit gets
-// none, and holds at most what the bucket refills in ttl, so a tenant whose
-// bucket refills slowly gets none either. When this Limiter asks Redis again
+// granted only while the bucket keeps at least half its burst, so a tenant
+// near its limit gets none and what leases waste cannot bring it there, and
+// holds at most what the bucket refills in ttl, so a tenant whose bucket
+// refills slowly gets none either. When this Limiter asks Redis again
 // before its lease has ended, the tokens it did not spend go back to the
 // bucket; the tokens of a lease that ran out of time are lost, as if the
 // tenant had been idle for ttl. The size of the next lease follows what the

@@ -61,6 +61,15 @@ func TestLeasesOnlyWhenSafe(t *testing.T) {
 		// 100 tokens, but not one refilled in a lease (an hour): none leased,
 		// so a lease that runs out unspent cannot cost what takes so long back
 		{"SlowRefill", throttle.Policy{Rate: 0.0002, Burst: 100}, nil, allowOne},
+		// a bucket brought to 4 of its 10 tokens: leases would leave less than
+		// half the burst
+		{"NearItsLimit", throttle.Policy{Rate: 0.01, Burst: 10}, func(c *redis.Client, prefix string) error {
+			_, err := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(throttle.Policy{Rate: 0.01, Burst: 10})).AllowN(ctx, "t", 6)
+			return err
+		}, func(l *throttle.Limiter, i int) (bool, error) {
+			ok, err := allowOne(l, i)
+			return ok == (i < 4), err
+		}},
 		// a bucket of one token: nothing left to lease once it is taken
 		{"AtItsLimit", throttle.Policy{Rate: 0.001, Burst: 1}, nil, func(l *throttle.Limiter, i int) (bool, error) {
 			ok, err := allowOne(l, i)
@@ -259,7 +268,7 @@ func TestLeaseHoldsBackTheRefill(t *testing.T) {
 			now := t0
 			clock := func() time.Time { return now }
 			m, c := miniClient(t, t0)
-			p := throttle.Policy{Rate: 1000, Burst: 10}
+			p := throttle.Policy{Rate: 1000, Burst: 20}
 			a := throttle.New(c, throttle.WithDefaultPolicy(p), throttle.WithLeases(time.Second, 64), throttle.WithLeaseClock(clock))
 			b := throttle.New(c, append([]throttle.Option{throttle.WithDefaultPolicy(p)}, tt.opts...)...)
 			count := func(l *throttle.Limiter, calls int) (n int) {
@@ -274,10 +283,11 @@ func TestLeaseHoldsBackTheRefill(t *testing.T) {
 			if got := count(a, 6); got != 6 {
 				t.Fatalf("a admitted %d of 6", got)
 			}
-			// the bucket is empty and a holds 4 tokens; 10ms later it would be full
+			// the bucket holds 10 and a holds 4 tokens; 10ms later the bucket
+			// would be full
 			now = now.Add(10 * time.Millisecond)
 			m.SetTime(now)
-			fromB := count(b, 20)
+			fromB := count(b, 40)
 			fromA := count(a, 4) // from its lease, at the same instant
 			if fromA != 4 || fromB+fromA != int(p.Burst) {
 				t.Fatalf("at one instant after a full refill: b %d, a %d from its lease; want a 4 and %d in all", fromB, fromA, p.Burst)

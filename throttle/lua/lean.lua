@@ -23,8 +23,8 @@
 --
 -- Leases: when a decision admits n tokens now, for a tenant with no quota,
 -- no pause and no ticket booked, and the caller wants more, the bucket also
--- gives it up to 'lease' more tokens (as many as it has, and no more than it
--- refills while a lease lasts), which the caller
+-- gives it up to 'lease' more tokens (no more than it refills while a lease
+-- lasts, and only while it keeps half its burst), which the caller
 -- spends on its own until the lease ends, ARGV[6] later. Until it ends or
 -- the caller settles it, the bucket cannot refill over the tokens leased
 -- out: tokens in the bucket plus tokens leased out never exceed the burst,
@@ -196,9 +196,12 @@ for i = 0, #KEYS / 4 - 1 do
       st = st + n * t
       local want = ARGV[a+5] + 0
       if want > 0 and allowed == 1 and q == 0 and hold == 0 and au <= now then
-        -- at most what the bucket refills in a lease: a tenant that refills
-        -- slowly gets none, and an unspent lease costs no more than ttl idle
-        local room = min(floor((b * t - st) / t), floor(ARGV[6] * 1000 / t))
+        -- at most what the bucket refills in a lease (a tenant that refills
+        -- slowly gets none; an unspent lease costs no more than ttl idle),
+        -- and never below half the burst left in the bucket (leases come
+        -- and go while a tenant is far under its limit, and what they may
+        -- waste cannot bring it to its limit)
+        local room = min(floor((b * t - st) / t) - ceil(b / 2), floor(ARGV[6] * 1000 / t))
         if room > 0 then
           leased = want
           if leased > room then leased = room end
