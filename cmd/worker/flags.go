@@ -146,7 +146,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.BoolVar(&o.strictPriority, "strict-priority", false, "serve queues strictly by weight: a lower queue only when the higher ones are empty")
 	fs.BoolVar(&o.failOpen, "fail-open", false, "when the limiter's Redis cannot be reached, run tasks anyway (default: fail closed, put them back for a second)")
 	fs.DurationVar(&o.lease, "lease", 100*time.Millisecond, "let Redis lease this worker tokens of tenants far under their limits, spent here without a round trip for up to this long; never past a policy, but another process's hold or policy change is seen up to this late (0: off, ask Redis for every task)")
-	fs.IntVar(&o.batch, "batch", 64, "decisions of tasks that run at the same time share one round trip and one script run, up to this many (0: off, one round trip each)")
+	fs.IntVar(&o.batch, "batch", 0, "let decisions of tasks that start at the same time share one round trip and one script run, up to this many (default 0: off; measured, it does not pay for asynq's one-task-at-a-time workers: see BENCHMARKS.md)")
 	fs.StringVar(&o.prefix, "prefix", "quotaq", "prefix of the limiter's Redis keys (must match quotaq-enqueue's)")
 	fs.StringVar(&o.algorithm, "algorithm", throttle.TokenBucket.String(), "limiter algorithm: token-bucket (books future slots: throttled tasks come back exactly when due), fixed-window or sliding-window")
 	fs.Float64Var(&o.defaultRate, "default-rate", 10, "tokens per second of tenants with no policy, until a default is stored in Redis (quotaq-enqueue policy set-default)")

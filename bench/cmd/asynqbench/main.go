@@ -305,8 +305,8 @@ func throughput(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config)
 		{name: "plain asynq"},
 		{name: "quotaq middleware", throttle: true},
 		{name: "quotaq middleware, limiter +batch", throttle: true, opts: []throttle.Option{throttle.WithBatching(0, 0)}},
-		{name: "quotaq middleware, limiter +lease 100ms", throttle: true, opts: []throttle.Option{throttle.WithLeases(100*time.Millisecond, 0)}},
-		{name: "quotaq middleware, limiter +lease 100ms +batch (quotaq-worker's defaults)", throttle: true, opts: []throttle.Option{throttle.WithLeases(100*time.Millisecond, 0), throttle.WithBatching(0, 0)}},
+		{name: "quotaq middleware, limiter +lease 100ms (quotaq-worker's default)", throttle: true, opts: []throttle.Option{throttle.WithLeases(100*time.Millisecond, 0)}},
+		{name: "quotaq middleware, limiter +lease 100ms +batch", throttle: true, opts: []throttle.Option{throttle.WithLeases(100*time.Millisecond, 0), throttle.WithBatching(0, 0)}},
 	}
 	type round struct {
 		rate               float64
