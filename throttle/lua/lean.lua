@@ -119,9 +119,15 @@ for i = 0, #KEYS / 4 - 1 do
       else
         t, b, q, qp, pol = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0, 'd'
       end
+      au = -1 -- unknown: read below
+    end
+    if au ~= 0 and au <= now then
+      -- when the aux hash expires (0: it has). (One we expected to have
+      -- expired by now is checked too: a server whose TTLs do not follow
+      -- its TIME, as miniredis's, may still have it.)
       local ttl = call('PTTL', ak)
       if ttl == -2 then au = 0 elseif ttl == -1 then au = MAXBOOK else au = now + ttl * 1000 + 1000 end
-      if au > 0 then hu = tonumber(call('HGET', ak, 'h')) or 0 end
+      if not rest and au > 0 then hu = tonumber(call('HGET', ak, 'h')) or 0 end
     end
     if was and was ~= t and was > 0 and st > 0 then st = ceil(st / was * t) end
     -- leased tokens: the bucket does not refill over them
@@ -139,12 +145,6 @@ for i = 0, #KEYS / 4 - 1 do
     local base = st -- (before a pause counts)
     local hold = 0
     if hu > now then hold = (hu - now) * 1000 end
-    if au ~= 0 and au <= now then
-      -- the aux hash should have expired by now: make sure (a server whose
-      -- TTLs do not follow its TIME, as miniredis's, may still have it)
-      local ttl = call('PTTL', ak)
-      if ttl == -2 then au = 0 elseif ttl == -1 then au = MAXBOOK else au = now + ttl * 1000 + 1000 end
-    end
     local due
     if au > now and ticket ~= '' then due = tonumber(call('HGET', ak, 'k:' .. ticket)) end
     if hold > 0 then st = max(st, b * t + hold) end
