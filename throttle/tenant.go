@@ -62,12 +62,17 @@ type keys struct{ policy, state, quota, aux, holds, tb string }
 
 func (l *Limiter) keysFor(id string) keys {
 	base := l.prefix + ":{" + escapeTenant(id) + "}:"
-	return keys{
+	k := keys{
 		policy: base + "policy",
 		state:  base + l.algo.short,
 		quota:  base + "quota",
 		aux:    base + "aux",
 		holds:  base + "holds",
-		tb:     base + "tb", // the token bucket's, whatever l.algo: lean.lua caches in it
 	}
+	// the token bucket's state, whatever l.algo: lean.lua caches in it
+	k.tb = k.state
+	if l.algo.short != "tb" {
+		k.tb = base + "tb"
+	}
+	return k
 }
