@@ -13,6 +13,27 @@ local function fmt(x)
   return string.format('%d', x)
 end
 
+-- store_bucket writes a token bucket's state "backlog:last[:t[:leased:until]]"
+-- as of now (t the interval it is priced at; leased tokens u until e, µs:
+-- see lean.lua), with a TTL until the bucket is full and its lease has
+-- ended. A full bucket without a lease goes.
+local function store_bucket(key, backlog, now, t, u, e)
+  local leased = u and u > 0 and e > now
+  if backlog <= 0 and not leased then
+    redis.call('DEL', key)
+    return
+  end
+  backlog = math.max(backlog, 0)
+  local val = fmt(backlog) .. ':' .. fmt(now)
+  if t then val = val .. ':' .. fmt(t) end
+  local ttl = math.ceil(backlog / 1000000)
+  if leased then
+    val = val .. ':' .. fmt(u) .. ':' .. fmt(e)
+    ttl = math.max(ttl, math.ceil((e - now) / 1000))
+  end
+  redis.call('SET', key, val, 'PX', math.max(ttl, 1))
+end
+
 -- policy reads a tenant's policy hash, or returns the default from ARGV.
 -- Returns interval_ns (time per token), burst, quota, quota_period_us.
 local function policy(key, d)

@@ -38,20 +38,8 @@ if untl > from then
       -- a full bucket's state without one goes
       local backlog, last, t, u, e = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)')
       backlog = tonumber(backlog) - (now - tonumber(last)) * 1000
-      local leased = tonumber(u) and tonumber(u) > 0 and tonumber(e) > now
-      if backlog > 0 or leased then
-        if backlog > 0 then backlog = backlog + shift * 1000 else backlog = 0 end
-        local val = fmt(backlog) .. ':' .. fmt(now)
-        if t ~= '' then val = val .. ':' .. t end
-        local ttl = math.ceil(backlog / 1000000)
-        if leased then
-          val = val .. ':' .. u .. ':' .. e
-          ttl = math.max(ttl, math.ceil((tonumber(e) - now) / 1000))
-        end
-        redis.call('SET', KEYS[3], val, 'PX', math.max(ttl, 1))
-      else
-        redis.call('DEL', KEYS[3])
-      end
+      if backlog > 0 then backlog = backlog + shift * 1000 end
+      store_bucket(KEYS[3], backlog, now, tonumber(t), tonumber(u), tonumber(e))
     end
   else
     drop_cache(KEYS[3]) -- a token bucket Limiter on the same keys reads 'h' again

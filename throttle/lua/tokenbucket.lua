@@ -38,21 +38,14 @@ function algo.load(key, t, b, now)
   return backlog
 end
 
--- store writes a backlog (ns) as of now, with the key's lease; an idle
--- bucket without a lease goes.
+-- store writes a backlog (ns) as of now, with the key's lease.
 local function store(key, backlog, t, now)
   local l = lease[key]
-  if backlog <= 0 and not l then
-    redis.call('DEL', key)
-    return
-  end
-  local val = fmt(backlog) .. ':' .. fmt(now) .. ':' .. fmt(t)
-  local ttl = math.ceil(backlog / 1000000)
   if l then
-    val = val .. ':' .. fmt(l[1]) .. ':' .. fmt(l[2])
-    ttl = math.max(ttl, math.ceil((l[2] - now) / 1000))
+    store_bucket(key, backlog, now, t, l[1], l[2])
+  else
+    store_bucket(key, backlog, now, t)
   end
-  redis.call('SET', key, val, 'PX', math.max(ttl, 1))
 end
 
 -- wait returns how long (ns) until n tokens are there: 0 now, -1 never.
