@@ -140,7 +140,16 @@ func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]int64, error) 
 	if !c.lean {
 		return l.algo.decide.Run(ctx, l.rdb, c.keys, c.args...).Int64Slice()
 	}
-	reply, err := leanScript.Run(ctx, l.rdb, c.keys, append(c.shared, c.args...)...).Int64Slice()
+	// alone in its run: the trailing arguments that say "none" can go
+	own := c.args
+	for len(own) > 2 && isNone(own[len(own)-1]) {
+		own = own[:len(own)-1]
+	}
+	v, err := leanScript.Run(ctx, l.rdb, c.keys, append(c.shared, own...)...).Result()
+	if err != nil {
+		return nil, err
+	}
+	reply, err := leanReply(v)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +158,44 @@ func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]int64, error) 
 		return nil, err
 	}
 	return ds[0], nil
+}
+
+// isNone reports whether a lean.lua argument says "none" (0 or ""), which it
+// also reads from an argument left out.
+func isNone(a any) bool {
+	switch a := a.(type) {
+	case int64:
+		return a == 0
+	case int:
+		return a == 0
+	case string:
+		return a == ""
+	}
+	return false
+}
+
+// leanReply reads lean.lua's reply to one decision: a list of integers, or
+// one integer packing code + 128*remaining + 2^27*reset_us when the decision
+// has no wait, quota or lease and those fit (see lean.lua).
+func leanReply(v any) ([]int64, error) {
+	switch v := v.(type) {
+	case int64:
+		if v < 0 {
+			break
+		}
+		return []int64{v & 127, v >> 7 & (1<<20 - 1), 0, v >> 27}, nil
+	case []any:
+		out := make([]int64, len(v))
+		for i, x := range v {
+			n, ok := x.(int64)
+			if !ok {
+				return nil, fmt.Errorf("throttle: unexpected lean script reply %v", v)
+			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("throttle: unexpected lean script reply %v", v)
 }
 
 // leanReplies turns lean.lua's reply for k decisions into k replies in
@@ -317,10 +364,19 @@ func (r *batchRun) add(c *batchCall) {
 
 // answer gives each call its part of the reply.
 func (r *batchRun) answer() {
-	reply, err := r.cmd.Int64Slice()
+	var reply []int64
 	var ds [][]int64
-	if err == nil && r.lean {
-		ds, err = leanReplies(reply, len(r.calls))
+	var err error
+	if r.lean {
+		var v any
+		if v, err = r.cmd.Result(); err == nil {
+			reply, err = leanReply(v)
+		}
+		if err == nil {
+			ds, err = leanReplies(reply, len(r.calls))
+		}
+	} else {
+		reply, err = r.cmd.Int64Slice()
 	}
 	for i, c := range r.calls {
 		switch {

@@ -3,10 +3,12 @@ package throttle_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/quotaq/quotaq/internal/redistest"
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -125,4 +127,123 @@ func FuzzLeanMatchesGeneral(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLeanStateLingers moves miniredis's clock and TTLs together: lean.lua
+// keeps the TTL it finds when it still has LINGER/2 to run (most writes), and
+// sets a new one of LINGER otherwise, so a tenant's state lives LINGER/2 to
+// LINGER after its last admission, and always until its bucket is full.
+func TestLeanStateLingers(t *testing.T) {
+	t.Parallel()
+	const linger = 10 * time.Second
+	for _, tc := range []struct {
+		name   string
+		policy throttle.Policy
+		admit  []time.Duration // when, from the start, one token each
+		alive  time.Duration   // the key is still there then
+		gone   time.Duration   // and gone then
+	}{
+		{"one admission", throttle.Policy{Rate: 10, Burst: 20}, []time.Duration{0}, linger - time.Millisecond, linger},
+		{"kept, then renewed", throttle.Policy{Rate: 10, Burst: 20},
+			[]time.Duration{0, 4 * time.Second, 6 * time.Second, 9 * time.Second},
+			9*time.Second + linger/2, 6*time.Second + linger},
+		{"renewed at once when less than LINGER/2 is left", throttle.Policy{Rate: 10, Burst: 20},
+			[]time.Duration{0, 5*time.Second + time.Millisecond}, 15 * time.Second, 15*time.Second + 2*time.Millisecond},
+		{"a bucket slower to refill than its TTL", throttle.Policy{Rate: 0.05, Burst: 3},
+			// 3 tokens at 1 per 20 s: full 60 s after the first, 40 s after the third
+			[]time.Duration{0, time.Second, 2 * time.Second}, 60*time.Second - time.Millisecond, 60 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, m := setupClock(t, t0, throttle.WithDefaultPolicy(tc.policy))
+			at := time.Duration(0)
+			advance := func(to time.Duration) {
+				m.SetTime(t0.Add(to))
+				m.FastForward(to - at)
+				at = to
+			}
+			for _, d := range tc.admit {
+				advance(d)
+				if r := mustAllowN(t, l, "t", 1); !r.Allowed {
+					t.Fatalf("at %s: refused %+v", d, r)
+				}
+			}
+			advance(tc.alive)
+			if ks := m.Keys(); len(ks) != 1 {
+				t.Fatalf("keys at %s: %v, want the state", tc.alive, ks)
+			}
+			advance(tc.gone)
+			if ks := m.Keys(); len(ks) != 0 {
+				t.Fatalf("keys at %s: %v, want none", tc.gone, ks)
+			}
+		})
+	}
+}
+
+// TestLeanStateOfAnotherVersion: a token bucket state lean.lua does not
+// know, as another version of quotaq may write during an upgrade, is decided
+// by the general script, which reads its head; one that no version wrote is
+// an error that says what to do.
+func TestLeanStateOfAnotherVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(throttle.Policy{Rate: 1, Burst: 3}))
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := now.UnixMicro()
+	// the previous version's cached state, 2 of 3 tokens taken just now
+	old := fmt.Sprintf("%d:%d:%d:0:0:0:0:d", 2*time.Second.Nanoseconds(), us, time.Second.Nanoseconds())
+	if err := c.Set(ctx, prefix+":{old}:tb", old, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustAllowN(t, l, "old", 1); !r.Allowed || r.Remaining != 0 {
+		t.Fatalf("first decision on the old state: %+v, want allowed, 0 left", r)
+	}
+	if r := mustAllowN(t, l, "old", 1); r.Allowed {
+		t.Fatalf("second decision: %+v, want refused (the old state's tokens count)", r)
+	}
+	if err := c.Set(ctx, prefix+":{junk}:tb", "not:a:state", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Allow(ctx, "junk"); err == nil || !strings.Contains(err.Error(), "Reset the tenant") {
+		t.Fatalf("Allow on a junk state: %v, want an error that says to reset the tenant", err)
+	}
+}
+
+// TestLeanReplyFitsOrNot: lean.lua answers a decision without a wait, quota
+// or lease with one packed integer when remaining and reset fit, and with a
+// list otherwise; both read back as the general script's answer.
+func TestLeanReplyFitsOrNot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		policy throttle.Policy
+		n      int64
+	}{
+		{"small", throttle.Policy{Rate: 10, Burst: 20}, 1},
+		{"remaining just fits", throttle.Policy{Rate: 1e6, Burst: 1<<20 - 1 + 1}, 1},
+		{"remaining does not fit", throttle.Policy{Rate: 1e6, Burst: 1<<20 + 1}, 1},
+		{"reset just fits", throttle.Policy{Rate: 1, Burst: 100}, 67},
+		{"reset does not fit", throttle.Policy{Rate: 1, Burst: 100}, 68},
+		{"refused: a wait", throttle.Policy{Rate: 1, Burst: 2}, 3},
+		{"a quota", throttle.Policy{Rate: 1, Burst: 2, Quota: 5}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, c := miniClient(t, t0)
+			opt := throttle.WithDefaultPolicy(tc.policy)
+			general := throttle.New(c, throttle.WithPrefix("g"), opt, throttle.WithGeneralPath())
+			lean := throttle.New(c, throttle.WithPrefix("l"), opt)
+			for i := range 2 {
+				want := mustAllowN(t, general, "t", tc.n)
+				got := mustAllowN(t, lean, "t", tc.n)
+				if got != want {
+					t.Fatalf("decision %d: lean %+v, general %+v", i, got, want)
+				}
+			}
+		})
+	}
 }

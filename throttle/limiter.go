@@ -241,6 +241,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	if req.KeepTicket {
 		keep = 1
 	}
+	unknown := false // lean.lua did not know the state
 	if len(req.IDs) == 1 && l.algo.books && !l.general && (mode == "allow" || mode == "reserve") {
 		// the common call: lean.lua, three Redis calls for an active tenant
 		var want, settle, unspent, at int64
@@ -264,19 +265,25 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		if err != nil {
 			return l.failed(req, err)
 		}
-		if reply[0] == -1 {
-			return decision{}, fmt.Errorf("throttle: the token bucket state of tenant %q is not one quotaq wrote; Reset the tenant", req.IDs[0])
+		if reply[0] != -1 {
+			d, err := l.parse(reply, req.IDs)
+			if err == nil && reply[9] > 0 {
+				l.leases.grant(req.IDs[0], reply[9], reply[10], sent)
+				d.Remaining += reply[9]
+			}
+			return d, err
 		}
-		d, err := l.parse(reply, req.IDs)
-		if err == nil && reply[9] > 0 {
-			l.leases.grant(req.IDs[0], reply[9], reply[10], sent)
-			d.Remaining += reply[9]
-		}
-		return d, err
+		// a state lean.lua does not know (another version of quotaq wrote
+		// it, during an upgrade): decide.lua reads its head, and writes a
+		// state both know
+		unknown = true
 	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
 	args = append(args, def.next, keep)
 	reply, err := l.decide(ctx, ks, args)
+	if err != nil && unknown {
+		return decision{}, fmt.Errorf("throttle: the token bucket state of tenant %q is not one quotaq wrote (%w); Reset the tenant", req.IDs[0], err)
+	}
 	if err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT") {
 		return l.runSplit(ctx, mode, req)
 	}

@@ -5,21 +5,23 @@
 -- is decided on its own, in order, as if it were its own script run.
 --
 -- An active tenant costs TIME, GET and SET: its state string
--- "backlog:last:t:leased:until:hold:aux:pol" (most often ending
--- ":0:0:0:0:d") caches what the other keys say, with
+-- "backlog:last:t:leased:until:x:hold:aux:pol" (most often
+-- "backlog:last:t:0:0:x:0:0:pol", read in one match) caches what the other
+-- keys say, with
 --   backlog  ns until the bucket is full, as of last (µs); t the interval (ns)
 --            it was priced at (a rate change reprices it, as decide.lua does)
 --   leased   tokens leased out (see below) and not settled, until µs
+--   x        ms when the key expires (its TTL: most writes keep it)
 --   hold     the pause's end, µs (0: none or over), as the aux hash's 'h' says
 --   aux      µs when the aux hash (tickets) expires (0: it has)
 --   pol      'd' (the default policy, from ARGV) or "b/q/qp": the tenant's
 --            own policy, whose interval is t
 -- Whoever changes the policy hash, the pause or adds a ticket without going
 -- through this script drops the cache, keeping "backlog:last:t:leased:until"
--- (policy.lua, ticket.lua, hold.lua; decide.lua writes no cache either); the
--- next decision then reads the keys (cold path). The state lives LINGER
--- after its last write even when its bucket is full, so that a tenant far
--- under its limit stays hot; then it expires.
+-- (policy.lua, ticket.lua, hold.lua; decide.lua writes none either); the
+-- next decision then reads the keys (cold path). The state lives LINGER/2
+-- to LINGER after its last write even when its bucket is full, so that a
+-- tenant far under its limit stays hot; then it expires.
 --
 -- Leases: when a decision admits n tokens now, for a tenant with no quota,
 -- no pause and no ticket booked, and the caller wants more, the bucket also
@@ -44,19 +46,23 @@
 --   the caller's previous lease, settled now: its tokens, those unspent and
 --   when it was granted (Redis µs, as this script said; 0 0 0: none). A
 --   lease that has ended by now is not settled: its tokens may have become
---   another lease's.
+--   another lease's. With one decision, the arguments after n that say
+--   none (0 or '') may be left out: fewer arguments cost Redis less.
 -- Returns per decision {code, remaining tokens, wait_us, reset_us} as in
 -- decide.lua's reply, then {quota remaining, quota_reset_us} when the
 -- policy has a quota. code = allowed + 2*booked + 4*reason + 32*(has quota)
 -- + 64*(tokens leased), or -1 (and no quota part) when the id's state is not
 -- one this script knows; with tokens leased, then the time of the grant
--- (Redis µs).
+-- (Redis µs). One decision that waits for nothing, with no quota and no
+-- lease, is one integer instead when it fits (2^53):
+-- code + 128*remaining + 2^27*reset_us (remaining < 2^20, reset < 2^26 µs);
+-- Redis turns a list into its reply at a cost.
 
 local LINGER = 10000000 -- µs
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
 local HOUR = 3600000000
 -- (hot path: locals, not globals; arithmetic turns digit strings into numbers)
-local floor, ceil, min, max, match, fmt = math.floor, math.ceil, math.min, math.max, string.match, string.format
+local floor, ceil, min, max, match, fmt, byte = math.floor, math.ceil, math.min, math.max, string.match, string.format, string.byte
 local call = redis.call
 local tm = call('TIME')
 local now = tm[1] * 1000000 + tm[2]
@@ -65,39 +71,44 @@ local out, o = {0, 0, 0, 0}, 0 -- (sized for the common single decision)
 for i = 0, #KEYS / 4 - 1 do
   local pk, sk, qk, ak = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
   local a = 9 * i + 7
-  local n, ticket = ARGV[a+1] + 0, ARGV[a+3]
-  local st, t, b, q, qp, lu, le, hu, au, pol, was, rest = 0, 0, 0, 0, 0, 0, 0, 0, 0, nil, nil, nil
-  local bad = false
+  local n, ticket = ARGV[a+1] + 0, ARGV[a+3] or ''
+  local st, t, b, q, qp, lu, le, x, hu, au, pol, was = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, nil, nil
+  local bad, hot = false, false
   local v = call('GET', sk)
   if v then
-    local bl, last, w, r = match(v, '^(%d+):(%d+):(%d+):?(.*)$')
-    if not bl then
-      bl, last = match(v, '^(%d+):(%d+)$')
-      r = ''
-      if not bl then bad = true end
+    -- the common states first, in one match: no lease, pause or ticket
+    local bl, last, w, xs, pb, pq, pqp
+    if byte(v, -1) == 100 then -- 'd'
+      bl, last, w, xs = match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:d$')
+      if bl then pol = 'd' end
+    else
+      bl, last, w, xs, pol, pb, pq, pqp = match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:((%d+)/(%d+)/(%d+))$')
     end
-    was = tonumber(w)
-    if r == '0:0:0:0:d' then
-      pol, rest = 'd', r -- the common case: no lease, pause, ticket; the default policy
-    elseif r ~= '' then
-      local u, e, c = match(r, '^(%d+):(%d+):?(.*)$')
-      if u then
-        lu, le = u + 0, e + 0
-        if c ~= '' then
-          local h, ax, p = match(c, '^(%d+):(%d+):(.+)$')
-          if h then hu, au, pol, rest = h + 0, ax + 0, p, r else bad = true end
+    if bl then
+      hot = true
+    else
+      local u, e, h, ax
+      bl, last, w, u, e, xs, h, ax, pol = match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
+      if bl then
+        lu, le, hu, au = u + 0, e + 0, h + 0, ax + 0
+        if pol ~= 'd' then
+          pb, pq, pqp = match(pol, '^(%d+)/(%d+)/(%d+)$')
+          if not pb then bad = true end
         end
       else
-        bad = true
+        -- without the cache (decide.lua, hold.lua, policy.lua... wrote it)
+        bl, last, w, u, e = match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)$')
+        if not bl then bad = true else lu, le = tonumber(u) or 0, tonumber(e) or 0 end
       end
     end
+    was = tonumber(w)
     if pol == 'd' then
       t, b, q, qp = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
-    elseif pol then
-      local pb, pq, pqp = match(pol, '^(%d+)/(%d+)/(%d+)$')
-      if pb and was then t, b, q, qp = was, pb + 0, pq + 0, pqp + 0 else bad = true end
+    elseif pb then
+      if was then t, b, q, qp = was, pb + 0, pq + 0, pqp + 0 else bad = true end
     end
     if not bad then
+      x = tonumber(xs) or 0
       st = bl + 0
       local elapsed = (now - last) * 1000
       if elapsed > 0 then
@@ -105,12 +116,12 @@ for i = 0, #KEYS / 4 - 1 do
       end
     end
   end
-  local lu0, hu0, au0 = lu, hu, au
   if bad then
     out[o+1], out[o+2], out[o+3], out[o+4] = -1, 0, 0, 0
     o = o + 4
   else
-    if not pol then
+    local cold = not pol
+    if cold then
       -- cold: read the policy and the pause
       local p = call('HMGET', pk, 't', 'b', 'q', 'qp')
       if p[1] then
@@ -127,16 +138,17 @@ for i = 0, #KEYS / 4 - 1 do
       -- its TIME, as miniredis's, may still have it.)
       local ttl = call('PTTL', ak)
       if ttl == -2 then au = 0 elseif ttl == -1 then au = MAXBOOK else au = now + ttl * 1000 + 1000 end
-      if not rest and au > 0 then hu = tonumber(call('HGET', ak, 'h')) or 0 end
+      if cold and au > 0 then hu = tonumber(call('HGET', ak, 'h')) or 0 end
     end
     if was and was ~= t and was > 0 and st > 0 then st = ceil(st / was * t) end
     -- leased tokens: the bucket does not refill over them
     if lu > 0 and le <= now then lu, le = 0, 0 end
     local dirty = false
-    local sk_, su = ARGV[a+6] + 0, ARGV[a+7] + 0
-    if sk_ > 0 and lu > 0 and now < ARGV[a+8] + ARGV[6] then
+    local sk_ = ARGV[a+6]
+    if sk_ and sk_ ~= '0' and lu > 0 and now < ARGV[a+8] + ARGV[6] then
+      local su = ARGV[a+7] + 0
       -- the caller settles its previous lease: su of its sk_ tokens unspent
-      lu = max(0, lu - sk_)
+      lu = max(0, lu - (sk_ + 0))
       if lu == 0 then le = 0 end
       st = max(0, st - su * t)
       dirty = true
@@ -191,11 +203,11 @@ for i = 0, #KEYS / 4 - 1 do
         booked = 1
       end
     elseif wait == 0 or (ARGV[a] == 'reserve' and (reason == 1 or reason == 3) and
-        wait <= MAXBOOK and (ARGV[a+2] == '0' or wait <= ARGV[a+2] * 1000)) then
+        wait <= MAXBOOK and (not ARGV[a+2] or ARGV[a+2] == '0' or wait <= ARGV[a+2] * 1000)) then
       if wait == 0 then allowed = 1 else booked = 1 end
       st = st + n * t
-      local want = ARGV[a+5] + 0
-      if want > 0 and allowed == 1 and q == 0 and hold == 0 and au <= now then
+      local want = ARGV[a+5]
+      if want and want ~= '0' and allowed == 1 and q == 0 and hold == 0 and au <= now then
         -- at most what the bucket refills in a lease (a tenant that refills
         -- slowly gets none; an unspent lease costs no more than ttl idle),
         -- and never below half the burst left in the bucket (leases come
@@ -203,7 +215,7 @@ for i = 0, #KEYS / 4 - 1 do
         -- waste cannot bring it to its limit)
         local room = min(floor((b * t - st) / t) - ceil(b / 2), floor(ARGV[6] * 1000 / t))
         if room > 0 then
-          leased = want
+          leased = want + 0
           if leased > room then leased = room end
           st = st + leased * t
           lu, le = lu + leased, max(le, now + ARGV[6])
@@ -228,15 +240,29 @@ for i = 0, #KEYS / 4 - 1 do
     if dirty then
       -- the cache: a pause that has passed is written as 0
       if hu <= now then hu = 0 end
-      if lu ~= lu0 or hu ~= hu0 or au ~= au0 or not rest then
-        if lu == 0 and hu == 0 and au == 0 and pol == 'd' then
-          rest = '0:0:0:0:d'
-        else
-          rest = fmt('%d:%d:%d:%d:%s', lu, le, hu, au, pol)
-        end
+      -- x (ms): when the key expires. It lives until its bucket is full and
+      -- its lease has ended, and LINGER/2 to LINGER after its last write:
+      -- most writes keep the TTL they find (cheaper than setting one)
+      -- (x is later than the key's true expiry by as long as the script
+      -- ran before TIME: keep it only with 2 ms to spare)
+      local need = max(now + base / 1000, le)
+      local keep = (x - 2) * 1000 >= need and x * 1000 >= now + LINGER / 2
+      local px
+      if not keep then
+        px = ceil(max(need - now, LINGER) / 1000)
+        x = floor(now / 1000) + px
       end
-      local ttl = max(LINGER, base / 1000, le - now)
-      call('SET', sk, fmt('%d:%d:%d:', base, now, t) .. rest, 'PX', ceil(ttl / 1000))
+      local val
+      if lu == 0 and hu == 0 and au == 0 then
+        val = fmt('%d:%d:%d:0:0:%d:0:0:%s', base, now, t, x, pol)
+      else
+        val = fmt('%d:%d:%d:%d:%d:%d:%d:%d:%s', base, now, t, lu, le, x, hu, au, pol)
+      end
+      if keep then
+        call('SET', sk, val, 'KEEPTTL')
+      else
+        call('SET', sk, val, 'PX', px)
+      end
     end
 
     local left = floor((b * t - st) / t)
@@ -254,6 +280,13 @@ for i = 0, #KEYS / 4 - 1 do
       out[o+1] = now
       o = o + 1
     end
+  end
+end
+if o == 4 and #KEYS == 4 then
+  -- one decision without a quota or a lease: one integer when it fits
+  local c, l, r = out[1], out[2], out[4]
+  if c >= 0 and out[3] == 0 and l < 1048576 and r < 67108864 then
+    return c + 128 * l + 134217728 * r
   end
 end
 return out

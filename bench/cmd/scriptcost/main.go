@@ -41,6 +41,10 @@ func main() {
 	defer srv.Stop()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 1})
 	defer rdb.Close()
+	if err := rdb.HSet(ctx, "q:{o}:policy", "t", 1000, "b", 1000000, "q", 0, "qp", 0).Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "scriptcost:", err)
+		os.Exit(1)
+	}
 	sum := make([]float64, len(vs))
 	for range *rounds {
 		for i, v := range vs {
@@ -98,13 +102,18 @@ func variants(dir string) ([]variant, error) {
 	// default policy 1e6/s burst 1e6
 	qkeys := []string{"q:{t}:policy", "q:{t}:tb", "q:{t}:quota", "q:{t}:aux"}
 	qargs := []any{"allow", 1, 0, "", 1000, 1000000, 0, 0, 0, 0}
+	// a tenant with its own policy (stored by setup)
+	okeys := []string{"q:{o}:policy", "q:{o}:tb", "q:{o}:quota", "q:{o}:aux"}
 	return []variant{
 		{"trivial: return 1", "return 1", []string{"k"}, nil},
 		{"redis_rate v10 GCRA (TIME, GET, SET)", redisRateLua, []string{"rr:t"}, []any{1000000, 1000000, 1, 1}},
 		{"quotaq decide.lua (the general script: several ids, peek, cancel, other algorithms), whole", common + tb + decide, qkeys, qargs},
 		{"quotaq decide.lua: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
 		{"quotaq decide.lua: its 5 redis.call()s only", callsOnly, qkeys, qargs},
-		{"quotaq lean.lua (the common call), one decision, active tenant (TIME, GET, SET)", lean, qkeys, leanArgs(1)},
+		// (one decision goes as the Limiter sends it: the trailing
+		// arguments that say "none" left out)
+		{"quotaq lean.lua (the common call), one decision, default policy, active tenant (TIME, GET, SET)", lean, qkeys, leanArgs(1)[:8]},
+		{"quotaq lean.lua, one decision, the tenant's own policy", lean, okeys, leanArgs(1)[:8]},
 		{"quotaq lean.lua, 16 decisions (16 tenants) in one run, per decision", lean, leanKeys(16), leanArgs(16)},
 	}, nil
 }
