@@ -80,6 +80,12 @@ type lease struct {
 	until time.Time
 	spent int64 // spent from the current lease
 	last  int64 // spent from the leases before it, halved at each lease
+	// renew is closed when the decision that is asking Redis for this
+	// tenant (and a new lease) has its answer; nil when none is
+	renew   chan struct{}
+	waiting int64 // decisions waiting for renew
+	demand  int64 // decisions that waited for the last renewal
+	barren  bool  // the last renewal brought no lease: decisions do not wait
 }
 
 // take spends n tokens of id's lease, if it has them and has not ended.
@@ -96,24 +102,70 @@ func (c *leaseCache) take(id string, n int64) (Result, bool) {
 	return Result{Allowed: true, Remaining: e.left, QuotaRemaining: -1, Tenant: id}, true
 }
 
+// renewing returns a channel closed when the decision on id that is asking
+// Redis for a new lease has its answer, or nil when none is. Decisions that
+// find the lease spent while it is renewed wait for it (as long as their own
+// round trip would take) and spend from the new lease, instead of all asking
+// Redis: callers that arrive together for a tenant, as a worker's do, would
+// otherwise each renew it. The next renewal asks for at least as many
+// tokens as decisions waited for this one. When the last renewal brought no
+// lease (the tenant is near its limit), decisions do not wait.
+func (c *leaseCache) renewing(id string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.m[id]; e != nil && e.renew != nil && !e.barren {
+		e.waiting++
+		return e.renew
+	}
+	return nil
+}
+
 // ask returns, for a decision on id that goes to Redis, how many tokens to
 // ask for besides it (twice what the last lease used, at least 1, at most
 // most), and the lease it settles: its tokens, those not spent and when
 // Redis granted it, or zeros. The lease ends here: its unspent tokens go
-// back to Redis with the decision, if the lease has not ended there.
-func (c *leaseCache) ask(id string) (want, k, unspent, at int64) {
+// back to Redis with the decision, if the lease has not ended there. The
+// caller must call asked(id, renew) when it has Redis's answer.
+func (c *leaseCache) ask(id string) (want, k, unspent, at int64, renew chan struct{}) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.m[id]
 	if e == nil {
-		return 1, 0, 0, 0
+		if len(c.m) >= maxLeases {
+			c.sweep()
+			if len(c.m) >= maxLeases {
+				return 1, 0, 0, 0, nil // the lease, if any, is not kept
+			}
+		}
+		e = &lease{}
+		c.m[id] = e
+	}
+	if e.renew == nil {
+		e.renew = make(chan struct{})
+		renew = e.renew
 	}
 	if e.k > 0 && now.Before(e.until) {
 		k, unspent, at = e.k, e.left, e.at
 	}
 	e.k, e.left = 0, 0
-	return min(c.most, max(1, 2*max(e.spent, e.last))), k, unspent, at
+	want = min(c.most, max(1, 2*max(e.spent, e.last), e.demand+1))
+	e.demand = 0
+	return want, k, unspent, at, renew
+}
+
+// asked ends the renewal that ask started (renew nil: none).
+func (c *leaseCache) asked(id string, renew chan struct{}) {
+	if renew == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.m[id]; e != nil && e.renew == renew {
+		e.renew, e.demand, e.waiting = nil, e.waiting, 0
+		e.barren = e.k == 0
+	}
+	close(renew)
 }
 
 // grant records a lease of k tokens for id, granted by Redis at at (Unix
@@ -123,14 +175,7 @@ func (c *leaseCache) grant(id string, k, at int64, sent time.Time) {
 	defer c.mu.Unlock()
 	e := c.m[id]
 	if e == nil {
-		if len(c.m) >= maxLeases {
-			c.sweep()
-			if len(c.m) >= maxLeases {
-				return // the tokens come back when the lease ends in Redis
-			}
-		}
-		e = &lease{}
-		c.m[id] = e
+		return // forgotten meanwhile, or too many: the tokens come back when the lease ends in Redis
 	}
 	e.last, e.spent = max(e.spent, e.last/2), 0
 	e.k, e.at, e.left, e.until = k, at, k, sent.Add(c.ttl)
@@ -140,7 +185,7 @@ func (c *leaseCache) grant(id string, k, at int64, sent time.Time) {
 func (c *leaseCache) sweep() {
 	now := c.now()
 	for id, e := range c.m {
-		if !now.Before(e.until) {
+		if !now.Before(e.until) && e.renew == nil {
 			delete(c.m, id)
 		}
 	}

@@ -41,6 +41,38 @@ func TestLeasesSaveRoundTrips(t *testing.T) {
 	t.Logf("%d decisions, %d scripts", calls, h.evals.Load())
 }
 
+// Callers that find a tenant's lease spent together, as a worker's
+// goroutines do, wait for the one that asks Redis and spend from its new
+// lease, instead of each asking.
+func TestLeaseRenewedOnceForCallersTogether(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	h := &evalCounter{}
+	c.AddHook(h)
+	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithLeases(time.Second, 64),
+		throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000)))
+	const callers, each = 32, 50
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				if r, err := l.Allow(ctx, "hot"); err != nil || !r.Allowed {
+					t.Errorf("Allow: %+v, %v", r, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// leases of 1, 2, 4, ... 64 tokens: about 1600/64 + 7 renewals; each
+	// caller asking on its own when the lease is spent makes hundreds
+	if n := h.evals.Load(); n > callers*each/32 {
+		t.Fatalf("%d decisions sent %d scripts, want at most %d", callers*each, n, callers*each/32)
+	}
+	t.Logf("%d decisions, %d scripts", callers*each, h.evals.Load())
+}
+
 // Leases are for tenants far under their limits only: a tenant with a
 // quota, a held tenant, a decision that keeps its ticket and a tenant whose
 // bucket cannot spare the refill of a lease each ask Redis every time.

@@ -248,13 +248,27 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		var sent time.Time
 		var ttl time.Duration
 		if l.leases != nil && !req.noLease {
+			id := req.IDs[0]
 			if !req.KeepTicket {
-				if r, ok := l.leases.take(req.IDs[0], n); ok {
+				if r, ok := l.leases.take(id, n); ok {
 					return decision{Result: r}, nil
+				}
+				// while another decision asks Redis for this tenant, its
+				// answer may bring a new lease to spend from
+				for w := l.leases.renewing(id); w != nil && ctx.Err() == nil; w = l.leases.renewing(id) {
+					select {
+					case <-w:
+					case <-ctx.Done():
+					}
+					if r, ok := l.leases.take(id, n); ok {
+						return decision{Result: r}, nil
+					}
 				}
 			}
 			sent, ttl = l.leases.now(), l.leases.ttl
-			want, settle, unspent, at = l.leases.ask(req.IDs[0])
+			var renew chan struct{}
+			want, settle, unspent, at, renew = l.leases.ask(id)
+			defer l.leases.asked(id, renew)
 			if req.KeepTicket {
 				want = 0
 			}
