@@ -20,11 +20,8 @@ import (
 func TestLeasesSaveRoundTrips(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c, prefix := redistest.Client(t)
-	h := &evalCounter{}
-	c.AddHook(h)
 	// a lease of 200ms takes the 200,000 tokens the bucket refills meanwhile
-	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithLeases(200*time.Millisecond, 64),
+	l, _, h := setupCounted(t, throttle.WithLeases(200*time.Millisecond, 64),
 		throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000)))
 	const calls = 500
 	for i := range calls {
@@ -47,10 +44,7 @@ func TestLeasesSaveRoundTrips(t *testing.T) {
 func TestLeaseRenewedOnceForCallersTogether(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c, prefix := redistest.Client(t)
-	h := &evalCounter{}
-	c.AddHook(h)
-	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithLeases(time.Second, 64),
+	l, _, h := setupCounted(t, throttle.WithLeases(time.Second, 64),
 		throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000)))
 	const callers, each = 32, 50
 	var wg sync.WaitGroup
