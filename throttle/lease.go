@@ -25,6 +25,12 @@ import (
 // tenant had been idle for ttl. The size of the next lease follows what the
 // last one used: at first 1 token, then twice what was spent, at most most
 // (most <= 0 means 64), so that little is held back from other processes.
+// A tenant that comes back here a ttl or more after it last asked Redis is
+// leased nothing (it would end unspent). While one decision asks Redis for
+// a tenant, others here that find its lease spent wait for that answer and
+// spend from the lease it brings, sized for them too, instead of each
+// asking Redis (unless the last answer brought no lease: the tenant is
+// near its limit).
 //
 // Only the common decision leases: AllowN or Reserve of one tenant with
 // TokenBucket, without KeepTicket, for a tenant whose policy has no quota
@@ -86,6 +92,7 @@ type lease struct {
 	waiting int64 // decisions waiting for renew
 	demand  int64 // decisions that waited for the last renewal
 	barren  bool  // the last renewal brought no lease: decisions do not wait
+	asked   time.Time
 }
 
 // take spends n tokens of id's lease, if it has them and has not ended.
@@ -122,7 +129,9 @@ func (c *leaseCache) renewing(id string) <-chan struct{} {
 
 // ask returns, for a decision on id that goes to Redis, how many tokens to
 // ask for besides it (twice what the last lease used, at least 1, at most
-// most), and the lease it settles: its tokens, those not spent and when
+// most; none when the last decision that asked Redis for id was a ttl or
+// more ago, as a lease would then most likely end unspent), and the
+// lease it settles: its tokens, those not spent and when
 // Redis granted it, or zeros. The lease ends here: its unspent tokens go
 // back to Redis with the decision, if the lease has not ended there. The
 // caller must call asked(id, renew) when it has Redis's answer.
@@ -149,8 +158,10 @@ func (c *leaseCache) ask(id string) (want, k, unspent, at int64, renew chan stru
 		k, unspent, at = e.k, e.left, e.at
 	}
 	e.k, e.left = 0, 0
-	want = min(c.most, max(1, 2*max(e.spent, e.last), e.demand+1))
-	e.demand = 0
+	if e.asked.IsZero() || now.Sub(e.asked) < c.ttl {
+		want = min(c.most, max(1, 2*max(e.spent, e.last), e.demand+1))
+	}
+	e.demand, e.asked = 0, now
 	return want, k, unspent, at, renew
 }
 

@@ -138,6 +138,43 @@ func allowOne(l *throttle.Limiter, _ int) (bool, error) {
 	return r.Allowed, err
 }
 
+// A tenant that comes back a lease's ttl or more after its last decision
+// is not leased tokens that would end unspent: the next decision asks Redis
+// again. One that comes back sooner is.
+func TestLeaseNotForTenantsThatComeBackLater(t *testing.T) {
+	t.Parallel()
+	const ttl = 100 * time.Millisecond
+	now := t0
+	m, c := miniClient(t, t0)
+	h := &evalCounter{}
+	c.AddHook(h)
+	l := throttle.New(c, throttle.WithDefaultPolicy(throttle.PerSecond(1000)), throttle.WithLeases(ttl, 64),
+		throttle.WithLeaseClock(func() time.Time { return now }))
+	mustAllowN(t, l, "other", 1) // loads the script
+	for i, step := range []struct {
+		after time.Duration // since the decision before
+		evals int64         // scripts this decision sends
+	}{
+		{0, 1},                      // the first: leased 1 token
+		{ttl, 1},                    // came back after the lease ended: no lease asked for
+		{ttl + time.Millisecond, 1}, // again: it would have ended unspent
+		{time.Millisecond, 1},       // soon after: a lease
+		{time.Millisecond, 0},       // spent from it
+		{time.Millisecond, 1},       // spent: asks again, for 2
+		{time.Millisecond, 0},       // from the new lease
+	} {
+		now = now.Add(step.after)
+		m.SetTime(now)
+		before := h.evals.Load()
+		if r := mustAllowN(t, l, "t", 1); !r.Allowed {
+			t.Fatalf("decision %d refused: %+v", i, r)
+		}
+		if got := h.evals.Load() - before; got != step.evals {
+			t.Fatalf("decision %d (%s after the one before) sent %d scripts, want %d", i, step.after, got, step.evals)
+		}
+	}
+}
+
 // A Hold on the Limiter that holds a lease ends it at once; one on another
 // process is seen when the lease ends.
 func TestLeaseEndsOnHold(t *testing.T) {
