@@ -25,7 +25,7 @@ import (
 // tenant had been idle for ttl. The size of the next lease follows what the
 // last one used: at first 1 token, then twice what was spent, at most most
 // (most <= 0 means 64), so that little is held back from other processes.
-// A tenant that comes back here a ttl or more after it last asked Redis is
+// A tenant that comes back here a ttl or more after its last decision is
 // leased nothing (it would end unspent). While one decision asks Redis for
 // a tenant, others here that find its lease spent wait for that answer and
 // spend from the lease it brings, sized for them too, instead of each
@@ -91,8 +91,8 @@ type lease struct {
 	renew   chan struct{}
 	waiting int64 // decisions waiting for renew
 	demand  int64 // decisions that waited for the last renewal
-	barren  bool  // the last renewal brought no lease: decisions do not wait
-	asked   time.Time
+	barren  bool      // the last renewal brought no lease: decisions do not wait
+	seen    time.Time // the last decision on the tenant here
 }
 
 // take spends n tokens of id's lease, if it has them and has not ended.
@@ -106,6 +106,7 @@ func (c *leaseCache) take(id string, n int64) (Result, bool) {
 	}
 	e.left -= n
 	e.spent += n
+	e.seen = now
 	return Result{Allowed: true, Remaining: e.left, QuotaRemaining: -1, Tenant: id}, true
 }
 
@@ -129,8 +130,8 @@ func (c *leaseCache) renewing(id string) <-chan struct{} {
 
 // ask returns, for a decision on id that goes to Redis, how many tokens to
 // ask for besides it (twice what the last lease used, at least 1, at most
-// most; none when the last decision that asked Redis for id was a ttl or
-// more ago, as a lease would then most likely end unspent), and the
+// most; none when the last decision on id here was a ttl or more ago, as a
+// lease would then most likely end unspent), and the
 // lease it settles: its tokens, those not spent and when
 // Redis granted it, or zeros. The lease ends here: its unspent tokens go
 // back to Redis with the decision, if the lease has not ended there. The
@@ -158,10 +159,10 @@ func (c *leaseCache) ask(id string) (want, k, unspent, at int64, renew chan stru
 		k, unspent, at = e.k, e.left, e.at
 	}
 	e.k, e.left = 0, 0
-	if e.asked.IsZero() || now.Sub(e.asked) < c.ttl {
+	if e.seen.IsZero() || now.Sub(e.seen) < c.ttl {
 		want = min(c.most, max(1, 2*max(e.spent, e.last), e.demand+1))
 	}
-	e.demand, e.asked = 0, now
+	e.demand, e.seen = 0, now
 	return want, k, unspent, at, renew
 }
 

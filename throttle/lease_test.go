@@ -162,6 +162,15 @@ func TestLeaseNotForTenantsThatComeBackLater(t *testing.T) {
 		{time.Millisecond, 0},       // spent from it
 		{time.Millisecond, 1},       // spent: asks again, for 2
 		{time.Millisecond, 0},       // from the new lease
+		// a tenant decided every 30ms keeps its leases, though it asks
+		// Redis less often than every ttl
+		{30 * time.Millisecond, 0}, // the last of the lease of 2
+		{30 * time.Millisecond, 1}, // spent: asks, for 4
+		{30 * time.Millisecond, 0},
+		{30 * time.Millisecond, 0},
+		{30 * time.Millisecond, 0},
+		{30 * time.Millisecond, 1}, // the lease ended: asks, 120ms after it last did
+		{30 * time.Millisecond, 0}, // and was leased tokens again
 	} {
 		now = now.Add(step.after)
 		m.SetTime(now)
