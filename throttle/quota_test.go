@@ -120,9 +120,10 @@ func TestIdleTenantLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// the key lives until the bucket would be full again, and at least
-	// stateLinger (10 s, lean.lua's LINGER) after the tenant's last admission,
-	// so that a tenant far under its limit is decided on its cached state
+	// the key lives until the bucket would be full again, and after a
+	// tenant's first admission stateLinger (10 s, lean.lua's LINGER), so
+	// that a tenant far under its limit is decided on its cached state
+	// (TestLeanStateLingers has later admissions)
 	const stateLinger = 10 * time.Second
 	if r.ResetAfter != 500*time.Millisecond || ttl <= stateLinger-time.Second || ttl > stateLinger {
 		t.Fatalf("TTL %s, ResetAfter %s; want ResetAfter 500ms, TTL about %s", ttl, r.ResetAfter, stateLinger)
