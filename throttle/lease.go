@@ -25,8 +25,8 @@ import (
 // tenant had been idle for ttl. The size of the next lease follows what the
 // last one used: at first 1 token, then twice what was spent, at most most
 // (most <= 0 means 64), so that little is held back from other processes.
-// A tenant that comes back here a ttl or more after its last decision is
-// leased nothing (it would end unspent). While one decision asks Redis for
+// A tenant that comes back here a ttl or more after its last decision, and
+// did not use its last lease, is leased nothing (it would end unspent). While one decision asks Redis for
 // a tenant, others here that find its lease spent wait for that answer and
 // spend from the lease it brings, sized for them too, instead of each
 // asking Redis (unless the last answer brought no lease: the tenant is
@@ -130,8 +130,9 @@ func (c *leaseCache) renewing(id string) <-chan struct{} {
 
 // ask returns, for a decision on id that goes to Redis, how many tokens to
 // ask for besides it (twice what the last lease used, at least 1, at most
-// most; none when the last decision on id here was a ttl or more ago, as a
-// lease would then most likely end unspent), and the
+// most; none when the last decision on id here was a ttl or more ago and
+// the last lease was not used, as a lease would then most likely end
+// unspent), and the
 // lease it settles: its tokens, those not spent and when
 // Redis granted it, or zeros. The lease ends here: its unspent tokens go
 // back to Redis with the decision, if the lease has not ended there. The
@@ -159,7 +160,7 @@ func (c *leaseCache) ask(id string) (want, k, unspent, at int64, renew chan stru
 		k, unspent, at = e.k, e.left, e.at
 	}
 	e.k, e.left = 0, 0
-	if e.seen.IsZero() || now.Sub(e.seen) < c.ttl {
+	if e.seen.IsZero() || now.Sub(e.seen) < c.ttl || e.spent > 0 {
 		want = min(c.most, max(1, 2*max(e.spent, e.last), e.demand+1))
 	}
 	e.demand, e.seen = 0, now

@@ -171,6 +171,9 @@ func TestLeaseNotForTenantsThatComeBackLater(t *testing.T) {
 		{30 * time.Millisecond, 0},
 		{30 * time.Millisecond, 1}, // the lease ended: asks, 120ms after it last did
 		{30 * time.Millisecond, 0}, // and was leased tokens again
+		// a ttl later, but its last lease was used: leased again
+		{ttl, 1},
+		{time.Millisecond, 0},
 	} {
 		now = now.Add(step.after)
 		m.SetTime(now)
