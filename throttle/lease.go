@@ -89,8 +89,8 @@ type lease struct {
 	// renew is closed when the decision that is asking Redis for this
 	// tenant (and a new lease) has its answer; nil when none is
 	renew   chan struct{}
-	waiting int64 // decisions waiting for renew
-	demand  int64 // decisions that waited for the last renewal
+	waiting int64     // decisions waiting for renew
+	demand  int64     // decisions that waited for the last renewal
 	barren  bool      // the last renewal brought no lease: decisions do not wait
 	seen    time.Time // the last decision on the tenant here
 }
