@@ -175,13 +175,15 @@ func isNone(a any) bool {
 }
 
 // leanReply reads lean.lua's reply to one decision: a list of integers, or
-// one integer packing code + 128*remaining + 2^27*reset_us when the decision
-// has no wait, quota or lease and those fit (see lean.lua).
+// one integer packing code + 128*remaining + 2^27*reset_us for a decision
+// with no wait, quota or lease, or -(2 + code + 128*wait_us + 2^30*reset_us)
+// for one with nothing remaining, no quota or lease (see lean.lua).
 func leanReply(v any) ([]int64, error) {
 	switch v := v.(type) {
 	case int64:
 		if v < 0 {
-			break
+			u := -v - 2
+			return []int64{u & 127, 0, u >> 7 & (1<<23 - 1), u >> 30}, nil
 		}
 		return []int64{v & 127, v >> 7 & (1<<20 - 1), 0, v >> 27}, nil
 	case []any:

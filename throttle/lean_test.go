@@ -213,23 +213,28 @@ func TestLeanStateOfAnotherVersion(t *testing.T) {
 	}
 }
 
-// TestLeanReplyFitsOrNot: lean.lua answers a decision without a wait, quota
-// or lease with one packed integer when remaining and reset fit, and with a
-// list otherwise; both read back as the general script's answer.
+// TestLeanReplyFitsOrNot: lean.lua answers a decision without a quota or a
+// lease with one packed integer when it waits for nothing or nothing
+// remains, and its figures fit, and with a list otherwise; all read back as
+// the general script's answer.
 func TestLeanReplyFitsOrNot(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		policy throttle.Policy
-		n      int64
+		ns     []int64 // the decisions, one after another
 	}{
-		{"small", throttle.Policy{Rate: 10, Burst: 20}, 1},
-		{"remaining just fits", throttle.Policy{Rate: 1e6, Burst: 1<<20 - 1 + 1}, 1},
-		{"remaining does not fit", throttle.Policy{Rate: 1e6, Burst: 1<<20 + 1}, 1},
-		{"reset just fits", throttle.Policy{Rate: 1, Burst: 100}, 67},
-		{"reset does not fit", throttle.Policy{Rate: 1, Burst: 100}, 68},
-		{"refused: a wait", throttle.Policy{Rate: 1, Burst: 2}, 3},
-		{"a quota", throttle.Policy{Rate: 1, Burst: 2, Quota: 5}, 1},
+		{"small", throttle.Policy{Rate: 10, Burst: 20}, []int64{1, 1}},
+		{"remaining just fits", throttle.Policy{Rate: 1e6, Burst: 1<<20 - 1 + 1}, []int64{1, 1}},
+		{"remaining does not fit", throttle.Policy{Rate: 1e6, Burst: 1<<20 + 1}, []int64{1, 1}},
+		{"reset just fits", throttle.Policy{Rate: 1, Burst: 100}, []int64{67, 67}},
+		{"reset does not fit", throttle.Policy{Rate: 1, Burst: 100}, []int64{68, 68}},
+		{"refused: more than the burst", throttle.Policy{Rate: 1, Burst: 2}, []int64{3, 3}},
+		{"refused: a wait that fits", throttle.Policy{Rate: 0.2, Burst: 1}, []int64{1, 1}},
+		{"refused: a wait that does not fit", throttle.Policy{Rate: 0.1, Burst: 1}, []int64{1, 1}},
+		{"refused: something remains", throttle.Policy{Rate: 1, Burst: 3}, []int64{2, 2}},
+		{"refused for ever, nothing remains", throttle.Policy{Rate: 1, Burst: 1}, []int64{1, 2}},
+		{"a quota", throttle.Policy{Rate: 1, Burst: 2, Quota: 5}, []int64{1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -237,9 +242,9 @@ func TestLeanReplyFitsOrNot(t *testing.T) {
 			opt := throttle.WithDefaultPolicy(tc.policy)
 			general := throttle.New(c, throttle.WithPrefix("g"), opt, throttle.WithGeneralPath())
 			lean := throttle.New(c, throttle.WithPrefix("l"), opt)
-			for i := range 2 {
-				want := mustAllowN(t, general, "t", tc.n)
-				got := mustAllowN(t, lean, "t", tc.n)
+			for i, n := range tc.ns {
+				want := mustAllowN(t, general, "t", n)
+				got := mustAllowN(t, lean, "t", n)
 				if got != want {
 					t.Fatalf("decision %d: lean %+v, general %+v", i, got, want)
 				}

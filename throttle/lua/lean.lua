@@ -53,10 +53,11 @@
 -- policy has a quota. code = allowed + 2*booked + 4*reason + 32*(has quota)
 -- + 64*(tokens leased), or -1 (and no quota part) when the id's state is not
 -- one this script knows; with tokens leased, then the time of the grant
--- (Redis µs). One decision that waits for nothing, with no quota and no
--- lease, is one integer instead when it fits (2^53):
--- code + 128*remaining + 2^27*reset_us (remaining < 2^20, reset < 2^26 µs);
--- Redis turns a list into its reply at a cost.
+-- (Redis µs). One decision with no quota and no lease is one integer
+-- instead when it fits (2^53): code + 128*remaining + 2^27*reset_us when
+-- it waits for nothing (remaining < 2^20, reset < 2^26 µs), or
+-- -(2 + code + 128*wait_us + 2^30*reset_us) when nothing remains (wait and
+-- reset < 2^23 µs); Redis turns a list into its reply at a cost.
 
 local LINGER = 10000000 -- µs
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
@@ -284,9 +285,11 @@ for i = 0, #KEYS / 4 - 1 do
 end
 if o == 4 and #KEYS == 4 then
   -- one decision without a quota or a lease: one integer when it fits
-  local c, l, r = out[1], out[2], out[4]
-  if c >= 0 and out[3] == 0 and l < 1048576 and r < 67108864 then
+  local c, l, w, r = out[1], out[2], out[3], out[4]
+  if c >= 0 and w == 0 and l < 1048576 and r < 67108864 then
     return c + 128 * l + 134217728 * r
+  elseif c >= 0 and l == 0 and w > 0 and w < 8388608 and r < 8388608 then
+    return -(2 + c + 128 * w + 1073741824 * r)
   end
 end
 return out
