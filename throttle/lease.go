@@ -152,7 +152,7 @@ func (c *leaseCache) ask(id string) (want, k, unspent, at int64, renew chan stru
 		e = &lease{}
 		c.m[id] = e
 	}
-	if e.renew == nil {
+	if e.renew == nil && !e.barren {
 		e.renew = make(chan struct{})
 		renew = e.renew
 	}
@@ -190,7 +190,7 @@ func (c *leaseCache) grant(id string, k, at int64, sent time.Time) {
 	if e == nil {
 		return // forgotten meanwhile, or too many: the tokens come back when the lease ends in Redis
 	}
-	e.last, e.spent = max(e.spent, e.last/2), 0
+	e.last, e.spent, e.barren = max(e.spent, e.last/2), 0, false
 	e.k, e.at, e.left, e.until = k, at, k, sent.Add(c.ttl)
 }
 
