@@ -26,11 +26,11 @@ import (
 // last one used: at first 1 token, then twice what was spent, at most most
 // (most <= 0 means 64), so that little is held back from other processes.
 // A tenant that comes back here a ttl or more after its last decision, and
-// did not use its last lease, is leased nothing (it would end unspent). While one decision asks Redis for
-// a tenant, others here that find its lease spent wait for that answer and
-// spend from the lease it brings, sized for them too, instead of each
-// asking Redis (unless the last answer brought no lease: the tenant is
-// near its limit).
+// did not use its last lease, is leased nothing (it would end unspent).
+// While one decision asks Redis for a tenant, others here that find its
+// lease spent wait for that answer and spend from the lease it brings,
+// sized for them too, instead of each asking Redis (unless the last answer
+// brought no lease: the tenant is near its limit).
 //
 // Only the common decision leases: AllowN or Reserve of one tenant with
 // TokenBucket, without KeepTicket, for a tenant whose policy has no quota
@@ -132,12 +132,13 @@ func (c *leaseCache) renewing(id string) <-chan struct{} {
 // ask for besides it (twice what the last lease used, at least 1, at most
 // most; none when the last decision on id here was a ttl or more ago and
 // the last lease was not used, as a lease would then most likely end
-// unspent), and the
-// lease it settles: its tokens, those not spent and when
+// unspent), and the lease it settles: its tokens, those not spent and when
 // Redis granted it, or zeros. The lease ends here: its unspent tokens go
-// back to Redis with the decision, if the lease has not ended there. The
-// caller must call asked(id, renew) when it has Redis's answer.
-func (c *leaseCache) ask(id string) (want, k, unspent, at int64, renew chan struct{}) {
+// back to Redis with the decision, if the lease has not ended there. With
+// lead, the decision is the renewal others may wait for (one that wants no
+// lease is not), and the caller must call asked(id, renew) when it has
+// Redis's answer.
+func (c *leaseCache) ask(id string, lead bool) (want, k, unspent, at int64, renew chan struct{}) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -152,7 +153,7 @@ func (c *leaseCache) ask(id string) (want, k, unspent, at int64, renew chan stru
 		e = &lease{}
 		c.m[id] = e
 	}
-	if e.renew == nil && !e.barren {
+	if lead && e.renew == nil && !e.barren {
 		e.renew = make(chan struct{})
 		renew = e.renew
 	}

@@ -267,7 +267,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 			}
 			sent, ttl = l.leases.now(), l.leases.ttl
 			var renew chan struct{}
-			want, settle, unspent, at, renew = l.leases.ask(id)
+			want, settle, unspent, at, renew = l.leases.ask(id, !req.KeepTicket)
 			defer l.leases.asked(id, renew)
 			if req.KeepTicket {
 				want = 0
