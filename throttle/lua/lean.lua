@@ -74,7 +74,7 @@ for i = 0, #KEYS / 4 - 1 do
   local a = 9 * i + 7
   local n, ticket = ARGV[a+1] + 0, ARGV[a+3] or ''
   local st, t, b, q, qp, lu, le, x, hu, au, pol, was = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, nil, nil
-  local bad, hot = false, false
+  local bad = false
   local v = call('GET', sk)
   if v then
     -- the common states first, in one match: no lease, pause or ticket
@@ -85,9 +85,7 @@ for i = 0, #KEYS / 4 - 1 do
     else
       bl, last, w, xs, pol, pb, pq, pqp = match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:((%d+)/(%d+)/(%d+))$')
     end
-    if bl then
-      hot = true
-    else
+    if not bl then
       local u, e, h, ax
       bl, last, w, u, e, xs, h, ax, pol = match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
       if bl then
