@@ -241,8 +241,11 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	if req.KeepTicket {
 		keep = 1
 	}
-	unknown := false // lean.lua did not know the state
-	if len(req.IDs) == 1 && l.algo.books && !l.general && (mode == "allow" || mode == "reserve") {
+	// lean.lua decides the common call: one id, no ticket to keep or redeem
+	// (it hands the others, and a tenant with tickets or a pause, to
+	// decide.lua, which knows the rules for tickets and starts)
+	keeps := req.KeepTicket && req.Ticket != ""
+	if len(req.IDs) == 1 && l.algo.books && !l.general && !keeps && (mode == "allow" || mode == "reserve") {
 		// the common call: lean.lua, three Redis calls for an active tenant
 		var want, settle, unspent, at int64
 		var sent time.Time
@@ -287,15 +290,18 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 			}
 			return d, err
 		}
-		// a state lean.lua does not know (another version of quotaq wrote
-		// it, during an upgrade): decide.lua reads its head, and writes a
-		// state both know
-		unknown = true
+		// lean.lua left it to decide.lua: the tenant has tickets or a
+		// pause, the decision would book under a ticket, or the state is
+		// one lean.lua does not know (another version of quotaq wrote it,
+		// during an upgrade: decide.lua reads its head and writes a state
+		// both know)
 	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
 	args = append(args, def.next, keep)
 	reply, err := l.decide(ctx, ks, args)
-	if err != nil && unknown {
+	var rerr redis.Error
+	if err != nil && len(req.IDs) == 1 && errors.As(err, &rerr) && strings.Contains(err.Error(), "user_script") {
+		// the script itself failed on what it read: not an outage
 		return decision{}, fmt.Errorf("throttle: the token bucket state of tenant %q is not one quotaq wrote (%w); Reset the tenant", req.IDs[0], err)
 	}
 	if err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT") {

@@ -79,17 +79,51 @@ local function quota_store(key, used, win, qp, now)
   end
 end
 
--- aux holds the upstream pause ('h': until when, in µs) and reservation
--- tickets ('k:<ticket>': when the reserved tokens are due, in µs).
+-- aux holds the upstream pause ('h': until when, in µs), reservation
+-- tickets ('k:<ticket>': when the reserved tokens are due, in µs; negative,
+-- -due, once the ticket also holds its start: see starts_wait) and the
+-- starts ('s', see starts_wait).
 local function aux_load(key, ticket, now)
-  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket)
+  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket, 's')
   local hold = 0
   if v[1] and tonumber(v[1]) > now then hold = (tonumber(v[1]) - now) * 1000 end
-  return hold, v[2] and tonumber(v[2]) or nil
+  return hold, v[2] and tonumber(v[2]) or nil, v[3] and tonumber(v[3]) or nil
 end
 
 local function aux_extend(key, until_us, now)
   local ttl = redis.call('PTTL', key)
   local want = math.ceil((until_us - now) / 1000) + 60000
   if ttl < want then redis.call('PEXPIRE', key, want) end
+end
+
+-- Starts: a booked slot says when a job may start, but the job may come
+-- back later than that (its worker was stopped, Redis was away, its queue
+-- was paused), and many late jobs must not start together. So the calls
+-- that actually start are paced by a second token bucket over the same
+-- policy, kept while an id has tickets: 's' in the aux hash, the time (µs)
+-- until which its starts are booked (its backlog is s - now). A job that
+-- redeems its ticket takes a token from it, at the time it starts.
+-- Without 's', the starts are those the bucket admitted, so the bucket's
+-- own backlog (at most a full burst's worth) stands for them.
+
+-- starts_backlog returns the starts' backlog (ns) as of now: from 's', or
+-- else from the bucket's backlog bl.
+local function starts_backlog(s, bl, t, b, now)
+  if s then return math.max(0, (s - now) * 1000) end
+  return math.min(bl, b * t)
+end
+
+-- starts_wait returns how long (ns) until n more calls may start.
+local function starts_wait(sb, t, b, n)
+  return math.max(0, sb + (n - b) * t)
+end
+
+-- starts_take books the start of n calls (now, or after the starts already
+-- booked) and returns the new 's' (µs), which it writes, keeping the aux
+-- hash at least as long.
+local function starts_take(key, sb, t, n, now)
+  local s = now + math.ceil((sb + n * t) / 1000)
+  redis.call('HSET', key, 's', fmt(s))
+  aux_extend(key, s, now)
+  return s
 end

@@ -4,13 +4,17 @@
 --
 -- KEYS, four per id i = 0, 1, ...:
 --   KEYS[4i+1] -> policy hash       KEYS[4i+2] -> algorithm state
---   KEYS[4i+3] -> quota hash        KEYS[4i+4] -> aux hash (pause, tickets)
+--   KEYS[4i+3] -> quota hash        KEYS[4i+4] -> aux hash (pause, tickets,
+--                                                        starts)
 -- ARGV[1] -> mode: 'allow', 'reserve', 'peek' or 'cancel'
 -- ARGV[2] -> n, the cost in tokens (>= 1)
 -- ARGV[3] -> reserve: the longest wait to book, µs (0: no cap)
 -- ARGV[4] -> ticket ('' for none). Reserve records it with the due time of
 --            the tokens it books; a later allow or reserve with the same
---            ticket redeems them once they are due, without consuming again.
+--            ticket redeems them once they are due, without consuming again,
+--            when the starts allow it (see starts_wait in common.lua): a
+--            ticket redeemed later than its slot takes its turn among the
+--            calls that start, and is booked a start when it must wait.
 -- ARGV[5..8] -> default policy: interval_ns, burst, quota, quota_period_us
 -- ARGV[9] -> when quotas without a period and without their own recorded
 --            reset end, Unix µs (0: unknown)
@@ -36,10 +40,16 @@ for i = 1, #KEYS / 4 do
   local L = {pk = KEYS[4*i-3], sk = KEYS[4*i-2], qk = KEYS[4*i-1], ak = KEYS[4*i]}
   L.t, L.b, L.q, L.qp = policy(L.pk, def)
   L.st = algo.load(L.sk, L.t, L.b, now)
-  L.hold, L.due = aux_load(L.ak, ticket, now)
+  L.bl = L.st -- (before a pause counts)
+  L.hold, L.due, L.s = aux_load(L.ak, ticket, now)
   if not L.due then redeem = false end
   if L.hold > 0 then L.st = algo.pause(L.st, L.t, L.b, L.hold) end
   L.wait, L.reason = algo.wait(L.sk, L.st, L.t, L.b, n, now), 1
+  if L.s and algo.books and L.wait == 0 then
+    -- jobs that came back late may have started since the bucket's
+    -- tokens were counted: a call starts only when the starts allow it
+    L.wait = starts_wait(starts_backlog(L.s, 0, L.t, L.b, now), L.t, L.b, n)
+  end
   if L.wait == -1 then
     L.reason = 4
   elseif L.hold > 0 then
@@ -63,14 +73,36 @@ end
 local allowed, booked = 0, 0
 if redeem and mode ~= 'peek' and mode ~= 'cancel' then
   -- tokens already booked for this ticket: due yet, and not paused since?
+  -- (a due time below 0 is -due of a ticket that holds its start too)
   wait, reason = 0, 0
+  local late = false
   for i, L in ipairs(levels) do
-    local w = math.max((L.due - now) * 1000, L.hold)
+    local due = math.abs(L.due)
+    local w = math.max((due - now) * 1000, L.hold)
     if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
+    -- later than its slot by more than an interval, or without a start of
+    -- its own: its turn among the starts is decided now
+    if L.due >= 0 or (now + L.due) * 1000 > L.t then late = true end
+  end
+  local paced = false
+  if wait == 0 and late and algo.books then
+    for i, L in ipairs(levels) do
+      L.sb = starts_backlog(L.s, L.bl, L.t, L.b, now)
+      local w = starts_wait(L.sb, L.t, L.b, n)
+      if w > wait then wait, level, reason = w, i, 1 end
+    end
+    if wait == 0 or mode == 'reserve' then
+      for _, L in ipairs(levels) do L.s = starts_take(L.ak, L.sb, L.t, n, now) end
+      paced = wait > 0
+    end
   end
   if wait == 0 then
     allowed = 1
     for _, L in ipairs(levels) do redis.call('HDEL', L.ak, 'k:' .. ticket) end
+  elseif paced then
+    booked = 1 -- its start is booked: it comes back then
+    local due = now + math.ceil(wait / 1000)
+    for _, L in ipairs(levels) do redis.call('HSET', L.ak, 'k:' .. ticket, fmt(-due)) end
   else
     booked = 1 -- still booked, just not due yet
   end
@@ -90,6 +122,14 @@ elseif (wait == 0 or (mode == 'reserve' and algo.books and
   local due = now + math.ceil(wait / 1000)
   for _, L in ipairs(levels) do
     L.st = algo.take(L.sk, L.st, L.t, L.b, n, now)
+    if algo.books and allowed == 1 and L.s and not (keep and ticket ~= '') then
+      -- a call that starts now, while starts are counted
+      L.s = starts_take(L.ak, starts_backlog(L.s, 0, L.t, L.b, now), L.t, n, now)
+    elseif algo.books and ticket ~= '' and (booked == 1 or keep) and not L.s then
+      -- the first booking: from now on the starts are counted, from what
+      -- the bucket admitted so far (at most a burst's worth)
+      L.s = starts_take(L.ak, starts_backlog(nil, L.bl, L.t, L.b, now), L.t, 0, now)
+    end
     if L.q > 0 then
       L.used = L.used + n
       quota_store(L.qk, L.used, L.win, L.qp, now)

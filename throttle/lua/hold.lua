@@ -24,8 +24,10 @@ if untl > from then
   local aux = redis.call('HGETALL', KEYS[1])
   for i = 1, #aux, 2 do
     if string.sub(aux[i], 1, 2) == 'k:' then
-      local due = tonumber(aux[i + 1]) + shift
-      redis.call('HSET', KEYS[1], aux[i], fmt(due))
+      -- (-due: a ticket that holds its start too, and keeps it)
+      local v = tonumber(aux[i + 1])
+      local due = math.abs(v) + shift
+      if v < 0 then redis.call('HSET', KEYS[1], aux[i], fmt(-due)) else redis.call('HSET', KEYS[1], aux[i], fmt(due)) end
       if due > last_due then last_due = due end
     end
   end

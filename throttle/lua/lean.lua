@@ -1,6 +1,10 @@
 -- lean.lua: token-bucket decisions on one id each (allow or reserve), the
--- common call, in as few Redis calls as possible. Gives the same answers as
--- common.lua + tokenbucket.lua + decide.lua for one id; keep them in step.
+-- common call, in as few Redis calls as possible: a tenant with no ticket
+-- and no pause (no aux hash), deciding without booking under a ticket. It
+-- gives the same answers as common.lua + tokenbucket.lua + decide.lua for
+-- such a call, and leaves every other one to decide.lua, writing nothing
+-- (its reply says -1): a tenant with an aux hash (tickets, a pause, starts),
+-- a ticket to keep or to book, a state it does not know.
 -- One run may carry several decisions for different tenants (batching): each
 -- is decided on its own, in order, as if it were its own script run.
 --
@@ -12,8 +16,9 @@
 --            it was priced at (a rate change reprices it, as decide.lua does)
 --   leased   tokens leased out (see below) and not settled, until µs
 --   x        ms when the key expires (its TTL: most writes keep it)
---   hold     the pause's end, µs (0: none or over), as the aux hash's 'h' says
---   aux      µs when the aux hash (tickets) expires (0: it has)
+--   hold     0 (a tenant with a pause is decide.lua's)
+--   aux      µs when the aux hash (tickets, pause) expires (0: it has); this
+--            script writes 0, since it decides only without one
 --   pol      'd' (the default policy, from ARGV) or "b/q/qp": the tenant's
 --            own policy, whose interval is t
 -- Whoever changes the policy hash, the pause or adds a ticket without going
@@ -115,30 +120,30 @@ for i = 0, #KEYS / 4 - 1 do
       end
     end
   end
+  if not bad and not pol then
+    -- cold: read the policy
+    local p = call('HMGET', pk, 't', 'b', 'q', 'qp')
+    if p[1] then
+      t, b, q, qp = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
+      pol = fmt('%d/%d/%d', b, q, qp)
+    else
+      t, b, q, qp, pol = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0, 'd'
+    end
+    au = -1 -- unknown: read below
+  end
+  if not bad and au ~= 0 and au <= now then
+    -- when the aux hash expires (0: it has). (One we expected to have
+    -- expired by now is checked too: a server whose TTLs do not follow
+    -- its TIME, as miniredis's, may still have it.)
+    local ttl = call('PTTL', ak)
+    if ttl == -2 then au = 0 elseif ttl == -1 then au = MAXBOOK else au = now + ttl * 1000 + 1000 end
+  end
+  -- a pause or tickets (the aux hash), or a ticket to keep: decide.lua decides
+  if not bad and (au > now or (ticket ~= '' and ARGV[a+4] == '1')) then bad = true end
   if bad then
     out[o+1], out[o+2], out[o+3], out[o+4] = -1, 0, 0, 0
     o = o + 4
   else
-    local cold = not pol
-    if cold then
-      -- cold: read the policy and the pause
-      local p = call('HMGET', pk, 't', 'b', 'q', 'qp')
-      if p[1] then
-        t, b, q, qp = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
-        pol = fmt('%d/%d/%d', b, q, qp)
-      else
-        t, b, q, qp, pol = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0, 'd'
-      end
-      au = -1 -- unknown: read below
-    end
-    if au ~= 0 and au <= now then
-      -- when the aux hash expires (0: it has). (One we expected to have
-      -- expired by now is checked too: a server whose TTLs do not follow
-      -- its TIME, as miniredis's, may still have it.)
-      local ttl = call('PTTL', ak)
-      if ttl == -2 then au = 0 elseif ttl == -1 then au = MAXBOOK else au = now + ttl * 1000 + 1000 end
-      if cold and au > 0 then hu = tonumber(call('HGET', ak, 'h')) or 0 end
-    end
     if was and was ~= t and was > 0 and st > 0 then st = ceil(st / was * t) end
     -- leased tokens: the bucket does not refill over them
     if lu > 0 and le <= now then lu, le = 0, 0 end
@@ -153,20 +158,13 @@ for i = 0, #KEYS / 4 - 1 do
       dirty = true
     end
     if lu > 0 then st = max(st, lu * t) end
-    local base = st -- (before a pause counts)
-    local hold = 0
-    if hu > now then hold = (hu - now) * 1000 end
-    local due
-    if au > now and ticket ~= '' then due = tonumber(call('HGET', ak, 'k:' .. ticket)) end
-    if hold > 0 then st = max(st, b * t + hold) end
-
+    local base = st
     local wait, reason = 0, 1
     if n > b then
       wait, reason = -1, 4
     else
       wait = st + (n - b) * t
       if wait < 0 then wait = 0 end
-      if hold > 0 then wait, reason = max(wait, hold), 3 end
     end
     local used, win, qr = 0, 0, 0
     if q > 0 then
@@ -189,24 +187,17 @@ for i = 0, #KEYS / 4 - 1 do
     end
     if wait == 0 then reason = 0 end
 
-    local allowed, booked, leased = 0, 0, 0
-    if due then
-      -- tokens already booked for this ticket: due yet, and not paused since?
-      local w = max((due - now) * 1000, hold)
-      wait, reason = 0, 0
-      if w > 0 then wait, reason = w, (hold >= w and 3 or 1) end
-      if wait == 0 then
-        allowed = 1
-        call('HDEL', ak, 'k:' .. ticket)
-      else
-        booked = 1
-      end
-    elseif wait == 0 or (ARGV[a] == 'reserve' and (reason == 1 or reason == 3) and
-        wait <= MAXBOOK and (not ARGV[a+2] or ARGV[a+2] == '0' or wait <= ARGV[a+2] * 1000)) then
+    local allowed, booked, leased, fallback = 0, 0, 0, false
+    local books = ARGV[a] == 'reserve' and reason == 1 and wait <= MAXBOOK and
+      (not ARGV[a+2] or ARGV[a+2] == '0' or wait <= ARGV[a+2] * 1000)
+    if wait > 0 and books and ticket ~= '' then
+      -- a booking under a ticket: decide.lua books it (nothing written here)
+      fallback = true
+    elseif wait == 0 or books then
       if wait == 0 then allowed = 1 else booked = 1 end
       st = st + n * t
       local want = ARGV[a+5]
-      if want and want ~= '0' and allowed == 1 and q == 0 and hold == 0 and au <= now then
+      if want and want ~= '0' and allowed == 1 and q == 0 then
         -- at most what the bucket refills in a lease (a tenant that refills
         -- slowly gets none; an unspent lease costs no more than ttl idle),
         -- and never below half the burst left in the bucket (leases come
@@ -227,18 +218,9 @@ for i = 0, #KEYS / 4 - 1 do
           call('PEXPIRE', qk, ceil(((win + 1) * qp - now) / 1000) + 1000)
         end
       end
-      if ticket ~= '' and (booked == 1 or ARGV[a+4] == '1') then
-        local d = now + ceil(wait / 1000)
-        call('HSET', ak, 'k:' .. ticket, fmt('%d', d))
-        local want = ceil((d - now) / 1000) + 60000
-        if call('PTTL', ak) < want then call('PEXPIRE', ak, want) end
-        if au < d + 61000000 then au = d + 61000000 end
-      end
       dirty, base = true, st
     end
-    if dirty then
-      -- the cache: a pause that has passed is written as 0
-      if hu <= now then hu = 0 end
+    if dirty and not fallback then
       -- x (ms): when the key expires. It lives until its bucket is full and
       -- its lease has ended, and LINGER/2 to LINGER after its last write:
       -- most writes keep the TTL they find (cheaper than setting one)
@@ -252,10 +234,10 @@ for i = 0, #KEYS / 4 - 1 do
         x = floor(now / 1000) + px
       end
       local val
-      if lu == 0 and hu == 0 and au == 0 then
+      if lu == 0 then
         val = fmt('%d:%d:%d:0:0:%d:0:0:%s', base, now, t, x, pol)
       else
-        val = fmt('%d:%d:%d:%d:%d:%d:%d:%d:%s', base, now, t, lu, le, x, hu, au, pol)
+        val = fmt('%d:%d:%d:%d:%d:%d:0:0:%s', base, now, t, lu, le, x, pol)
       end
       if keep then
         call('SET', sk, val, 'KEEPTTL')
@@ -264,6 +246,10 @@ for i = 0, #KEYS / 4 - 1 do
       end
     end
 
+    if fallback then
+      out[o+1], out[o+2], out[o+3], out[o+4] = -1, 0, 0, 0
+      o = o + 4
+    else
     local left = floor((b * t - st) / t)
     if left < 0 then left = 0 end
     if wait > 0 then wait = ceil(wait / 1000) end
@@ -278,6 +264,7 @@ for i = 0, #KEYS / 4 - 1 do
     if leased > 0 then
       out[o+1] = now
       o = o + 1
+    end
     end
   end
 end
