@@ -135,7 +135,7 @@ func (l *Limiter) Reserve(ctx context.Context, req Request) (Reservation, error)
 	if err != nil {
 		return Reservation{OK: d.Result.Allowed, Result: d.Result}, err
 	}
-	res := Reservation{OK: d.Result.Allowed || d.booked, Delay: d.Result.RetryAfter, Result: d.Result}
+	res := Reservation{OK: d.Result.Allowed || d.booked, Delay: d.Result.RetryAfter, Booked: d.before, Result: d.Result}
 	if res.Delay < 0 {
 		res.Delay = 0
 	}
@@ -211,6 +211,7 @@ func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
 type decision struct {
 	Result
 	booked bool
+	before bool // booked under the ticket before this call
 }
 
 // run validates req, runs the decision script and parses its reply.
@@ -410,5 +411,5 @@ func (l *Limiter) parse(v []int64, ids []string) (decision, error) {
 			r.RetryAfter = l.quotaRetry
 		}
 	}
-	return decision{Result: r, booked: v[8] == 1}, nil
+	return decision{Result: r, booked: v[8] >= 1, before: v[8] == 2}, nil
 }

@@ -77,6 +77,11 @@ type Reservation struct {
 	// now. When OK is false, it is how long the caller may wait before it
 	// asks again (Result.RetryAfter).
 	Delay time.Duration
+	// Booked reports that Delay is the wait for tokens booked under the
+	// request's ticket before this call (the caller came before its slot,
+	// or came late and was given a turn among the calls that start), not
+	// for tokens booked by this call.
+	Booked bool
 	// Result describes the decision.
 	Result Result
 }

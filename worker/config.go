@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -36,6 +37,9 @@ const (
 //   - DelayedTaskCheckInterval: DefaultDelayedTaskCheckInterval when 0;
 //   - TaskCheckInterval: DefaultTaskCheckInterval when 0.
 //
+// It also lets up to cfg.Concurrency tasks wait in process for their slot
+// (WithWaitInProcess) instead of 8.
+//
 // Everything else is kept.
 func (t *Throttler) ServerConfig(cfg asynq.Config) asynq.Config {
 	if h := cfg.ErrorHandler; h != nil {
@@ -56,5 +60,12 @@ func (t *Throttler) ServerConfig(cfg asynq.Config) asynq.Config {
 	if cfg.TaskCheckInterval == 0 {
 		cfg.TaskCheckInterval = DefaultTaskCheckInterval
 	}
+	// the workers may wait in process for their slot (asynq's default
+	// concurrency is the number of CPUs)
+	c := cfg.Concurrency
+	if c <= 0 {
+		c = runtime.NumCPU()
+	}
+	t.waiting.max.Store(int64(max(c, 1)))
 	return cfg
 }

@@ -16,6 +16,7 @@ import (
 //	quotaq_worker_throttled_total{type,[tenant],reason}  tasks put back: reason "rate", "quota", "paused", "upstream", "unavailable"
 //	quotaq_worker_requeued_total{type,[tenant]}      re-queues done (the task went back to its queue, not a failure)
 //	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be throttled again: the waste to keep near 0
+//	quotaq_worker_waited_in_process_total{type}      waits of a task in the process for its slot, due within WithWaitInProcess (instead of being put back)
 //	quotaq_worker_upstream_retry_after_total{type,[tenant]}  handlers that returned RetryAfter (upstream 429/503)
 //	quotaq_worker_archived_total{type,reason}        tasks archived by the Throttler: reason "max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid"
 //	quotaq_worker_errors_total{type,op}              failed calls: op "limiter", "requeue", "hold"
@@ -27,6 +28,7 @@ type Metrics struct {
 	requeued    *prometheus.CounterVec
 	rethrottled *prometheus.CounterVec
 	retryAfter  *prometheus.CounterVec
+	waited      *prometheus.CounterVec
 	archived    *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	delay       *prometheus.HistogramVec
@@ -50,6 +52,8 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool) (*Metrics, error) {
 		requeued:    counter("requeued_total", "Tasks moved back to their queue by the throttle (not failures)."),
 		rethrottled: counter("rethrottled_total", "Dequeues of a task that had been put back, only to be throttled again."),
 		retryAfter:  counter("upstream_retry_after_total", "Handlers that returned RetryAfter (upstream 429 or 503)."),
+		waited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "waited_in_process_total",
+			Help: "Waits of a task in the process for its slot, due soon (instead of being put back)."}, []string{"type"}),
 		archived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "archived_total",
 			Help: "Tasks the throttle archived (bad tenant, over the max wait, ...)."}, []string{"type", "reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "errors_total",
@@ -58,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool) (*Metrics, error) {
 			Help:    "Delay given to each re-queued task.",
 			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400}}, []string{"type"}),
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.archived, m.errors, m.delay} {
+	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.waited, m.archived, m.errors, m.delay} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -86,18 +90,21 @@ type Stats struct {
 	Requeued    int64 // re-queues done
 	Rethrottled int64 // dequeues of a task that had been put back, only to be throttled again
 	RetryAfter  int64 // handlers that returned RetryAfter
-	Archived    int64 // tasks archived by the Throttler
-	Errors      int64 // failed limiter or Redis calls
+	// WaitedInProcess counts waits of a task in the process for its slot,
+	// due within WithWaitInProcess, instead of being put back.
+	WaitedInProcess int64
+	Archived        int64 // tasks archived by the Throttler
+	Errors          int64 // failed limiter or Redis calls
 }
 
 type counters struct {
-	allowed, throttled, requeued, rethrottled, retryAfter, archived, errors atomic.Int64
+	allowed, throttled, requeued, rethrottled, retryAfter, archived, errors, waitedInProcess atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Allowed: c.allowed.Load(), Throttled: c.throttled.Load(),
 		Requeued: c.requeued.Load(), Rethrottled: c.rethrottled.Load(), RetryAfter: c.retryAfter.Load(),
-		Archived: c.archived.Load(), Errors: c.errors.Load(),
+		Archived: c.archived.Load(), Errors: c.errors.Load(), WaitedInProcess: c.waitedInProcess.Load(),
 	}
 }

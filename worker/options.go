@@ -110,6 +110,17 @@ func WithMaxTracked(n int) Option {
 	return func(t *Throttler) { t.maxTracked = n }
 }
 
+// WithWaitInProcess sets the longest a task waits in the process, holding
+// its worker, for a slot booked before it was dequeued, instead of being put
+// back: a shaped task that asynq's forwarder brought a little early, or a
+// task whose turn among late tasks is near, then starts at its slot. A
+// task booked at its dequeue waits in process only for less than the min
+// delay (WithMinDelay). 0: tasks never wait in process. Default
+// DefaultWaitInProcess.
+func WithWaitInProcess(d time.Duration) Option {
+	return func(t *Throttler) { t.waitIn = d }
+}
+
 func defaultExempt(task *asynq.Task) bool { return strings.HasPrefix(task.Type(), "quotaq:") }
 
 func defaultCost(*asynq.Task) int64 { return 1 }

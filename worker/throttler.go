@@ -58,6 +58,8 @@ type Throttler struct {
 	jitter     time.Duration
 	errorDelay time.Duration
 	maxTracked int
+	waitIn     time.Duration // WithWaitInProcess
+	waiting    waitSlots     // tasks waiting in process for their slot
 
 	stats          counters
 	revoked        revokedSet
@@ -89,7 +91,9 @@ func configure(l *throttle.Limiter, opts []Option) *Throttler {
 		jitter:     DefaultJitter,
 		errorDelay: DefaultErrorDelay,
 		maxTracked: DefaultMaxTracked,
+		waitIn:     DefaultWaitInProcess,
 	}
+	t.waiting.max.Store(defaultWaitSlots)
 	for _, o := range opts {
 		o(t)
 	}
@@ -209,9 +213,18 @@ func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) 
 }
 
 // admit asks the limiter. It returns nil when the task may run now, else the
-// error to hand asynq: the task was put back, or archived.
+// error to hand asynq: the task was put back, or archived. A task whose
+// slot is near waits for it here and asks again (see waitFor), so that it
+// starts at its slot, not with the tasks that came back at the same time.
 func (t *Throttler) admit(ctx context.Context, j *job) error {
-	res, err := t.limiter.Reserve(ctx, throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()})
+	req := throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()}
+	res, err := t.limiter.Reserve(ctx, req)
+	for i := 0; err == nil && res.OK && res.Delay > 0 && i < maxWaitsInProcess; i++ {
+		if !t.waitFor(ctx, j.task.Type(), res) {
+			break
+		}
+		res, err = t.limiter.Reserve(ctx, req)
+	}
 	if err != nil {
 		t.countError(j, "limiter")
 		if res.OK {
@@ -265,12 +278,16 @@ func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfter
 	return t.putBack(ctx, j, delay, "upstream", booked)
 }
 
-// putBack moves the task back to its queue, due after delay (plus jitter, at
-// least the min delay), and returns the error that tells asynq to leave it
-// there. booked says the limiter holds tokens for it under its ticket, to be
-// given back if it cannot be put back.
+// putBack moves the task back to its queue, due after delay (at least the
+// min delay; plus jitter when nothing is booked for it, as a booked slot is
+// its own), and returns the error that tells asynq to leave it there. booked
+// says the limiter holds tokens for it under its ticket, to be given back if
+// it cannot be put back.
 func (t *Throttler) putBack(ctx context.Context, j *job, delay time.Duration, reason string, booked bool) error {
-	wait := max(delay+t.jitterFor(delay), t.minDelay)
+	wait := max(delay, t.minDelay)
+	if !booked {
+		wait = max(delay+t.jitterFor(delay), t.minDelay)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	out, err := t.requeuer.Requeue(ctx, asynqrequeue.Request{Queue: j.queue, ID: j.id, Due: time.Now().Add(wait), MaxWait: t.maxWait})

@@ -348,6 +348,9 @@ func TestTasksOnTheirLastAttemptAreNotLost(t *testing.T) {
 	var failedOnce sync.Map
 	b := setup(t, bundleConfig{
 		policies: map[string]throttle.Policy{"tight": {Rate: 25, Burst: 2}},
+		// every throttled task is put back (none waits in process for its
+		// slot): the path under test
+		opts: []worker.Option{worker.WithWaitInProcess(0)},
 		asynqCfg: asynq.Config{
 			Concurrency:              6,
 			RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return 0 },

@@ -33,6 +33,7 @@ type options struct {
 	defaultBurst     int64
 	maxWait          time.Duration
 	minDelay         time.Duration
+	waitInProcess    time.Duration
 	untenanted       string
 	refuseUntenanted bool
 	delayedCheck     time.Duration
@@ -101,7 +102,7 @@ func (q queueWeights) Set(v string) error {
 // flags read their own variables (REDIS_URL, ...).
 var ownFlags = []string{
 	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "prefix", "algorithm", "default-rate", "default-burst",
-	"max-wait", "min-delay", "untenanted", "refuse-untenanted", "delayed-task-check-interval", "task-check-interval",
+	"max-wait", "min-delay", "wait-in-process", "untenanted", "refuse-untenanted", "delayed-task-check-interval", "task-check-interval",
 	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "schedule", "schedule-queue", "http-timeout", "echo-types",
 	"log-level", "log-format",
 }
@@ -153,6 +154,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size of tenants with no policy, until a default is stored in Redis")
 	fs.DurationVar(&o.maxWait, "max-wait", 0, "the longest a task may wait in all because of throttling before it is archived with a message saying so (0: no cap, wait as long as it takes)")
 	fs.DurationVar(&o.minDelay, "min-delay", worker.DefaultMinDelay, "the shortest time a throttled task stays out of its queue")
+	fs.DurationVar(&o.waitInProcess, "wait-in-process", worker.DefaultWaitInProcess,
+		"the longest a task waits in the worker, holding its slot, for a start booked before it was dequeued (a shaped task the forwarder brought early, a late task given its turn), instead of being put back; up to --concurrency tasks wait at once (0: never wait, always put back)")
 	fs.StringVar(&o.untenanted, "untenanted", worker.DefaultUntenanted, "tenant id under which tasks with no tenant are limited, together")
 	fs.BoolVar(&o.refuseUntenanted, "refuse-untenanted", false, "archive tasks with no tenant instead of limiting them under --untenanted")
 	fs.DurationVar(&o.delayedCheck, "delayed-task-check-interval", worker.DefaultDelayedTaskCheckInterval,
@@ -210,6 +213,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--batch %d is negative (0 turns batching off)", o.batch)
 	case o.minDelay < 0:
 		return fmt.Errorf("--min-delay %s is negative", o.minDelay)
+	case o.waitInProcess < 0:
+		return fmt.Errorf("--wait-in-process %s is negative (0: tasks never wait in the worker)", o.waitInProcess)
 	case o.delayedCheck <= 0:
 		return fmt.Errorf("--delayed-task-check-interval %s: give a positive duration such as 1s", o.delayedCheck)
 	case o.taskCheck <= 0:

@@ -105,6 +105,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		worker.WithMetrics(metrics),
 		worker.WithMaxWait(o.maxWait),
 		worker.WithMinDelay(o.minDelay),
+		worker.WithWaitInProcess(o.waitInProcess),
 		worker.WithUntenanted(untenanted),
 	)
 	defer th.Close()

@@ -24,7 +24,8 @@
 --   -1 never / quota reset unknown), reset_us (until full), quota remaining
 --   (-1: no quota), quota_reset_us, level (1-based id that decided),
 --   reason (0 none, 1 rate, 2 quota, 3 paused, 4 cost above burst),
---   booked (1 when reserve booked tokens due later)}
+--   booked (1 when reserve booked tokens due later; 2 when they were
+--   booked under the ticket before this call)}
 
 local mode, n = ARGV[1], tonumber(ARGV[2])
 local maxwait, ticket = tonumber(ARGV[3]) * 1000, ARGV[4]
@@ -100,11 +101,11 @@ if redeem and mode ~= 'peek' and mode ~= 'cancel' then
     allowed = 1
     for _, L in ipairs(levels) do redis.call('HDEL', L.ak, 'k:' .. ticket) end
   elseif paced then
-    booked = 1 -- its start is booked: it comes back then
+    booked = 2 -- its start is booked: it comes back then
     local due = now + math.ceil(wait / 1000)
     for _, L in ipairs(levels) do redis.call('HSET', L.ak, 'k:' .. ticket, fmt(-due)) end
   else
-    booked = 1 -- still booked, just not due yet
+    booked = 2 -- still booked, just not due yet
   end
 elseif mode == 'cancel' then
   for _, L in ipairs(levels) do
