@@ -22,6 +22,7 @@ type Limiter struct {
 	algo       *algoScript
 	refresh    time.Duration
 	quotaRetry time.Duration
+	learn      Learning
 
 	def        atomic.Pointer[cachedPolicy]
 	refreshing sync.Mutex
@@ -49,6 +50,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 		algo:       TokenBucket.script(),
 		refresh:    time.Second,
 		quotaRetry: time.Minute,
+		learn:      DefaultLearning,
 	}
 	for _, o := range opts {
 		o(l)
@@ -164,15 +166,35 @@ func (l *Limiter) CancelTicket(ctx context.Context, req Request) error {
 
 // Hold pauses tenant for d: its bucket counts as empty until d has passed,
 // so its decisions wait, and tokens booked from now on are due after the
-// pause, one interval apart. Use it when the tenant's upstream answered 429
-// or 503 with Retry-After. It also counts the hold (HoldCount). d is cut to
-// MaxHold.
+// pause, one interval apart. It also counts the hold (HoldCount). d is cut
+// to MaxHold. When the tenant's upstream refused a call, use Backoff, which
+// also slows the tenant down.
 func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) error {
-	if err := ValidateTenant(tenant); err != nil {
-		return err
-	}
 	if d <= 0 {
 		return fmt.Errorf("throttle: hold %s of tenant %q must be above 0", d, tenant)
+	}
+	return l.hold(ctx, tenant, d, false)
+}
+
+// Backoff tells the limiter that id's upstream refused a call (429 or 503),
+// asking to wait d (its Retry-After; 0 when it gave none): id is held for d
+// as with Hold, and runs from now on at a rate learned from the upstream
+// (see WithLearning): cut now, climbing back to its policy's rate while no
+// other refusal comes. Calls of id already on their way when the upstream
+// said stop cut the rate once, not once each.
+func (l *Limiter) Backoff(ctx context.Context, id string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("throttle: backoff %s of %q must not be negative", d, id)
+	}
+	if err := l.learn.Validate(); err != nil {
+		return err
+	}
+	return l.hold(ctx, id, d, l.learn.Factor > 0)
+}
+
+func (l *Limiter) hold(ctx context.Context, tenant string, d time.Duration, cut bool) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
 	}
 	d = min(d, MaxHold)
 	defer l.forgetRefusals(tenant) // ends this Limiter's lease (refusals can only get longer)
@@ -182,8 +204,18 @@ func (l *Limiter) Hold(ctx context.Context, tenant string, d time.Duration) erro
 	if l.algo.books {
 		books = 1
 	}
-	if err := holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds, k.tb}, int64(us), books).Err(); err != nil {
-		return fmt.Errorf("%w: hold tenant %q: %w", ErrUnavailable, tenant, err)
+	factor := 0.0
+	if cut {
+		factor = l.learn.Factor
+	}
+	def, err := l.defaults(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: hold %q: %w", ErrUnavailable, tenant, err)
+	}
+	err = holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds, k.tb, k.policy}, int64(us), books,
+		def.p.args()[0], factor, l.learn.Floor, l.learn.Recovery.Microseconds(), learnCooldown.Microseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("%w: hold %q: %w", ErrUnavailable, tenant, err)
 	}
 	return nil
 }
@@ -298,7 +330,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		// both know)
 	}
 	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
-	args = append(args, def.next, keep)
+	args = append(args, def.next, keep, l.learn.Recovery.Microseconds())
 	reply, err := l.decide(ctx, ks, args)
 	var rerr redis.Error
 	if err != nil && len(req.IDs) == 1 && errors.As(err, &rerr) && strings.Contains(err.Error(), "user_script") {

@@ -253,8 +253,9 @@ func (t *Throttler) admit(ctx context.Context, j *job) error {
 	}
 }
 
-// upstreamSaidStop handles a handler's RetryAfter: hold the tenant, book the
-// task's next run after the pause, and put it back.
+// upstreamSaidStop handles a handler's RetryAfter: hold the tenant for the
+// delay and slow it down (throttle.Limiter.Backoff: it learns the
+// upstream's rate), book the task's next run, and put it back.
 func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfterError) error {
 	t.stats.retryAfter.Add(1)
 	if m := t.metrics; m != nil {
@@ -264,16 +265,15 @@ func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfter
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	delay, booked := ra.Delay, false
-	if ra.Delay > 0 {
-		if err := t.limiter.Hold(ctx, j.tenant, ra.Delay); err != nil {
-			t.countError(j, "hold")
-			t.logger.Warn("worker: could not hold tenant", "tenant", j.tenant, "delay", ra.Delay, "err", err)
-		} else if res, err := t.limiter.Reserve(ctx, throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()}); err != nil {
-			t.countError(j, "limiter")
-		} else {
-			// Held, so any booking is due after the pause (Delay > 0).
-			delay, booked = max(res.Delay, ra.Delay), res.OK && res.Delay > 0
-		}
+	if err := t.limiter.Backoff(ctx, j.tenant, ra.Delay); err != nil {
+		t.countError(j, "hold")
+		t.logger.Warn("worker: could not hold tenant", "tenant", j.tenant, "delay", ra.Delay, "err", err)
+	} else if res, err := t.limiter.Reserve(ctx, throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket(), KeepTicket: true}); err != nil {
+		t.countError(j, "limiter")
+	} else if res.OK {
+		// its next slot, after the pause, at the rate learned (kept under
+		// its ticket even when it is now: the task redeems it when back)
+		delay, booked = max(res.Delay, ra.Delay), true
 	}
 	return t.putBack(ctx, j, delay, "upstream", booked)
 }

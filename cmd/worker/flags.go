@@ -34,6 +34,9 @@ type options struct {
 	maxWait          time.Duration
 	minDelay         time.Duration
 	waitInProcess    time.Duration
+	learnFactor      float64
+	learnFloor       float64
+	learnRecovery    time.Duration
 	untenanted       string
 	refuseUntenanted bool
 	delayedCheck     time.Duration
@@ -102,9 +105,14 @@ func (q queueWeights) Set(v string) error {
 // flags read their own variables (REDIS_URL, ...).
 var ownFlags = []string{
 	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "prefix", "algorithm", "default-rate", "default-burst",
-	"max-wait", "min-delay", "wait-in-process", "untenanted", "refuse-untenanted", "delayed-task-check-interval", "task-check-interval",
+	"max-wait", "min-delay", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted", "delayed-task-check-interval", "task-check-interval",
 	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "schedule", "schedule-queue", "http-timeout", "echo-types",
 	"log-level", "log-format",
+}
+
+// learning is the limiter's Learning the flags say.
+func (o *options) learning() throttle.Learning {
+	return throttle.Learning{Factor: o.learnFactor, Floor: o.learnFloor, Recovery: o.learnRecovery}
 }
 
 func envName(flagName string) string {
@@ -154,6 +162,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size of tenants with no policy, until a default is stored in Redis")
 	fs.DurationVar(&o.maxWait, "max-wait", 0, "the longest a task may wait in all because of throttling before it is archived with a message saying so (0: no cap, wait as long as it takes)")
 	fs.DurationVar(&o.minDelay, "min-delay", worker.DefaultMinDelay, "the shortest time a throttled task stays out of its queue")
+	fs.Float64Var(&o.learnFactor, "learn-factor", throttle.DefaultLearning.Factor,
+		"learning an upstream tighter than the policy: each 429/503 (worker.RetryAfter) multiplies the rate the tenant runs at by this, once per second at most; it climbs back to the policy's rate while none comes (0: learning off, a 429 only holds the tenant for its Retry-After)")
+	fs.Float64Var(&o.learnFloor, "learn-floor", throttle.DefaultLearning.Floor, "the lowest rate learning cuts a tenant to, as a fraction of its policy's rate")
+	fs.DurationVar(&o.learnRecovery, "learn-recovery", throttle.DefaultLearning.Recovery, "how long a learned rate takes to climb back by the policy's whole rate")
 	fs.DurationVar(&o.waitInProcess, "wait-in-process", worker.DefaultWaitInProcess,
 		"the longest a task waits in the worker, holding its slot, for a start booked before it was dequeued (a shaped task the forwarder brought early, a late task given its turn), instead of being put back; up to --concurrency tasks wait at once (0: never wait, always put back)")
 	fs.StringVar(&o.untenanted, "untenanted", worker.DefaultUntenanted, "tenant id under which tasks with no tenant are limited, together")
@@ -213,6 +225,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--batch %d is negative (0 turns batching off)", o.batch)
 	case o.minDelay < 0:
 		return fmt.Errorf("--min-delay %s is negative", o.minDelay)
+	case o.learning().Validate() != nil:
+		return fmt.Errorf("--learn-factor, --learn-floor, --learn-recovery: %w", o.learning().Validate())
 	case o.waitInProcess < 0:
 		return fmt.Errorf("--wait-in-process %s is negative (0: tasks never wait in the worker)", o.waitInProcess)
 	case o.delayedCheck <= 0:

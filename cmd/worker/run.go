@@ -83,6 +83,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		throttle.WithAlgorithm(algo),
 		throttle.WithDefaultPolicy(throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}),
 		throttle.WithLeases(o.lease, 0),
+		throttle.WithLearning(o.learning()),
 	}
 	if o.batch > 0 {
 		limiterOpts = append(limiterOpts, throttle.WithBatching(o.batch, 0))

@@ -81,13 +81,33 @@ end
 
 -- aux holds the upstream pause ('h': until when, in µs), reservation
 -- tickets ('k:<ticket>': when the reserved tokens are due, in µs; negative,
--- -due, once the ticket also holds its start: see starts_wait) and the
--- starts ('s', see starts_wait).
+-- -due, once the ticket also holds its start: see starts_wait), the
+-- starts ('s', see starts_wait) and the rate learned from the upstream's
+-- refusals ('lr' per second, cut at 'lc' µs: see learned_t).
+-- aux_load returns the pause (ns), the ticket's due time, 's', 'lr', 'lc'.
 local function aux_load(key, ticket, now)
-  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket, 's')
+  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket, 's', 'lr', 'lc')
   local hold = 0
   if v[1] and tonumber(v[1]) > now then hold = (tonumber(v[1]) - now) * 1000 end
-  return hold, v[2] and tonumber(v[2]) or nil, v[3] and tonumber(v[3]) or nil
+  return hold, tonumber(v[2]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
+end
+
+-- Learning the upstream: when an id's upstream refuses a call (429, 503),
+-- hold.lua cuts the rate the id runs at ('lr', at 'lc'); from then on it
+-- climbs back linearly, by the policy's whole rate in 'recovery' µs, while
+-- no refusal cuts it again, and never above the policy's rate.
+-- learned_rate returns the rate (per second) it has climbed back to by now,
+-- at most the policy's (1e9 / t).
+local function learned_rate(t, lr, lc, now, recovery)
+  local full = 1e9 / t
+  if not lr or recovery <= 0 then return full end
+  return math.min(full, lr + full * (now - lc) / recovery)
+end
+
+-- learned_t returns the interval (ns) an id runs at: the policy's t, or
+-- longer while a learned rate is below the policy's.
+local function learned_t(t, lr, lc, now, recovery)
+  return math.max(t, math.ceil(1e9 / learned_rate(t, lr, lc, now, recovery)))
 end
 
 local function aux_extend(key, until_us, now)

@@ -20,6 +20,9 @@
 --            reset end, Unix µs (0: unknown)
 -- ARGV[10] -> '1': reserve records the ticket even when the tokens are
 --            granted now (they are for a job that will only come later)
+-- ARGV[11] -> learning the upstream: how long a learned rate takes to climb
+--            back by the policy's whole rate, µs (0: learning off; see
+--            learned_t in common.lua)
 -- Returns {allowed (1 or 0), remaining tokens, wait_us (0 when allowed,
 --   -1 never / quota reset unknown), reset_us (until full), quota remaining
 --   (-1: no quota), quota_reset_us, level (1-based id that decided),
@@ -32,6 +35,7 @@ local maxwait, ticket = tonumber(ARGV[3]) * 1000, ARGV[4]
 local def = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])}
 local defnext = tonumber(ARGV[9]) or 0
 local keep = ARGV[10] == '1'
+local recovery = tonumber(ARGV[11]) or 0
 local now = now_us()
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
 
@@ -40,9 +44,10 @@ local wait, level, reason = 0, 1, 0
 for i = 1, #KEYS / 4 do
   local L = {pk = KEYS[4*i-3], sk = KEYS[4*i-2], qk = KEYS[4*i-1], ak = KEYS[4*i]}
   L.t, L.b, L.q, L.qp = policy(L.pk, def)
+  L.hold, L.due, L.s, L.lr, L.lc = aux_load(L.ak, ticket, now)
+  if algo.books then L.t = learned_t(L.t, L.lr, L.lc, now, recovery) end
   L.st = algo.load(L.sk, L.t, L.b, now)
   L.bl = L.st -- (before a pause counts)
-  L.hold, L.due, L.s = aux_load(L.ak, ticket, now)
   if not L.due then redeem = false end
   if L.hold > 0 then L.st = algo.pause(L.st, L.t, L.b, L.hold) end
   L.wait, L.reason = algo.wait(L.sk, L.st, L.t, L.b, n, now), 1

@@ -1,19 +1,47 @@
--- hold.lua: pause an id (its upstream answered 429 or 503 with Retry-After):
--- every decision that involves it waits until the pause ends. Appended to
--- common.lua and dropcache.lua.
+-- hold.lua: an id's upstream refused a call (429 or 503): pause the id for
+-- as long as it said (Retry-After), and cut the rate it runs at (learning
+-- the upstream, see learned_t in common.lua). Appended to common.lua and
+-- dropcache.lua.
 --
+-- The pause: every decision that involves the id waits until it ends.
 -- Everything already booked moves back by as long as the pause grows:
 -- tickets keep their spacing and land after it, instead of all coming due
 -- together when it ends, and so does the token bucket's backlog, so tokens
 -- booked during the pause queue up behind them.
 --
+-- The cut: the rate the id runs at now (its policy's, or what it has
+-- climbed back to since the last cut) times a factor, at least a floor (a
+-- fraction of the policy's rate); one cut per cooldown, so that the calls
+-- already on their way when the upstream said stop cut once, not once each.
+--
 -- KEYS[1] -> aux hash of the id      KEYS[2] -> the id's hold counter
 -- KEYS[3] -> the id's token bucket state ("tb"), whatever the algorithm
--- ARGV[1] -> pause length, µs (> 0)
+-- KEYS[4] -> the id's policy hash
+-- ARGV[1] -> pause length, µs (0: no pause)
 -- ARGV[2] -> '1' when the algorithm books future tokens (token bucket)
+-- ARGV[3] -> the default policy's interval, ns (for an id without a policy)
+-- ARGV[4] -> the cut's factor, in (0, 1) (0: no cut)
+-- ARGV[5] -> the floor, a fraction of the policy's rate
+-- ARGV[6] -> how long a learned rate takes to climb back by the policy's
+--            whole rate, µs
+-- ARGV[7] -> the cooldown between two cuts, µs
 -- Returns the number of holds the id has had, this one included.
 
 local now = now_us()
+local factor = tonumber(ARGV[4])
+if factor > 0 then
+  local t = tonumber(redis.call('HGET', KEYS[4], 't')) or tonumber(ARGV[3])
+  local l = redis.call('HMGET', KEYS[1], 'lr', 'lc')
+  local lc = tonumber(l[2])
+  if not lc or now - lc >= tonumber(ARGV[7]) then
+    local recovery = tonumber(ARGV[6])
+    local rate = learned_rate(t, tonumber(l[1]), lc, now, recovery) * factor
+    rate = math.max(rate, 1e9 / t * tonumber(ARGV[5]))
+    redis.call('HSET', KEYS[1], 'lr', string.format('%.17g', rate), 'lc', fmt(now))
+    aux_extend(KEYS[1], now + recovery, now)
+    if ARGV[2] == '1' then drop_cache(KEYS[3]) end
+  end
+end
 local untl = now + tonumber(ARGV[1])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'h')) or 0
 local from = math.max(cur, now) -- where the pause ended before this call

@@ -1,0 +1,116 @@
+package throttle_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// interval books two more tokens of tenant now and returns how far apart
+// their slots are: the interval the tenant runs at.
+func interval(t *testing.T, l *throttle.Limiter, tenant string) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	var d [3]time.Duration
+	for i := range d {
+		res, err := l.ReserveN(ctx, tenant, 1, 0)
+		if err != nil || !res.OK {
+			t.Fatalf("reserve: %+v %v", res, err)
+		}
+		d[i] = res.Delay
+	}
+	return d[2] - d[1]
+}
+
+func near(got, want time.Duration) bool {
+	diff := got - want
+	return diff > -3*time.Microsecond && diff < 3*time.Microsecond
+}
+
+// An upstream's refusal cuts the rate a tenant runs at, once for the calls
+// refused together, and the rate climbs back to the policy's while no
+// refusal comes; never below the floor, never above the policy.
+func TestBackoffLearnsTheUpstream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := throttle.Policy{Rate: 20, Burst: 1} // 50ms
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(p))
+	at := func(d time.Duration) { m.SetTime(t0.Add(d)) }
+	steps := []struct {
+		name   string
+		at     time.Duration
+		refuse bool
+		want   time.Duration // interval after the step
+	}{
+		{"PolicyBeforeAnyRefusal", 0, false, 50 * time.Millisecond},
+		{"CutToFourFifths", time.Second, true, 62500 * time.Microsecond}, // 16/s
+		{"RefusedTogetherCutOnce", time.Second, true, 62500 * time.Microsecond},
+		// a second later it had climbed to 16 + 20 × 1/120; × 0.8 = 12.93/s
+		{"CutAgainAfterTheCooldown", 2 * time.Second, true, 77319588 * time.Nanosecond},
+		// 30 s later: 12.93 + 20 × 30/120 = 17.93/s
+		{"ClimbsBack", 32 * time.Second, false, 55762082 * time.Nanosecond},
+		{"BackToThePolicy", 3 * time.Minute, false, 50 * time.Millisecond},
+	}
+	for _, s := range steps {
+		at(s.at)
+		if s.refuse {
+			if err := l.Backoff(ctx, "acme", 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := interval(t, l, "acme"); !near(got, s.want) {
+			t.Fatalf("%s: interval %s, want %s", s.name, got, s.want)
+		}
+	}
+
+	// refused again and again, a second apart: never below a tenth
+	for i := range 30 {
+		at(4*time.Minute + time.Duration(i)*time.Second)
+		if err := l.Backoff(ctx, "floor", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := interval(t, l, "floor"); got > 500*time.Millisecond+time.Millisecond {
+		t.Fatalf("after 30 refusals: interval %s, want at most the floor's 500ms (2/s)", got)
+	}
+}
+
+// Without learning, a refusal only holds: the policy's rate goes out again.
+func TestBackoffWithoutLearningOnlyHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 20, Burst: 1}), throttle.WithLearning(throttle.NoLearning))
+	if err := l.Backoff(ctx, "acme", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustAllowN(t, l, "acme", 1); r.Allowed {
+		t.Fatalf("held tenant admitted: %+v", r)
+	}
+	m.SetTime(t0.Add(2 * time.Second))
+	if got := interval(t, l, "acme"); !near(got, 50*time.Millisecond) {
+		t.Fatalf("interval %s after the hold, want the policy's 50ms", got)
+	}
+}
+
+func TestLearningValidate(t *testing.T) {
+	t.Parallel()
+	bad := []throttle.Learning{
+		{Factor: 1, Floor: 0.1, Recovery: time.Minute},
+		{Factor: -0.5, Floor: 0.1, Recovery: time.Minute},
+		{Factor: 0.5, Floor: 0, Recovery: time.Minute},
+		{Factor: 0.5, Floor: 1.5, Recovery: time.Minute},
+		{Factor: 0.5, Floor: 0.1, Recovery: time.Millisecond},
+	}
+	for _, lr := range bad {
+		if err := lr.Validate(); err == nil {
+			t.Errorf("%+v: no error", lr)
+		}
+	}
+	for _, lr := range []throttle.Learning{throttle.DefaultLearning, throttle.NoLearning} {
+		if err := lr.Validate(); err != nil {
+			t.Errorf("%+v: %v", lr, err)
+		}
+	}
+}
