@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -64,6 +65,7 @@ func (h *handlers) reset(ctx context.Context, t *asynq.Task) error {
 			}
 		}
 		log.Info("scheduler: quotas reset", "tenants", n, "all", true, "next_reset", r.NextReset)
+		h.releaseParked(ctx, log)
 		return nil
 	}
 	if err := h.l.ResetQuota(ctx, r.Tenants...); err != nil {
@@ -77,7 +79,26 @@ func (h *handlers) reset(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	log.Info("scheduler: quotas reset", "tenants", len(r.Tenants), "next_reset", r.NextReset)
+	h.releaseParked(ctx, log, r.Tenants...)
 	return nil
+}
+
+// releaseParked brings back the parked tasks of tenants (none: every
+// tenant) with WithRelease's function. A failure is logged, not returned:
+// the change is made, and a retry would make it again; the tasks still come
+// back when they were due.
+func (h *handlers) releaseParked(ctx context.Context, log *slog.Logger, tenants ...string) {
+	if h.cfg.release == nil {
+		return
+	}
+	n, err := h.cfg.release(ctx, tenants...)
+	if err != nil {
+		log.Warn("scheduler: could not bring back parked tasks; they run when they were due", "err", err)
+		return
+	}
+	if n > 0 {
+		log.Info("scheduler: parked tasks brought back", "tasks", n)
+	}
 }
 
 func (h *handlers) adjust(ctx context.Context, t *asynq.Task) error {
@@ -148,5 +169,9 @@ func (h *handlers) adjust(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	log.Info("scheduler: policies adjusted", "all", a.All, "tenants", len(tenants))
+	if a.All {
+		tenants = nil // every tenant
+	}
+	h.releaseParked(ctx, log, tenants...)
 	return nil
 }

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/redis/go-redis/v9"
@@ -12,11 +13,12 @@ import (
 type Option func(*config)
 
 type config struct {
-	logger *slog.Logger
-	queue  string
-	clock  Clock
-	rdb    redis.UniversalClient
-	prefix string
+	logger  *slog.Logger
+	queue   string
+	clock   Clock
+	rdb     redis.UniversalClient
+	prefix  string
+	release func(ctx context.Context, tenants ...string) (int, error)
 }
 
 func newConfig(opts []Option) config {
@@ -68,6 +70,15 @@ func WithClock(clk Clock) Option {
 // it.
 func WithRedis(rdb redis.UniversalClient) Option {
 	return func(c *config) { c.rdb = rdb }
+}
+
+// WithRelease sets what brings a tenant's parked tasks back (those waiting
+// for a quota reset or a pause: worker.Throttler.Release), called for the
+// tenants a reset or an adjustment changed (none: every tenant), so that
+// they run at the new allowance at once instead of at the end of the
+// period they were parked for. Handlers only. Default: none.
+func WithRelease(fn func(ctx context.Context, tenants ...string) (int, error)) Option {
+	return func(c *config) { c.release = fn }
 }
 
 // WithPrefix sets the prefix of the handlers' own keys (the adaptive state,

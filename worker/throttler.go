@@ -108,6 +108,17 @@ func (t *Throttler) Close() error {
 	return nil
 }
 
+// Release brings back now the tasks of the given tenants (every tenant's
+// when none is given) that were put back to wait for nothing booked: a
+// quota used up, a pause, the limiter unavailable. Call it when that ended
+// early: a quota reset, a higher policy. They are decided again when
+// dequeued, so the limiter spreads them at the new allowance. It returns
+// how many tasks it brought back. The CLI's quota and policy commands and
+// the scheduler's resets (scheduler.WithRelease) call it.
+func (t *Throttler) Release(ctx context.Context, tenants ...string) (int, error) {
+	return t.requeuer.Release(ctx, tenants...)
+}
+
 // Stats returns the Throttler's counts so far.
 func (t *Throttler) Stats() Stats { return t.stats.snapshot() }
 
@@ -290,7 +301,8 @@ func (t *Throttler) putBack(ctx context.Context, j *job, delay time.Duration, re
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	out, err := t.requeuer.Requeue(ctx, asynqrequeue.Request{Queue: j.queue, ID: j.id, Due: time.Now().Add(wait), MaxWait: t.maxWait})
+	out, err := t.requeuer.Requeue(ctx, asynqrequeue.Request{Queue: j.queue, ID: j.id, Due: time.Now().Add(wait), MaxWait: t.maxWait,
+		Tenant: j.tenant, Parked: !booked})
 	if err != nil && booked {
 		if cerr := t.limiter.CancelTicket(ctx, throttle.Request{IDs: j.ids, N: j.n, Ticket: j.ticket()}); cerr != nil {
 			t.countError(j, "limiter")

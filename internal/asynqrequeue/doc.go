@@ -31,6 +31,12 @@
 //     fields asynq ignores ("quotaq_throttles", "quotaq_waited_ms"), and the
 //     exact due time ("quotaq_due").
 //
+// A task put back to wait for nothing booked (a quota used up, a pause, an
+// outage) is also recorded in quotaq's own zset of its tenant, under its
+// queue's hash tag ("asynq:{<queue>}:quotaq:parked:<tenant>"), so that
+// Release can bring it back early when what it waits for ends (a quota
+// reset, a higher policy).
+//
 // A Waker then moves the task from the scheduled set to the head of the
 // pending list at its exact due time (asynq's forwarder only looks every
 // DelayedTaskCheckInterval and compares whole seconds). If the process that

@@ -16,3 +16,10 @@ func leaseKey(queue string) string { return queuePrefix(queue) + "lease" }
 func scheduledKey(queue string) string { return queuePrefix(queue) + "scheduled" }
 
 func pendingKey(queue string) string { return queuePrefix(queue) + "pending" }
+
+// allQueuesKey is the set of every queue's name.
+const allQueuesKey = "asynq:queues"
+
+// parkedKey is quotaq's own zset of a tenant's tasks of queue that wait for
+// nothing booked (see Request.Tenant), under the queue's hash tag.
+func parkedKey(queue, tenant string) string { return queuePrefix(queue) + "quotaq:parked:" + tenant }

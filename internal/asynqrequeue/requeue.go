@@ -16,9 +16,12 @@ var (
 	requeueLua    string
 	requeueScript = redis.NewScript(requeueLua)
 
+	//go:embed move.lua
+	moveLua string
+
 	//go:embed wake.lua
 	wakeLua    string
-	wakeScript = redis.NewScript(wakeLua)
+	wakeScript = redis.NewScript(moveLua + wakeLua)
 )
 
 var (
@@ -52,6 +55,11 @@ type Request struct {
 	// included, counted as the sum of Due minus the time of each Requeue.
 	// 0: no cap.
 	MaxWait time.Duration
+	// Tenant is the task's tenant. With Parked, the task is recorded as
+	// waiting for nothing booked (a quota, a pause, an outage), so that
+	// Release can bring it back when that ends early.
+	Tenant string
+	Parked bool
 }
 
 // Outcome describes a re-queue, done or refused with ErrMaxWait.
@@ -86,8 +94,12 @@ func (r *Requeuer) Requeue(ctx context.Context, req Request) (Outcome, error) {
 		wait = 0
 	}
 	score := (due + 999) / 1000 // whole seconds, rounded up: never before Due
-	keys := []string{taskKey(req.Queue, req.ID), activeKey(req.Queue), leaseKey(req.Queue), scheduledKey(req.Queue)}
-	v, err := requeueScript.Run(ctx, r.rdb, keys, req.ID, due, score, wait, req.MaxWait.Milliseconds()).Int64Slice()
+	keys := []string{taskKey(req.Queue, req.ID), activeKey(req.Queue), leaseKey(req.Queue), scheduledKey(req.Queue), parkedKey(req.Queue, req.Tenant)}
+	parked := 0
+	if req.Parked && req.Tenant != "" {
+		parked = 1
+	}
+	v, err := requeueScript.Run(ctx, r.rdb, keys, req.ID, due, score, wait, req.MaxWait.Milliseconds(), parked).Int64Slice()
 	if err != nil {
 		return Outcome{}, fmt.Errorf("asynqrequeue: requeue task %s of queue %q: %w", req.ID, req.Queue, err)
 	}

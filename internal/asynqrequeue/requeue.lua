@@ -4,11 +4,16 @@
 -- KEYS[2] -> asynq:{<queue>}:active      (list)
 -- KEYS[3] -> asynq:{<queue>}:lease       (zset)
 -- KEYS[4] -> asynq:{<queue>}:scheduled   (zset)
+-- KEYS[5] -> asynq:{<queue>}:quotaq:parked:<tenant> (zset of the tenant's
+--            tasks waiting for nothing booked, scored by due time, ms)
 -- ARGV[1] -> task id
 -- ARGV[2] -> due time, unix ms (stored as "quotaq_due" for the Waker)
 -- ARGV[3] -> scheduled score: due time in unix seconds, rounded up
 -- ARGV[4] -> this wait, ms, added to "quotaq_waited_ms"
 -- ARGV[5] -> cap on the total wait, ms (0: no cap)
+-- ARGV[6] -> '1': the task waits for nothing booked (a quota, a pause, an
+--            outage): recorded in KEYS[5], so that Release can bring it
+--            back early; else taken out of it
 -- Returns {code, throttles, waited_ms}:
 --   code 1: moved; throttles and waited_ms are the task's new totals
 --   code 0: the task is not active and leased (not ours): nothing written
@@ -30,4 +35,11 @@ redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[1], "state", "scheduled", "quotaq_throttles", throttles,
            "quotaq_waited_ms", waited, "quotaq_due", ARGV[2])
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
+if ARGV[6] == "1" then
+  redis.call("ZADD", KEYS[5], ARGV[2], ARGV[1])
+  local ttl = math.ceil(tonumber(ARGV[4]) / 1000) + 86400
+  if redis.call("TTL", KEYS[5]) < ttl then redis.call("EXPIRE", KEYS[5], ttl) end
+else
+  redis.call("ZREM", KEYS[5], ARGV[1])
+end
 return {1, throttles, waited}

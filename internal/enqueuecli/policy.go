@@ -9,6 +9,9 @@ import (
 	"io"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/internal/asynqrequeue"
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -193,7 +196,10 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 			if err := l.SetDefaultPolicy(ctx, p); err != nil {
 				return err
 			}
-			return newPolicyView("", p, true).print(cio.stdout, c.json, "set ")
+			if err := newPolicyView("", p, true).print(cio.stdout, c.json, "set "); err != nil {
+				return err
+			}
+			return releaseParked(ctx, conn.Redis, cio, c.json)
 		}
 		if err := l.SetPolicy(ctx, tenant, p); err != nil {
 			if errors.Is(err, throttle.ErrInvalidPolicy) {
@@ -201,7 +207,10 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 			}
 			return err
 		}
-		return newPolicyView(tenant, p, true).print(cio.stdout, c.json, "set ")
+		if err := newPolicyView(tenant, p, true).print(cio.stdout, c.json, "set "); err != nil {
+			return err
+		}
+		return releaseParked(ctx, conn.Redis, cio, c.json, tenant)
 	default: // delete
 		if err := l.DeletePolicy(ctx, tenant); err != nil {
 			return err
@@ -212,6 +221,20 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 		}
 		return newPolicyView(tenant, p, false).print(cio.stdout, c.json, "deleted; ")
 	}
+}
+
+// releaseParked brings back the tasks of tenants (none: every tenant)
+// parked to wait for a quota or a pause, so that they are decided again
+// under the new policy, and says so when there were any.
+func releaseParked(ctx context.Context, rdb redis.UniversalClient, cio cmdIO, quiet bool, tenants ...string) error {
+	n, err := asynqrequeue.New(rdb).Release(ctx, tenants...)
+	if err != nil {
+		return fmt.Errorf("policy set, but the parked tasks still wait for their time: %w", err)
+	}
+	if n > 0 && !quiet {
+		_, err = fmt.Fprintf(cio.stdout, "%d parked tasks brought back to run under the new policy\n", n)
+	}
+	return err
 }
 
 // oneTenant checks that exactly one valid tenant was given (none when

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/quotaq/quotaq/internal/asynqrequeue"
 	"github.com/quotaq/quotaq/scheduler"
 )
 
@@ -127,15 +128,21 @@ func runQuota(ctx context.Context, c *common, args []string, cio cmdIO) error {
 		} else if err := l.ResetQuota(ctx, pos...); err != nil {
 			return err
 		}
+		// the tasks parked until the quota's end run now, spread by the bucket
+		released, err := asynqrequeue.New(conn.Redis).Release(ctx, pos...)
+		if err != nil {
+			return fmt.Errorf("quota reset now for %s, but its parked tasks still wait for their time: %w", who, err)
+		}
 		if c.json {
 			return json.NewEncoder(cio.stdout).Encode(struct {
-				Action string   `json:"action"`
-				All    bool     `json:"all"`
-				Tenant []string `json:"tenants"`
-				Reset  int      `json:"reset"`
-			}{"reset", all, nonNil(pos), n})
+				Action   string   `json:"action"`
+				All      bool     `json:"all"`
+				Tenant   []string `json:"tenants"`
+				Reset    int      `json:"reset"`
+				Released int      `json:"released"`
+			}{"reset", all, nonNil(pos), n, released})
 		}
-		_, err := fmt.Fprintf(cio.stdout, "quota reset now for %s (%d reset)\n", who, n)
+		_, err = fmt.Fprintf(cio.stdout, "quota reset now for %s (%d reset); %d parked tasks brought back to run\n", who, n, released)
 		return err
 	}
 

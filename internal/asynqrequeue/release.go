@@ -1,0 +1,104 @@
+package asynqrequeue
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed release.lua
+	releaseLua    string
+	releaseScript = redis.NewScript(moveLua + releaseLua)
+)
+
+// releaseBatch is the most parked tasks one script run looks at.
+const releaseBatch = 500
+
+// Release brings back now the parked tasks of the given tenants (every
+// tenant's when none is given), in every queue: the tasks Requeue put back
+// with Request.Parked, to wait for nothing booked (a quota used up, a
+// pause, an outage). Call it when what they wait for ended early (a quota
+// reset, a higher policy): they go to the tail of their pending list and
+// are decided again when dequeued, so the limiter spreads them. It returns
+// how many it moved; a task no longer parked as Requeue left it is skipped.
+func (r *Requeuer) Release(ctx context.Context, tenants ...string) (int, error) {
+	queues, err := r.rdb.SMembers(ctx, allQueuesKey).Result()
+	if err != nil {
+		return 0, fmt.Errorf("asynqrequeue: release: list queues: %w", err)
+	}
+	moved := 0
+	for _, q := range queues {
+		keys := make([]string, 0, len(tenants))
+		for _, t := range tenants {
+			keys = append(keys, parkedKey(q, t))
+		}
+		if len(tenants) == 0 {
+			if keys, err = r.parkedKeys(ctx, q); err != nil {
+				return moved, err
+			}
+		}
+		for _, k := range keys {
+			n, err := r.release(ctx, q, k)
+			moved += n
+			if err != nil {
+				return moved, err
+			}
+		}
+	}
+	return moved, nil
+}
+
+// release empties one parked zset of queue.
+func (r *Requeuer) release(ctx context.Context, queue, key string) (int, error) {
+	moved := 0
+	for {
+		v, err := releaseScript.Run(ctx, r.rdb, []string{key, scheduledKey(queue), pendingKey(queue)},
+			taskKeyPrefix(queue), time.Now().UnixNano(), releaseBatch).Int64Slice()
+		if err != nil {
+			return moved, fmt.Errorf("asynqrequeue: release parked tasks of queue %q: %w", queue, err)
+		}
+		if len(v) != 2 {
+			return moved, fmt.Errorf("asynqrequeue: unexpected reply %v from release script", v)
+		}
+		moved += int(v[0])
+		if v[1] == 0 {
+			return moved, nil
+		}
+	}
+}
+
+// parkedKeys lists queue's parked zsets, of every tenant (SCAN; on a
+// Cluster, a queue's keys live on one node).
+func (r *Requeuer) parkedKeys(ctx context.Context, queue string) ([]string, error) {
+	prefix := parkedKey(queue, "")
+	pattern := strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(prefix) + "*"
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for it.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, it.Val())
+			mu.Unlock()
+		}
+		return it.Err()
+	}
+	var err error
+	if c, ok := r.rdb.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, r.rdb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("asynqrequeue: release: list parked tasks of queue %q: %w", queue, err)
+	}
+	return keys, nil
+}
