@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quotaq/quotaq/internal/redisconn"
+	"github.com/quotaq/quotaq/internal/tenantstatus"
 	"github.com/quotaq/quotaq/scheduler"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
@@ -90,6 +91,11 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		limiterOpts = append(limiterOpts, throttle.WithBatching(o.batch, 0))
 	}
 	limiter := throttle.New(conn.Redis, limiterOpts...)
+	// quotaq-enqueue shows this default for tenants without a policy, until
+	// one is stored in Redis
+	if err := tenantstatus.RecordWorkerDefault(ctx, conn.Redis, o.prefix, throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}); err != nil {
+		logger.Warn("quotaq-worker: could not record the default policy for quotaq-enqueue", "err", err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

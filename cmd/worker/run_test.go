@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotaq/quotaq/internal/enqueuecli"
 	"github.com/quotaq/quotaq/internal/redistest"
 	"github.com/quotaq/quotaq/internal/wait"
 	"github.com/quotaq/quotaq/throttle"
@@ -450,5 +451,32 @@ func TestMetricsListenOnLoopbackByDefault(t *testing.T) {
 	o, err = parseFlags([]string{"--metrics-addr", ":2112"}, env(nil), io.Discard)
 	if err != nil || o.metricsAddr != ":2112" {
 		t.Errorf("--metrics-addr :2112 gave %q, %v", o.metricsAddr, err)
+	}
+}
+
+// TestCLIShowsTheWorkersDefaultPolicy: a tenant without a policy is shown by
+// quotaq-enqueue with the default the worker applies (--default-rate,
+// --default-burst), not the CLI's own, until a default is stored in Redis.
+func TestCLIShowsTheWorkersDefaultPolicy(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redistest.Client(t)
+	url := "redis://" + redistest.Addr(t) + "/0"
+	startWorker(t, []string{"--redis-url", url, "--prefix", prefix, "--queues", "q-" + prefix, "--default-rate", "3", "--default-burst", "7"}, nil)
+	show := func() string {
+		var out, errb wait.Buffer
+		if code := enqueuecli.Run(context.Background(), []string{"policy", "show", "nobody", "--redis-url", url, "--prefix", prefix}, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Fatalf("policy show: exit %d, %s", code, errb.String())
+		}
+		return out.String()
+	}
+	if got := show(); !strings.Contains(got, "3/s burst 7 (the default policy") {
+		t.Errorf("policy show = %q, want the worker's default 3/s burst 7", got)
+	}
+	l := throttle.New(rdb, throttle.WithPrefix(prefix))
+	if err := l.SetDefaultPolicy(context.Background(), throttle.Policy{Rate: 5, Burst: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(); !strings.Contains(got, "5/s burst 1 (the default policy") {
+		t.Errorf("policy show = %q, want the stored default 5/s burst 1", got)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/quotaq/quotaq/internal/redisconn"
+	"github.com/quotaq/quotaq/internal/tenantstatus"
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -121,8 +122,15 @@ func (c *common) open(ctx context.Context, stderr io.Writer) (*redisconn.Conn, e
 	return conn, nil
 }
 
-func (c *common) limiter(conn *redisconn.Conn) *throttle.Limiter {
-	return throttle.New(conn.Redis, throttle.WithPrefix(c.resolvePrefix()))
+// limiter is a Limiter as the workers have it: with the default policy the
+// workers were started with (until one is stored in Redis), when they
+// recorded it.
+func (c *common) limiter(ctx context.Context, conn *redisconn.Conn) *throttle.Limiter {
+	opts := []throttle.Option{throttle.WithPrefix(c.resolvePrefix())}
+	if p, ok, _ := tenantstatus.WorkerDefault(ctx, conn.Redis, c.resolvePrefix()); ok {
+		opts = append(opts, throttle.WithDefaultPolicy(p))
+	}
+	return throttle.New(conn.Redis, opts...)
 }
 
 func (c *common) inspector(conn *redisconn.Conn) *asynq.Inspector {

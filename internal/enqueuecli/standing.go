@@ -81,7 +81,7 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 	defer conn.Close()
 	insp := c.inspector(conn)
 	defer insp.Close()
-	sts, err := tenantstatus.Collect(ctx, c.limiter(conn), insp, tenantstatus.Options{Tenants: pos, Queues: queues})
+	sts, err := tenantstatus.Collect(ctx, c.limiter(ctx, conn), insp, tenantstatus.Options{Tenants: pos, Queues: queues})
 	if err != nil {
 		return err
 	}
