@@ -74,7 +74,10 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr wait.Buffer
-			code := run(context.Background(), tc.args, env(tc.env), &stderr)
+			// a worker that starts instead of refusing stops here and fails
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			code := run(ctx, tc.args, env(tc.env), &stderr)
 			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, stderr.String(), tc.want)
 			}
