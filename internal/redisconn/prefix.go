@@ -16,7 +16,8 @@ const PrefixUsage = "key `prefix` of the limiter; workers and quotaq-enqueue mus
 // Prefix is the --prefix flag of quotaq's programs. Worker and CLI resolve it
 // with the same rule, so they always use the same keys: the flag when given,
 // else QUOTAQ_PREFIX when set, else DefaultPrefix; surrounding spaces are
-// dropped, and an empty value given either way is an error.
+// dropped, and an empty value, or one with a brace, given either way is an
+// error.
 type Prefix struct {
 	value string
 	set   bool
@@ -50,6 +51,11 @@ func (p *Prefix) Resolve(lookup func(string) (string, bool)) (string, error) {
 	}
 	if strings.TrimSpace(v) == "" {
 		return "", fmt.Errorf("%s %q is empty: give the limiter's key prefix, the same for workers and quotaq-enqueue, or leave it unset for the default %q", from, v, DefaultPrefix)
+	}
+	if strings.ContainsAny(v, "{}") {
+		// the limiter would drop them (they mark Cluster hash tags), and
+		// "{}" would become the empty prefix
+		return "", fmt.Errorf("%s %q has a brace: the limiter's keys reserve { and } for Redis Cluster hash tags; give a prefix without them", from, v)
 	}
 	return strings.TrimSpace(v), nil
 }
