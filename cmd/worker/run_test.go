@@ -483,3 +483,22 @@ func TestCLIShowsTheWorkersDefaultPolicy(t *testing.T) {
 		t.Errorf("policy show = %q, want the stored default 5/s burst 1", got)
 	}
 }
+
+// TestGoRedisLinesGoThroughTheStructuredLog: go-redis's own lines (a failed
+// dial in its connection pool) come out as records of the worker's log, not
+// as raw lines on stderr. Not parallel: go-redis has one logger per
+// process, which each worker sets, so no other worker may start meanwhile.
+func TestGoRedisLinesGoThroughTheStructuredLog(t *testing.T) {
+	srv := redistest.NewServer(t)
+	w := startWorker(t, []string{"--redis-url", "redis://" + srv.Addr + "/0", "--redis-timeout", "500ms", "--log-format", "json"}, nil)
+	srv.Kill()
+	w.get(t, "/healthz") // dials the dead server
+	wait.For(t, 20*time.Second, "go-redis's pool line in the worker's log", func() bool {
+		for _, line := range strings.Split(w.logs.String(), "\n") {
+			if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, `"msg":"redis: connection pool: failed to dial`) {
+				return true
+			}
+		}
+		return false
+	})
+}
