@@ -7,6 +7,10 @@
 #   docker build -t quotaq .
 #   docker run --rm -e REDIS_URL=redis://redis.example:6379/0 quotaq quotaq-worker --help
 #
+# The worker needs REDIS_URL (or --embedded to try it without Redis), and
+# serves /metrics on loopback unless given --metrics-addr=:2112, as
+# docker-compose.yml does, to publish the port.
+#
 # docker-compose.yml runs them with Redis. Time zones for CRON_TZ= are compiled
 # in (-tags timetzdata), so the image needs no tzdata.
 

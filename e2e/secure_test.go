@@ -184,8 +184,9 @@ func TestTLSAndACLThroughRedisconn(t *testing.T) {
 // leastPrivilege is the ACL a quotaq worker and quotaq-enqueue need, and
 // what the README recommends: asynq's and the limiter's keys (prefix
 // "quotaq"), asynq's cancel channel, and every command but the dangerous
-// ones (KEYS, FLUSHALL, CONFIG, DEBUG, ...).
-const leastPrivilege = "resetkeys ~asynq:* ~quotaq:* resetchannels &asynq:* +@all -@dangerous"
+// ones (KEYS, FLUSHALL, CONFIG, DEBUG, ...), except CONFIG GET, with which
+// they check that Redis does not evict keys.
+const leastPrivilege = "resetkeys ~asynq:* ~quotaq:* resetchannels &asynq:* +@all -@dangerous +config|get"
 
 // TestBinariesOverTLSWithACLUser runs quotaq-worker and quotaq-enqueue
 // against a TLS-only redis-server as a least-privilege ACL user, the
@@ -219,6 +220,9 @@ func TestBinariesOverTLSWithACLUser(t *testing.T) {
 	}
 	noSecret(t, "worker log", w.logs.String())
 	noSecret(t, "standing", out)
+	if !strings.Contains(w.logs.String(), "maxmemory_policy=noeviction") || !strings.Contains(out, "maxmemory-policy noeviction") {
+		t.Errorf("the least-privilege user could not check maxmemory-policy:\n%s\n%s", tail(w.logs.String(), 5), out)
+	}
 	if code := w.term(30 * time.Second); code != 0 {
 		t.Errorf("worker exit %d after SIGTERM", code)
 	}

@@ -3,12 +3,20 @@
 // in its queue, to come back when its tokens are due.
 //
 //	l := throttle.New(rdb)
-//	t := worker.New(l, rdb, worker.WithMetrics(m))
+//	t, err := worker.NewChecked(l, rdb, worker.WithMetrics(m))
+//	if err != nil { ... } // the program links an asynq version the Throttler is not tested with
 //	defer t.Close()
 //	srv := asynq.NewServerFromRedisClient(rdb, t.ServerConfig(asynq.Config{Concurrency: 20}))
 //	mux := asynq.NewServeMux()
 //	mux.Use(t.Middleware)
 //	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(nil))
+//
+// NewChecked refuses (ErrUnsupportedAsynq) when the program links an asynq
+// other than SupportedAsynq: putting a task back relies on asynq internals
+// (its key layout, how it retries Done, the text of its log lines) that
+// another version may change. New is the same without the check, for a
+// program that has tested its asynq version itself; it keeps New's old
+// signature.
 //
 // # Tenants
 //

@@ -23,7 +23,10 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	t := worker.New(limiter, rdb, worker.WithMetrics(metrics), worker.WithMaxWait(time.Hour))
+	t, err := worker.NewChecked(limiter, rdb, worker.WithMetrics(metrics), worker.WithMaxWait(time.Hour))
+	if err != nil {
+		log.Fatal(err) // an asynq version the Throttler is not tested with
+	}
 	defer t.Close()
 
 	srv := asynq.NewServerFromRedisClient(rdb, t.ServerConfig(asynq.Config{Concurrency: 20}))

@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,7 +11,10 @@ import (
 
 // Metrics are a Throttler's Prometheus metrics. Every series has a "type"
 // label (the task type) and, when made with perTenant, a "tenant" label:
-// one series per tenant, so only when the number of tenants is bounded.
+// one series per tenant, so only when the number of tenants is bounded. The
+// type label is bounded: the first DefaultMaxTypes task types seen (MaxTypes
+// changes it) keep their name, later ones are counted under OtherType, so a
+// producer that makes up task types cannot grow the series without end.
 //
 //	quotaq_worker_allowed_total{type,[tenant],via}   tasks let through: via "now" (including on tokens booked when put back) or "fail_open"
 //	quotaq_worker_throttled_total{type,[tenant],reason}  tasks put back: reason "rate", "quota", "paused", "upstream", "unavailable"
@@ -23,6 +27,7 @@ import (
 //	quotaq_worker_throttle_delay_seconds{type}       delay given to each re-queued task
 type Metrics struct {
 	perTenant   bool
+	types       typeLabels
 	allowed     *prometheus.CounterVec
 	throttled   *prometheus.CounterVec
 	requeued    *prometheus.CounterVec
@@ -34,9 +39,28 @@ type Metrics struct {
 	delay       *prometheus.HistogramVec
 }
 
+// DefaultMaxTypes is how many distinct task types get their own "type" label
+// value unless MaxTypes says otherwise.
+const DefaultMaxTypes = 100
+
+// OtherType is the "type" label value of the task types seen after the first
+// MaxTypes.
+const OtherType = "other"
+
+// MetricsOption configures Metrics.
+type MetricsOption func(*Metrics)
+
+// MaxTypes sets how many distinct task types get their own "type" label
+// value; the types seen after them are counted under OtherType. n < 0: no
+// cap, only for a program that knows its task types are few. Default
+// DefaultMaxTypes.
+func MaxTypes(n int) MetricsOption {
+	return func(m *Metrics) { m.types.max = n }
+}
+
 // NewMetrics makes a Throttler's metrics and registers them with reg.
 // perTenant adds a "tenant" label to the per-task counters.
-func NewMetrics(reg prometheus.Registerer, perTenant bool) (*Metrics, error) {
+func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption) (*Metrics, error) {
 	who := []string{"type"}
 	if perTenant {
 		who = append(who, "tenant")
@@ -47,6 +71,7 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool) (*Metrics, error) {
 	}
 	m := &Metrics{
 		perTenant:   perTenant,
+		types:       typeLabels{max: DefaultMaxTypes},
 		allowed:     counter("allowed_total", "Tasks the throttle let through.", "via"),
 		throttled:   counter("throttled_total", "Tasks the throttle put back to run later.", "reason"),
 		requeued:    counter("requeued_total", "Tasks moved back to their queue by the throttle (not failures)."),
@@ -62,6 +87,9 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool) (*Metrics, error) {
 			Help:    "Delay given to each re-queued task.",
 			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400}}, []string{"type"}),
 	}
+	for _, o := range opts {
+		o(m)
+	}
 	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.waited, m.archived, m.errors, m.delay} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
@@ -75,11 +103,43 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool) (*Metrics, error) {
 }
 
 func (m *Metrics) labels(taskType, tenant string, extra ...string) []string {
-	l := []string{taskType}
+	l := []string{m.typ(taskType)}
 	if m.perTenant {
 		l = append(l, tenant)
 	}
 	return append(l, extra...)
+}
+
+// typ is the "type" label value of taskType.
+func (m *Metrics) typ(taskType string) string { return m.types.label(taskType) }
+
+// typeLabels maps task types to label values: the first max distinct types
+// to themselves, the others to OtherType.
+type typeLabels struct {
+	max  int
+	seen sync.Map // task type -> struct{}: the types with their own label
+	mu   sync.Mutex
+	n    int // len(seen), under mu
+}
+
+func (tl *typeLabels) label(t string) string {
+	if tl.max < 0 {
+		return t
+	}
+	if _, ok := tl.seen.Load(t); ok {
+		return t
+	}
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if _, ok := tl.seen.Load(t); ok {
+		return t
+	}
+	if tl.n >= tl.max {
+		return OtherType
+	}
+	tl.seen.Store(t, struct{}{})
+	tl.n++
+	return t
 }
 
 // Stats are a Throttler's counts since it was made, over all task types and

@@ -97,7 +97,7 @@ func (s *Shaper) Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Op
 	}
 	c, err := s.rules.chargeOf(task, id)
 	if err != nil {
-		return nil, fmt.Errorf("%w; nothing enqueued", err)
+		return nil, fmt.Errorf("%w; the task was not enqueued", err)
 	}
 	req := throttle.Request{IDs: c.ids, N: c.n, MaxWait: s.rules.maxWait, Ticket: TaskTicket(queue, id), KeepTicket: true}
 	res, err := s.limiter.Reserve(ctx, req)
@@ -105,14 +105,14 @@ func (s *Shaper) Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Op
 		if res.OK { // failing open: nothing was booked, the worker decides
 			return s.client.EnqueueContext(ctx, task, opts...)
 		}
-		return nil, fmt.Errorf("worker: book tokens for task type %q of tenant %q: %w; nothing enqueued", task.Type(), c.tenant, err)
+		return nil, fmt.Errorf("worker: book tokens for task type %q of tenant %q: %w; the task was not enqueued", task.Type(), c.tenant, err)
 	}
 	switch {
 	case !res.OK && res.Result.Reason == throttle.ReasonCost:
-		return nil, fmt.Errorf("worker: task type %q costs %d tokens, more than the burst of %q: it can never run (raise the burst or lower the cost): %w; nothing enqueued",
+		return nil, fmt.Errorf("worker: task type %q costs %d tokens, more than the burst of %q: it can never run (raise the burst or lower the cost): %w; the task was not enqueued",
 			task.Type(), c.n, res.Result.Tenant, throttle.ErrInvalidCost)
 	case !res.OK && s.rules.maxWait > 0 && res.Delay > s.rules.maxWait:
-		return nil, fmt.Errorf("%w: task type %q of tenant %q would wait %s (%s), more than the max wait of %s; nothing enqueued",
+		return nil, fmt.Errorf("%w: task type %q of tenant %q would wait %s (%s), more than the max wait of %s; the task was not enqueued",
 			ErrMaxWait, task.Type(), c.tenant, res.Delay.Round(time.Millisecond), res.Result.Reason, s.rules.maxWait)
 	case !res.OK: // nothing booked: ask again later, the worker decides then
 		return s.client.EnqueueContext(ctx, task, append(opts, asynq.ProcessAt(later(at, s.now().Add(res.Delay))))...)

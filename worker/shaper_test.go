@@ -220,7 +220,7 @@ func TestShaperRefusesPastTheMaxWait(t *testing.T) {
 		t.Fatalf("first task, tokens there: %v", err)
 	}
 	_, err := s.Enqueue(ctx, task(), asynq.Queue(b.queue)) // due in 10 s
-	if !errors.Is(err, worker.ErrMaxWait) || !strings.Contains(err.Error(), "max wait of 5s") || !strings.Contains(err.Error(), "nothing enqueued") {
+	if !errors.Is(err, worker.ErrMaxWait) || !strings.Contains(err.Error(), "max wait of 5s") || !strings.Contains(err.Error(), "the task was not enqueued") {
 		t.Fatalf("second task: err %v, want ErrMaxWait naming the max wait and saying nothing was enqueued", err)
 	}
 	q, err := b.inspector.GetQueueInfo(b.queue)
@@ -274,7 +274,7 @@ func TestShaperRefusesTasksTheWorkerWouldArchive(t *testing.T) {
 			if info.Queue != b.queue {
 				t.Errorf("%s: enqueued in %q", tt.name, info.Queue)
 			}
-		case err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "nothing enqueued") || (tt.is != nil && !errors.Is(err, tt.is)):
+		case err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "the task was not enqueued") || (tt.is != nil && !errors.Is(err, tt.is)):
 			t.Errorf("%s: err %v, want one saying %q (matching %v) and nothing enqueued", tt.name, err, tt.want, tt.is)
 		}
 	}

@@ -69,7 +69,8 @@ type Throttler struct {
 // New returns a Throttler that asks l and re-queues on asynqRedis, the
 // Redis the asynq server dequeues from (which may differ from l's). It
 // starts a goroutine that brings re-queued tasks back at their due time;
-// Close stops it.
+// Close stops it. New does not check the asynq version the program links:
+// NewChecked does.
 func New(l *throttle.Limiter, asynqRedis redis.UniversalClient, opts ...Option) *Throttler {
 	t := configure(l, opts)
 	t.requeuer = asynqrequeue.New(asynqRedis)
@@ -333,7 +334,7 @@ func (t *Throttler) putBack(ctx context.Context, j *job, delay time.Duration, re
 		if rethrottled {
 			m.rethrottled.WithLabelValues(who...).Inc()
 		}
-		m.delay.WithLabelValues(j.task.Type()).Observe(wait.Seconds())
+		m.delay.WithLabelValues(m.typ(j.task.Type())).Observe(wait.Seconds())
 	}
 	t.logger.Debug("worker: task put back", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id,
 		"reason", reason, "delay", wait, "booked", booked, "times", out.Throttles)
@@ -345,7 +346,7 @@ func (t *Throttler) putBack(ctx context.Context, j *job, delay time.Duration, re
 func (t *Throttler) archive(j *job, reason string, err error) error {
 	t.stats.archived.Add(1)
 	if m := t.metrics; m != nil {
-		m.archived.WithLabelValues(j.task.Type(), reason).Inc()
+		m.archived.WithLabelValues(m.typ(j.task.Type()), reason).Inc()
 	}
 	t.logger.Warn("worker: task archived", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "reason", reason, "err", err)
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
@@ -361,7 +362,7 @@ func (t *Throttler) countAllowed(j *job, via string) {
 func (t *Throttler) countError(j *job, op string) {
 	t.stats.errors.Add(1)
 	if m := t.metrics; m != nil {
-		m.errors.WithLabelValues(j.task.Type(), op).Inc()
+		m.errors.WithLabelValues(m.typ(j.task.Type()), op).Inc()
 	}
 }
 

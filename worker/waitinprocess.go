@@ -61,7 +61,7 @@ func (t *Throttler) waitFor(ctx context.Context, taskType string, res throttle.R
 	case <-timer.C:
 		t.stats.waitedInProcess.Add(1)
 		if m := t.metrics; m != nil {
-			m.waited.WithLabelValues(taskType).Inc()
+			m.waited.WithLabelValues(m.typ(taskType)).Inc()
 		}
 		return true
 	case <-ctx.Done():

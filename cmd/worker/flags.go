@@ -27,7 +27,8 @@ type options struct {
 	failOpen         bool
 	lease            time.Duration
 	batch            int
-	prefix           string
+	prefixFlag       redisconn.Prefix
+	prefix           string // resolved from prefixFlag and QUOTAQ_PREFIX
 	algorithm        string
 	defaultRate      float64
 	defaultBurst     int64
@@ -44,6 +45,7 @@ type options struct {
 	shutdownTimeout  time.Duration
 	metricsAddr      string
 	perTenant        bool
+	maxTypes         int
 	schedule         string
 	scheduleQueue    string
 	httpTimeout      time.Duration
@@ -102,11 +104,13 @@ func (q queueWeights) Set(v string) error {
 }
 
 // ownFlags are the flags read from QUOTAQ_<NAME> when not given; the Redis
-// flags read their own variables (REDIS_URL, ...).
+// flags read their own variables (REDIS_URL, ...), and --prefix is resolved
+// by redisconn.Prefix, the rule quotaq-enqueue uses too.
 var ownFlags = []string{
-	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "prefix", "algorithm", "default-rate", "default-burst",
-	"max-wait", "min-delay", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted", "delayed-task-check-interval", "task-check-interval",
-	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "schedule", "schedule-queue", "http-timeout", "echo-types",
+	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "algorithm", "default-rate", "default-burst",
+	"max-wait", "min-delay", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
+	"delayed-task-check-interval", "task-check-interval",
+	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "echo-types",
 	"log-level", "log-format",
 }
 
@@ -128,8 +132,11 @@ failure, even with MaxRetry(0)) and comes back at its own slot. Handlers:
 http:call (the generic outbound call; 429/503 with Retry-After holds the
 tenant), quotaq:quota:reset and quotaq:quota:adjust (the scheduler's tasks).
 
-With no Redis configured it starts an embedded, in-memory Redis and says so;
-quotaq-enqueue with no configuration reaches it.
+It needs a Redis: set REDIS_URL (or --redis-url, or the Sentinel or Cluster
+flags). To try quotaq without one, pass --embedded: the worker then runs an
+in-memory Redis, whose data is lost on exit, which quotaq-enqueue with no
+configuration reaches. With neither it refuses to start. It also refuses a
+Redis whose maxmemory-policy is not noeviction (see --allow-eviction).
 
 Every flag can also be set by an environment variable: QUOTAQ_<FLAG> (e.g.
 QUOTAQ_CONCURRENCY=20) for the worker's own flags, REDIS_URL and friends for
@@ -156,9 +163,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.BoolVar(&o.failOpen, "fail-open", false, "when the limiter's Redis cannot be reached, run tasks anyway (default: fail closed, put them back for a second)")
 	fs.DurationVar(&o.lease, "lease", 100*time.Millisecond, "let Redis lease this worker tokens of tenants far under their limits, spent here without a round trip for up to this long; never past a policy, but another process's hold or policy change is seen up to this late (0: off, ask Redis for every task)")
 	fs.IntVar(&o.batch, "batch", 0, "let decisions of tasks that start at the same time share one round trip and one script run, up to this many (default 0: off; measured, it does not pay for asynq's one-task-at-a-time workers: see BENCHMARKS.md)")
-	fs.StringVar(&o.prefix, "prefix", "quotaq", "prefix of the limiter's Redis keys (must match quotaq-enqueue's)")
+	fs.Var(&o.prefixFlag, "prefix", redisconn.PrefixUsage)
 	fs.StringVar(&o.algorithm, "algorithm", throttle.TokenBucket.String(), "limiter algorithm: token-bucket (books future slots: throttled tasks come back exactly when due), fixed-window or sliding-window")
-	fs.Float64Var(&o.defaultRate, "default-rate", 10, "tokens per second of tenants with no policy, until a default is stored in Redis (quotaq-enqueue policy set-default)")
+	fs.Float64Var(&o.defaultRate, "default-rate", 10, "tokens per second of tenants with no policy, until a default is stored in Redis (quotaq-enqueue policy set --default); recorded in Redis so quotaq-enqueue shows it (the last worker started wins)")
 	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size of tenants with no policy, until a default is stored in Redis")
 	fs.DurationVar(&o.maxWait, "max-wait", 0, "the longest a task may wait in all because of throttling before it is archived with a message saying so (0: no cap, wait as long as it takes)")
 	fs.DurationVar(&o.minDelay, "min-delay", worker.DefaultMinDelay, "the shortest time a throttled task stays out of its queue")
@@ -174,8 +181,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"how often asynq moves due retries and ProcessIn/ProcessAt tasks to their queue (asynq's default: 5s). Throttled tasks do not wait for it: the worker wakes them itself. Shorter: retries run closer to their time, for one Redis script per queue per interval")
 	fs.DurationVar(&o.taskCheck, "task-check-interval", worker.DefaultTaskCheckInterval, "how long an idle worker sleeps before it looks at empty queues again (asynq's default: 1s)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long running tasks may finish before they are handed back to their queue")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", ":2112", "address of the Prometheus /metrics and /healthz endpoint (\"\": none)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:2112", "`address` of the Prometheus /metrics and /healthz endpoint; the default listens on loopback only, give :2112 to listen on every interface (\"\": none)")
 	fs.BoolVar(&o.perTenant, "per-tenant-metrics", false, "label metrics by tenant too (one series per tenant: only with a bounded number of tenants)")
+	fs.IntVar(&o.maxTypes, "metrics-max-types", worker.DefaultMaxTypes, "how many distinct task types get their own metrics \"type\" label; later ones are counted as \""+worker.OtherType+"\" (-1: no cap)")
 	fs.StringVar(&o.schedule, "schedule", "", "a quota schedule `file` (YAML: cron entries that reset or adjust tenants' quotas) to run in this worker")
 	fs.StringVar(&o.scheduleQueue, "schedule-queue", "", "queue of the schedule's tasks (default: the first of --queues by weight, then name); every replica must use the same")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 30*time.Second, "timeout of one http:call request")
@@ -206,6 +214,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 			}
 		}
 	}
+	prefix, err := o.prefixFlag.Resolve(lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	o.prefix = prefix
 	return o, o.validate()
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quotaq/quotaq/internal/redisconn"
+	"github.com/quotaq/quotaq/internal/tenantstatus"
 	"github.com/quotaq/quotaq/scheduler"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
@@ -53,6 +54,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		logger.Error("quotaq-worker: "+msg, "err", err)
 		return 1
 	}
+	redisconn.SetRedisLogger(logger)
 
 	// The schedule file is read before anything starts: a bad file is a
 	// usage error.
@@ -67,7 +69,8 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	}
 
 	conn, err := o.redis.Open(ctx, logger)
-	if errors.Is(err, redisconn.ErrInvalidConfig) {
+	if errors.Is(err, redisconn.ErrInvalidConfig) || errors.Is(err, redisconn.ErrEvictionPolicy) {
+		// a configuration error, of the command line or of the server
 		fmt.Fprintf(logw, "quotaq-worker: %v\n", err)
 		return 2
 	}
@@ -89,10 +92,15 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		limiterOpts = append(limiterOpts, throttle.WithBatching(o.batch, 0))
 	}
 	limiter := throttle.New(conn.Redis, limiterOpts...)
+	// quotaq-enqueue shows this default for tenants without a policy, until
+	// one is stored in Redis
+	if err := tenantstatus.RecordWorkerDefault(ctx, conn.Redis, o.prefix, throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}); err != nil {
+		logger.Warn("quotaq-worker: could not record the default policy for quotaq-enqueue", "err", err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := worker.NewMetrics(reg, o.perTenant)
+	metrics, err := worker.NewMetrics(reg, o.perTenant, worker.MaxTypes(o.maxTypes))
 	if err != nil {
 		return fail("metrics", err)
 	}
@@ -101,7 +109,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	if o.refuseUntenanted {
 		untenanted = ""
 	}
-	th := worker.New(limiter, conn.Redis,
+	th, err := worker.NewChecked(limiter, conn.Redis,
 		worker.WithLogger(logger),
 		worker.WithMetrics(metrics),
 		worker.WithMaxWait(o.maxWait),
@@ -109,6 +117,9 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		worker.WithWaitInProcess(o.waitInProcess),
 		worker.WithUntenanted(untenanted),
 	)
+	if err != nil {
+		return fail("cannot start", err)
+	}
 	defer th.Close()
 
 	level, _ := o.level()
@@ -147,13 +158,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		}
 		hmux := http.NewServeMux()
 		hmux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		hmux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-			if err := conn.Redis.Ping(r.Context()).Err(); err != nil {
-				http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
+		hmux.HandleFunc("/healthz", healthz(conn, logger))
 		metricsSrv = &http.Server{Handler: hmux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = metricsSrv.Serve(ln) }()
 		logger.Info("quotaq-worker: metrics on http://" + ln.Addr().String() + "/metrics")
@@ -172,7 +177,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 			logger.Warn("quotaq-worker: could not record the schedule's next quota resets; tasks refused by a quota retry every minute until the first reset runs", "err", err)
 		}
 	}
-	logger.Info("quotaq-worker: started", "redis", conn.Addr, "embedded", conn.Embedded, "queues", o.queues.String(),
+	logger.Info("quotaq-worker: started", "redis", conn.Addr, "embedded", conn.Embedded, "maxmemory_policy", orUnknown(conn.MaxmemoryPolicy), "queues", o.queues.String(),
 		"concurrency", o.concurrency, "fail_open", o.failOpen, "max_wait", o.maxWait)
 
 	<-ctx.Done()
@@ -192,6 +197,32 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	}
 	logger.Info("quotaq-worker: stopped")
 	return 0
+}
+
+// healthz answers "ok" and Redis's maxmemory-policy while Redis answers
+// PING, else 503 "redis unavailable": the error itself goes to the log, not
+// to whoever can reach the endpoint.
+func healthz(conn *redisconn.Conn, logger *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := conn.Redis.Ping(r.Context()).Err(); err != nil {
+			logger.Warn("quotaq-worker: /healthz: Redis does not answer", "redis", conn.Addr, "err", err)
+			http.Error(w, "redis unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		policy := conn.MaxmemoryPolicy
+		if p, err := conn.EvictionPolicy(r.Context()); err == nil {
+			policy = p
+		}
+		fmt.Fprintf(w, "ok\nmaxmemory-policy %s\n", orUnknown(policy))
+	}
+}
+
+// orUnknown is p, or "unknown" when Redis did not tell.
+func orUnknown(p string) string {
+	if p == "" {
+		return "unknown"
+	}
+	return p
 }
 
 // echo is the handler of --echo-types: it logs the task and succeeds.

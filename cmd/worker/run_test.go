@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotaq/quotaq/internal/enqueuecli"
 	"github.com/quotaq/quotaq/internal/redistest"
 	"github.com/quotaq/quotaq/internal/wait"
 	"github.com/quotaq/quotaq/throttle"
@@ -61,12 +62,22 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"BadScheduleFile", []string{"--schedule", badSchedule, "--metrics-addr", ""}, nil, "--schedule:"},
 		{"MissingScheduleFile", []string{"--schedule", filepath.Join(dir, "none.yaml"), "--metrics-addr", ""}, nil, "none.yaml"},
 		{"BadRedisURL", []string{"--redis-url", "http://x", "--metrics-addr", ""}, nil, "redis"},
+		{"EmptyPrefixFlag", []string{"--prefix", ""}, nil, `--prefix "" is empty`},
+		{"EmptyPrefixEnv", nil, map[string]string{"QUOTAQ_PREFIX": ""}, `QUOTAQ_PREFIX "" is empty`},
+		{"BlankPrefixEnv", nil, map[string]string{"QUOTAQ_PREFIX": "  "}, `QUOTAQ_PREFIX "  " is empty`},
+		{"NoRedisAndNoEmbedded", []string{"--metrics-addr", ""}, nil, "set --redis-url or REDIS_URL"},
+		{"NoRedisSaysHowToEmbed", []string{"--metrics-addr", ""}, nil, "--embedded (QUOTAQ_EMBEDDED=1)"},
+		{"EmbeddedAndRedisURL", []string{"--embedded", "--metrics-addr", ""}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, "keep one"},
+		{"BadEmbeddedEnv", []string{"--metrics-addr", ""}, map[string]string{"QUOTAQ_EMBEDDED": "sure"}, `QUOTAQ_EMBEDDED="sure"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr wait.Buffer
-			code := run(context.Background(), tc.args, env(tc.env), &stderr)
+			// a worker that starts instead of refusing stops here and fails
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			code := run(ctx, tc.args, env(tc.env), &stderr)
 			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, stderr.String(), tc.want)
 			}
@@ -80,7 +91,8 @@ func TestHelpExitsZeroAndExplains(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, env(nil), &out); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, want := range []string{"QUOTAQ_<FLAG>", "-max-wait", "-delayed-task-check-interval", "-metrics-addr", "-fail-open", "-queues", "REDIS_URL", "embedded"} {
+	for _, want := range []string{"QUOTAQ_<FLAG>", "-max-wait", "-delayed-task-check-interval", "-metrics-addr", "-fail-open", "-queues", "REDIS_URL", "--embedded",
+		"-allow-eviction", "noeviction", "loopback only", "-metrics-max-types"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not mention %q", want)
 		}
@@ -211,7 +223,7 @@ func TestHTTPCallsAreThrottledAndHonour429(t *testing.T) {
 			t.Errorf("/metrics (%d) lacks %q", code, want)
 		}
 	}
-	if code, body := w.get(t, "/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+	if code, body := w.get(t, "/healthz"); code != 200 || body != "ok\nmaxmemory-policy noeviction\n" {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
 	if c := w.stop(t); c != 0 {
@@ -222,8 +234,8 @@ func TestHTTPCallsAreThrottledAndHonour429(t *testing.T) {
 	}
 }
 
-// TestEmbeddedRedisRunsTheThrottle: with no Redis configured the worker
-// starts miniredis, says so, and throttled tasks (whose re-queue scripts
+// TestEmbeddedRedisRunsTheThrottle: with --embedded the worker starts
+// miniredis, says so, and throttled tasks (whose re-queue scripts
 // run on miniredis) are all processed.
 func TestEmbeddedRedisRunsTheThrottle(t *testing.T) {
 	t.Parallel()
@@ -232,7 +244,7 @@ func TestEmbeddedRedisRunsTheThrottle(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	w := startWorker(t, []string{"--embedded-addr", addr, "--echo-types", "job", "--default-rate", "20", "--default-burst", "2"}, nil)
+	w := startWorker(t, []string{"--embedded", "--embedded-addr", addr, "--echo-types", "job", "--default-rate", "20", "--default-burst", "2"}, nil)
 	if !strings.Contains(strings.ToLower(w.logs.String()), "embedded") {
 		t.Errorf("no log line says Redis is embedded:\n%s", w.logs.String())
 	}
@@ -348,5 +360,145 @@ func TestScheduleRunsInTheWorker(t *testing.T) {
 	wait.For(t, 20*time.Second, "the scheduled adjust to set acme's rate", func() bool {
 		p, explicit, err := l.GetPolicy(context.Background(), "acme")
 		return err == nil && explicit && p.Rate == 77
+	})
+}
+
+// TestEvictingRedisIsRefusedUnlessAllowed: on a redis-server whose
+// maxmemory-policy may evict keys the worker refuses to start (exit 2,
+// naming the policy and both ways out); --allow-eviction or
+// QUOTAQ_ALLOW_EVICTION starts it with a warning, and /healthz reports the
+// policy.
+func TestEvictingRedisIsRefusedUnlessAllowed(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{"allkeys-lru", "volatile-lru"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.NewServer(t, "maxmemory-policy "+policy)
+			url := "redis://" + srv.Addr + "/0"
+			var stderr wait.Buffer
+			code := run(context.Background(), []string{"--redis-url", url, "--metrics-addr", ""}, env(nil), &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), "maxmemory-policy "+policy) ||
+				!strings.Contains(stderr.String(), "maxmemory-policy noeviction") || !strings.Contains(stderr.String(), "--allow-eviction") {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 naming %s, noeviction and --allow-eviction", code, stderr.String(), policy)
+			}
+			for name, how := range map[string]struct {
+				args []string
+				env  map[string]string
+			}{
+				"Flag": {[]string{"--allow-eviction"}, nil},
+				"Env":  {nil, map[string]string{"QUOTAQ_ALLOW_EVICTION": "1"}},
+			} {
+				w := startWorker(t, append([]string{"--redis-url", url}, how.args...), how.env)
+				if logs := w.logs.String(); !strings.Contains(logs, "EVICTION ALLOWED") || !strings.Contains(logs, "maxmemory_policy="+policy) {
+					t.Errorf("%s: no loud warning naming %s:\n%s", name, policy, logs)
+				}
+				if code, body := w.get(t, "/healthz"); code != 200 || !strings.Contains(body, "maxmemory-policy "+policy) {
+					t.Errorf("%s: /healthz = %d %q, want it to report %s", name, code, body, policy)
+				}
+				w.stop(t)
+			}
+		})
+	}
+}
+
+// TestUncheckableEvictionPolicyIsWarnedAbout: a Redis user that may not run
+// CONFIG (managed Redis, an ACL without +config) cannot read the policy: the
+// worker says so and starts.
+func TestUncheckableEvictionPolicyIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	admin, prefix := redistest.Client(t)
+	user, pass := "noconfig-"+prefix, "pw-"+prefix
+	if err := admin.Do(context.Background(), "ACL", "SETUSER", user, "on", ">"+pass, "~*", "&*", "+@all", "-config").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	url := fmt.Sprintf("redis://%s:%s@%s/0", user, pass, redistest.Addr(t))
+	w := startWorker(t, []string{"--redis-url", url, "--prefix", prefix, "--queues", "q-" + prefix}, nil)
+	if logs := w.logs.String(); !strings.Contains(logs, "could not read Redis's maxmemory-policy") || !strings.Contains(logs, "maxmemory_policy=unknown") {
+		t.Errorf("no warning that the policy could not be checked:\n%s", logs)
+	}
+	if code, body := w.get(t, "/healthz"); code != 200 || body != "ok\nmaxmemory-policy unknown\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+}
+
+// TestHealthzIsTerseWhenRedisIsDown: /healthz answers 503 "redis
+// unavailable" without the driver's error text (addresses, dial errors),
+// which goes to the log instead.
+func TestHealthzIsTerseWhenRedisIsDown(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	w := startWorker(t, []string{"--redis-url", "redis://" + srv.Addr + "/0", "--redis-timeout", "500ms"}, nil)
+	srv.Kill()
+	code, body := w.get(t, "/healthz")
+	if code != http.StatusServiceUnavailable || body != "redis unavailable\n" {
+		t.Errorf("/healthz = %d %q, want 503 \"redis unavailable\"", code, body)
+	}
+	if !strings.Contains(w.logs.String(), "/healthz: Redis does not answer") {
+		t.Errorf("the log does not say why /healthz failed:\n%s", w.logs.String())
+	}
+}
+
+// TestMetricsListenOnLoopbackByDefault: without --metrics-addr the endpoint
+// is not reachable from other hosts; :2112 given explicitly still means
+// every interface.
+func TestMetricsListenOnLoopbackByDefault(t *testing.T) {
+	t.Parallel()
+	o, err := parseFlags(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.metricsAddr != "127.0.0.1:2112" {
+		t.Errorf("default --metrics-addr %q, want 127.0.0.1:2112", o.metricsAddr)
+	}
+	o, err = parseFlags([]string{"--metrics-addr", ":2112"}, env(nil), io.Discard)
+	if err != nil || o.metricsAddr != ":2112" {
+		t.Errorf("--metrics-addr :2112 gave %q, %v", o.metricsAddr, err)
+	}
+}
+
+// TestCLIShowsTheWorkersDefaultPolicy: a tenant without a policy is shown by
+// quotaq-enqueue with the default the worker applies (--default-rate,
+// --default-burst), not the CLI's own, until a default is stored in Redis.
+func TestCLIShowsTheWorkersDefaultPolicy(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redistest.Client(t)
+	url := "redis://" + redistest.Addr(t) + "/0"
+	startWorker(t, []string{"--redis-url", url, "--prefix", prefix, "--queues", "q-" + prefix, "--default-rate", "3", "--default-burst", "7"}, nil)
+	show := func() string {
+		var out, errb wait.Buffer
+		if code := enqueuecli.Run(context.Background(), []string{"policy", "show", "nobody", "--redis-url", url, "--prefix", prefix}, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Fatalf("policy show: exit %d, %s", code, errb.String())
+		}
+		return out.String()
+	}
+	if got := show(); !strings.Contains(got, "3/s burst 7 (the default policy") {
+		t.Errorf("policy show = %q, want the worker's default 3/s burst 7", got)
+	}
+	l := throttle.New(rdb, throttle.WithPrefix(prefix))
+	if err := l.SetDefaultPolicy(context.Background(), throttle.Policy{Rate: 5, Burst: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(); !strings.Contains(got, "5/s burst 1 (the default policy") {
+		t.Errorf("policy show = %q, want the stored default 5/s burst 1", got)
+	}
+}
+
+// TestGoRedisLinesGoThroughTheStructuredLog: go-redis's own lines (a failed
+// dial in its connection pool) come out as records of the worker's log, not
+// as raw lines on stderr. Not parallel: go-redis has one logger per
+// process, which each worker sets, so no other worker may start meanwhile.
+func TestGoRedisLinesGoThroughTheStructuredLog(t *testing.T) {
+	srv := redistest.NewServer(t)
+	w := startWorker(t, []string{"--redis-url", "redis://" + srv.Addr + "/0", "--redis-timeout", "500ms", "--log-format", "json"}, nil)
+	srv.Kill()
+	w.get(t, "/healthz") // dials the dead server
+	wait.For(t, 20*time.Second, "go-redis's pool line in the worker's log", func() bool {
+		for _, line := range strings.Split(w.logs.String(), "\n") {
+			if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, `"msg":"redis: connection pool: failed to dial`) {
+				return true
+			}
+		}
+		return false
 	})
 }

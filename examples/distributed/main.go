@@ -80,7 +80,7 @@ func shortScenario() scenario {
 }
 
 func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	rc := redisconn.Config{AllowEmbedded: true, EmbeddedAddr: "127.0.0.1:0", Env: env}
+	rc := redisconn.Config{AllowEmbedded: true, EmbeddedByDefault: true, EmbeddedAddr: "127.0.0.1:0", Env: env}
 	fs := flag.NewFlagSet("distributed", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

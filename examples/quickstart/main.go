@@ -37,7 +37,7 @@ func main() {
 // run is the command: exit code 0 when the run showed what it should, 1 when
 // the summary lists problems or something failed, 2 on a usage error.
 func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer, tty bool) int {
-	rc := redisconn.Config{AllowEmbedded: true, EmbeddedAddr: "127.0.0.1:0", Env: env}
+	rc := redisconn.Config{AllowEmbedded: true, EmbeddedByDefault: true, EmbeddedAddr: "127.0.0.1:0", Env: env}
 	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

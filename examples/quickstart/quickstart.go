@@ -123,7 +123,10 @@ func quickstart(ctx context.Context, cfg config) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	th := worker.New(lim, rdb, worker.WithLogger(logger), worker.WithMetrics(metrics))
+	th, err := worker.NewChecked(lim, rdb, worker.WithLogger(logger), worker.WithMetrics(metrics))
+	if err != nil {
+		return Summary{}, err
+	}
 	defer th.Close()
 
 	tallies := map[string]*tally{}

@@ -44,7 +44,7 @@ func main() {
 // if not nil, is told the address the server listens on.
 func run(ctx context.Context, args []string, env func(string) (string, bool), stderr io.Writer, ready func(addr string)) int {
 	var (
-		rc       = redisconn.Config{AllowEmbedded: true, EmbeddedAddr: "127.0.0.1:0", Env: env}
+		rc       = redisconn.Config{AllowEmbedded: true, EmbeddedByDefault: true, EmbeddedAddr: "127.0.0.1:0", Env: env}
 		addr     string
 		planFlag string
 		plans    string

@@ -296,11 +296,17 @@ func TestServiceCommandsUseRealFlags(t *testing.T) {
 					t.Errorf("environment %s: %s --help does not mention it", key, argv[0])
 				}
 			}
-			// Every published port is one the command listens on.
+			// Every published port is one the command listens on, on every
+			// interface (the worker's metrics default to loopback, which a
+			// published port cannot reach).
 			for _, p := range s.Ports {
 				port := ":" + strconv.FormatUint(uint64(p.Target), 10)
-				if !strings.Contains(strings.Join(args, " "), port) {
+				line := strings.Join(args, " ")
+				if !strings.Contains(line, port) {
 					t.Errorf("port %d is published, but no flag of %q listens on %s", p.Target, args, port)
+				}
+				if strings.Contains(line, "127.0.0.1"+port) || strings.Contains(line, "localhost"+port) {
+					t.Errorf("port %d is published, but %q listens on loopback only", p.Target, args)
 				}
 			}
 		})
@@ -317,4 +323,35 @@ func runHelp(t *testing.T, exe string, sub []string) string {
 		t.Fatalf("%s %v --help: %v\n%s", filepath.Base(exe), sub, err, out)
 	}
 	return string(out)
+}
+
+// TestComposeRedisKeepsQuotaqsKeys: the quotaq services reach the compose
+// file's Redis (never an embedded one, which the worker only starts when
+// asked), and that Redis never evicts keys: a maxmemory-policy other than
+// noeviction would let it drop limits and tasks, and the worker refuses it.
+func TestComposeRedisKeepsQuotaqsKeys(t *testing.T) {
+	t.Parallel()
+	all := loadProject(t).AllServices()
+	for name, s := range all {
+		argv := append(append([]string{}, s.Entrypoint...), s.Command...)
+		for i, a := range argv {
+			if a == "--maxmemory-policy" && (i+1 >= len(argv) || argv[i+1] != "noeviction") {
+				t.Errorf("service %q runs Redis with %q: only noeviction keeps quotaq's limits and tasks", name, argv[i:min(i+2, len(argv))])
+			}
+			if strings.HasPrefix(a, "--embedded") || strings.HasPrefix(a, "--allow-eviction") {
+				t.Errorf("service %q passes %s: compose runs a real Redis that keeps its keys", name, a)
+			}
+		}
+		for _, key := range []string{"QUOTAQ_EMBEDDED", "QUOTAQ_ALLOW_EVICTION"} {
+			if _, ok := s.Environment[key]; ok {
+				t.Errorf("service %q sets %s: compose runs a real Redis that keeps its keys", name, key)
+			}
+		}
+		if len(argv) == 0 || (argv[0] != "quotaq-worker" && argv[0] != "quotaq-enqueue") {
+			continue
+		}
+		if u, ok := s.Environment["REDIS_URL"]; (!ok || u == nil || *u == "") && !slicesContainPrefix(argv, "--redis-url") {
+			t.Errorf("service %q runs %s without REDIS_URL or --redis-url", name, argv[0])
+		}
+	}
 }

@@ -161,7 +161,8 @@ func TestStandingAndStatus(t *testing.T) {
 
 	t.Run("StandingText", func(t *testing.T) {
 		code, out, _ := f.run("", "standing", "held", "--queues", f.queue)
-		if code != ExitOK || !strings.Contains(out, "paused  yes (held 1 times)") || !strings.Contains(out, "quota   none") {
+		if code != ExitOK || !strings.Contains(out, "paused  yes (held 1 times)") || !strings.Contains(out, "quota   none") ||
+			!strings.HasSuffix(out, ", maxmemory-policy noeviction\n") {
 			t.Errorf("exit %d, stdout:\n%s", code, out)
 		}
 	})
@@ -194,8 +195,9 @@ func TestStandingAndStatus(t *testing.T) {
 	t.Run("StatusTable", func(t *testing.T) {
 		code, out, _ := f.run("", "status", "--queues", f.queue)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if code != ExitOK || len(lines) != 3 || !strings.HasPrefix(lines[0], "TENANT") ||
-			!strings.HasPrefix(lines[1], "acme ") || !strings.Contains(lines[1], "3/100") || !strings.HasPrefix(lines[2], "tasks-only ") {
+		if code != ExitOK || len(lines) != 5 || !strings.HasPrefix(lines[0], "TENANT") ||
+			!strings.HasPrefix(lines[1], "acme ") || !strings.Contains(lines[1], "3/100") || !strings.HasPrefix(lines[2], "tasks-only ") ||
+			lines[4] != "redis "+f.url+", maxmemory-policy noeviction" {
 			t.Errorf("exit %d, table:\n%s", code, out)
 		}
 	})

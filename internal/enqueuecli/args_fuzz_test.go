@@ -65,6 +65,9 @@ func FuzzArgs(f *testing.F) {
 			if k == "REDIS_URL" {
 				return redisURL, true
 			}
+			if k == "QUOTAQ_ALLOW_EVICTION" {
+				return "1", true // miniredis has no CONFIG: its policy cannot be read, so say any will do
+			}
 			return "", false
 		}
 		code := run(context.Background(), args, cmdIO{stdin: bytes.NewReader(stdin), stdout: &stdout, stderr: &stderr, env: env})

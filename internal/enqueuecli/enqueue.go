@@ -3,6 +3,7 @@ package enqueuecli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -232,6 +233,11 @@ func runEnqueue(ctx context.Context, c *common, e *enqueueFlags, fs *flag.FlagSe
 		bar.stop()
 	}
 	if res.err != nil {
+		if errors.Is(res.err, worker.ErrMaxWait) {
+			// not a failure of Redis: the run stopped where it was told to
+			return fmt.Errorf("stopped by --shape-max-wait: enqueued %d of %d tasks (%d shaped, %d duplicates skipped); the next was not: %w",
+				res.enqueued, b.n, res.shaped, res.duplicates, res.err)
+		}
 		if res.enqueued == 0 && res.duplicates == 0 {
 			return fmt.Errorf("enqueue into Redis at %s: %w", conn.Addr, res.err)
 		}

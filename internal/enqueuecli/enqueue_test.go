@@ -342,3 +342,48 @@ func TestPipelinedBulkOnAFreshServer(t *testing.T) {
 		t.Errorf("pending list holds %d (%v), want 500", n, err)
 	}
 }
+
+// TestConfigurationErrorsExit2AndWriteNothing: an empty prefix (which the
+// worker would not share) and a Redis that may evict keys stop every command
+// with exit 2 before anything is written; QUOTAQ_ALLOW_EVICTION runs anyway,
+// with a warning, and status reports the policy.
+func TestConfigurationErrorsExit2AndWriteNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	lru := redistest.NewServer(t, "maxmemory-policy allkeys-lru")
+	lruURL := "redis://" + lru.Addr + "/0"
+	commands := [][]string{
+		{"--tenant", "a", "--type", "t", "--queue", f.queue},
+		{"status", "--queues", f.queue},
+		{"policy", "set", "acme", "--rate", "1", "--burst", "1"},
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		pre  []string // flags before the command
+		want string
+	}{
+		{"EmptyPrefixEnv", map[string]string{"REDIS_URL": f.url, "QUOTAQ_PREFIX": ""}, nil, `QUOTAQ_PREFIX "" is empty`},
+		{"EmptyPrefixFlag", map[string]string{"REDIS_URL": f.url}, []string{"--prefix", ""}, `--prefix "" is empty`},
+		{"EvictingRedis", map[string]string{"REDIS_URL": lruURL, "QUOTAQ_PREFIX": f.prefix}, nil, "maxmemory-policy allkeys-lru"},
+	}
+	for _, tc := range cases {
+		for _, args := range commands {
+			code, out, errOut := f.runEnv(tc.env, "", append(append([]string(nil), tc.pre...), args...)...)
+			if code != ExitUsage || out != "" || !strings.Contains(errOut, tc.want) {
+				t.Errorf("%s %q: exit %d, stdout %q, stderr %q; want 2 saying %q", tc.name, args, code, out, errOut, tc.want)
+			}
+		}
+	}
+	if n := f.size(f.queue); n != 0 {
+		t.Errorf("queue holds %d tasks, want 0", n)
+	}
+	if _, explicit, err := f.limiter().GetPolicy(context.Background(), "acme"); err != nil || explicit {
+		t.Errorf("acme has a policy (%v) after refused commands", err)
+	}
+
+	code, out, errOut := f.runEnv(map[string]string{"REDIS_URL": lruURL, "QUOTAQ_ALLOW_EVICTION": "1"}, "", "status")
+	if code != ExitOK || !strings.Contains(errOut, "EVICTION ALLOWED") || !strings.Contains(out, "redis "+lruURL+", maxmemory-policy allkeys-lru") {
+		t.Errorf("with QUOTAQ_ALLOW_EVICTION: exit %d, stdout %q, stderr %q; want 0, a warning and the policy", code, out, errOut)
+	}
+}

@@ -162,7 +162,7 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 		return err
 	}
 	defer conn.Close()
-	l := c.limiter(conn)
+	l := c.limiter(ctx, conn)
 
 	switch sub {
 	case "show":

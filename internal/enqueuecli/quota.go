@@ -119,7 +119,7 @@ func runQuota(ctx context.Context, c *common, args []string, cio cmdIO) error {
 	}
 
 	if now {
-		l := c.limiter(conn)
+		l := c.limiter(ctx, conn)
 		n := len(pos)
 		if all {
 			if n, err = l.ResetAllQuotas(ctx); err != nil {

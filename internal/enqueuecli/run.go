@@ -4,8 +4,9 @@
 // command in-process.
 //
 // Exit codes: 0 success, 1 a runtime failure (Redis unreachable, an enqueue
-// failed), 2 a usage error (bad flag, bad input); a usage error is always
-// found before anything is written.
+// failed), 2 a usage or configuration error (bad flag, bad input, a Redis
+// whose maxmemory-policy may evict keys); such an error is always found
+// before anything is written.
 package enqueuecli
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/quotaq/quotaq/internal/redisconn"
+	"github.com/quotaq/quotaq/internal/tenantstatus"
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -66,7 +68,7 @@ func run(ctx context.Context, args []string, cio cmdIO) int {
 		return ExitOK
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK
-	case errors.As(err, &ue), errors.Is(err, redisconn.ErrInvalidConfig):
+	case errors.As(err, &ue), errors.Is(err, redisconn.ErrInvalidConfig), errors.Is(err, redisconn.ErrEvictionPolicy):
 		fmt.Fprintf(cio.stderr, "%s: %s (see %s --help)\n", progName, oneLine(err.Error()), progName)
 		return ExitUsage
 	default:
@@ -79,15 +81,16 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // common holds the flags every command takes.
 type common struct {
-	conn   redisconn.Config
-	prefix string
-	json   bool
-	env    func(string) (string, bool)
+	conn     redisconn.Config
+	prefix   redisconn.Prefix
+	resolved string // the prefix, resolved by open
+	json     bool
+	env      func(string) (string, bool)
 }
 
 func (c *common) register(fs *flag.FlagSet) {
 	c.conn.RegisterFlags(fs)
-	fs.StringVar(&c.prefix, "prefix", c.prefix, "key `prefix` of the limiter, as the workers use it (env QUOTAQ_PREFIX; default quotaq)")
+	fs.Var(&c.prefix, "prefix", redisconn.PrefixUsage)
 	fs.BoolVar(&c.json, "json", c.json, "print the result as JSON")
 }
 
@@ -100,18 +103,17 @@ var commonFlags = func() map[string]bool {
 	return m
 }()
 
-func (c *common) resolvePrefix() string {
-	if c.prefix != "" {
-		return c.prefix
-	}
-	if v, ok := c.env("QUOTAQ_PREFIX"); ok && strings.TrimSpace(v) != "" {
-		return strings.TrimSpace(v)
-	}
-	return "quotaq"
-}
+// resolvePrefix is the limiter's key prefix, resolved by open.
+func (c *common) resolvePrefix() string { return c.resolved }
 
-// open connects to Redis. Its errors name the address, never the password.
+// open resolves the prefix and connects to Redis. Its errors name the
+// address, never the password.
 func (c *common) open(ctx context.Context, stderr io.Writer) (*redisconn.Conn, error) {
+	p, err := c.prefix.Resolve(c.env)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	c.resolved = p
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	conn, err := c.conn.Open(ctx, logger)
 	if err != nil {
@@ -120,8 +122,15 @@ func (c *common) open(ctx context.Context, stderr io.Writer) (*redisconn.Conn, e
 	return conn, nil
 }
 
-func (c *common) limiter(conn *redisconn.Conn) *throttle.Limiter {
-	return throttle.New(conn.Redis, throttle.WithPrefix(c.resolvePrefix()))
+// limiter is a Limiter as the workers have it: with the default policy the
+// workers were started with (until one is stored in Redis), when they
+// recorded it.
+func (c *common) limiter(ctx context.Context, conn *redisconn.Conn) *throttle.Limiter {
+	opts := []throttle.Option{throttle.WithPrefix(c.resolvePrefix())}
+	if p, ok, _ := tenantstatus.WorkerDefault(ctx, conn.Redis, c.resolvePrefix()); ok {
+		opts = append(opts, throttle.WithDefaultPolicy(p))
+	}
+	return throttle.New(conn.Redis, opts...)
 }
 
 func (c *common) inspector(conn *redisconn.Conn) *asynq.Inspector {

@@ -111,8 +111,9 @@ func TestEnqueueShapeMaxWait(t *testing.T) {
 	}
 	code, _, errOut := f.run("", "--tenant", "acme", "--type", "t", "--count", "3", "--queue", f.queue,
 		"--shape", "--shape-max-wait", "5s", "--progress", "never", "--concurrency", "1")
-	if code != ExitFailure || !strings.Contains(errOut, "enqueued 1 of 3") || !strings.Contains(errOut, "max wait of 5s") {
-		t.Fatalf("exit %d, stderr %q; want 1, enqueued 1 of 3, naming the max wait", code, errOut)
+	if code != ExitFailure || !strings.Contains(errOut, "stopped by --shape-max-wait: enqueued 1 of 3 tasks (1 shaped") || !strings.Contains(errOut, "max wait of 5s") ||
+		strings.Contains(errOut, "nothing enqueued") || strings.Contains(errOut, "failed (Redis") {
+		t.Fatalf("exit %d, stderr %q; want 1, stopped by --shape-max-wait after enqueuing 1 of 3, naming the max wait and not blaming Redis", code, errOut)
 	}
 	if n := f.size(f.queue); n != 1 {
 		t.Errorf("queue holds %d tasks, want 1", n)

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/quotaq/quotaq/internal/redisconn"
 	"github.com/quotaq/quotaq/internal/tenantstatus"
 )
 
@@ -80,7 +81,7 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 	defer conn.Close()
 	insp := c.inspector(conn)
 	defer insp.Close()
-	sts, err := tenantstatus.Collect(ctx, c.limiter(conn), insp, tenantstatus.Options{Tenants: pos, Queues: queues})
+	sts, err := tenantstatus.Collect(ctx, c.limiter(ctx, conn), insp, tenantstatus.Options{Tenants: pos, Queues: queues})
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,10 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 		if c.json {
 			return json.NewEncoder(cio.stdout).Encode(sts[0])
 		}
-		return printStanding(cio.stdout, sts[0])
+		if err := printStanding(cio.stdout, sts[0]); err != nil {
+			return err
+		}
+		return printRedis(cio.stdout, conn)
 	}
 	if c.json {
 		if sts == nil {
@@ -96,7 +100,21 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 		}
 		return json.NewEncoder(cio.stdout).Encode(sts)
 	}
-	return printStatusTable(cio.stdout, sts)
+	if err := printStatusTable(cio.stdout, sts); err != nil {
+		return err
+	}
+	return printRedis(cio.stdout, conn)
+}
+
+// printRedis ends the text output with the server and its maxmemory-policy:
+// anything but noeviction lets Redis drop limits and tasks.
+func printRedis(w io.Writer, conn *redisconn.Conn) error {
+	p := conn.MaxmemoryPolicy
+	if p == "" {
+		p = "unknown (CONFIG GET refused)"
+	}
+	_, err := fmt.Fprintf(w, "\nredis %s, maxmemory-policy %s\n", conn.Addr, p)
+	return err
 }
 
 func printStanding(w io.Writer, s tenantstatus.Status) error {

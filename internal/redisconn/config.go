@@ -14,12 +14,22 @@
 //   - Sentinel: --redis-sentinel-addrs + --redis-sentinel-master;
 //   - Cluster: --redis-cluster-addrs.
 //
-// When nothing is configured and the program allows it ([Config.AllowEmbedded],
-// cmd/worker does), Open starts an in-memory miniredis on
-// [DefaultEmbeddedAddr], so `quotaq-worker` runs with no Redis at all and
-// `quotaq-enqueue` (whose default URL is the same address) reaches it. The
-// embedded server's TTLs are advanced from a ticker: miniredis never expires
-// keys by itself.
+// An in-memory miniredis is started only when asked for: `quotaq-worker
+// --embedded` (QUOTAQ_EMBEDDED=1; a program offers the flag with
+// [Config.AllowEmbedded]) listens on [DefaultEmbeddedAddr], where
+// `quotaq-enqueue` (whose default URL is the same address) reaches it. A
+// program that offers --embedded and finds neither it nor any Redis setting
+// refuses to start ([ErrNoRedis]): a worker whose REDIS_URL is missing or
+// misspelled must not run on a private, empty Redis. The examples embed without
+// being asked ([Config.EmbeddedByDefault]). The embedded server's TTLs are
+// advanced from a ticker: miniredis never expires keys by itself.
+//
+// After connecting, Open reads the server's maxmemory-policy: anything but
+// noeviction lets Redis evict the limiter's state and asynq's tasks when
+// memory runs out, so Open refuses ([ErrEvictionPolicy]) unless
+// --allow-eviction (QUOTAQ_ALLOW_EVICTION) is given; when the server does not
+// answer CONFIG GET (managed Redis, an ACL without +config) it logs that the
+// policy could not be checked and goes on.
 package redisconn
 
 import (
@@ -37,8 +47,8 @@ import (
 // client with no configuration at all (redis://127.0.0.1:6379/0) reaches it.
 const DefaultEmbeddedAddr = "127.0.0.1:6379"
 
-// DefaultURL is the address used when no Redis is configured and embedding is
-// not allowed.
+// DefaultURL is the address used when no Redis is configured by a program
+// that does not offer --embedded (quotaq-enqueue).
 const DefaultURL = "redis://127.0.0.1:6379/0"
 
 // DefaultDialTimeout bounds how long Open waits to reach Redis.
@@ -49,12 +59,18 @@ const DefaultDialTimeout = 5 * time.Second
 // treat it as a usage error.
 var ErrInvalidConfig = errors.New("redisconn: invalid Redis configuration")
 
+// ErrNoRedis is matched (errors.Is) by the error of a program that offers
+// --embedded when neither it nor any Redis setting is given. It matches
+// ErrInvalidConfig too.
+var ErrNoRedis = fmt.Errorf("%w: no Redis configured", ErrInvalidConfig)
+
 // ErrUnreachable is matched (errors.Is) by Open's error when the configured
 // Redis does not answer PING.
 var ErrUnreachable = errors.New("redisconn: Redis unreachable")
 
 // Config says how to reach Redis. The zero value means "nothing configured":
-// the default URL, or the embedded server when AllowEmbedded is set.
+// the default URL; ErrNoRedis when AllowEmbedded is set; the embedded server
+// when Embedded or EmbeddedByDefault is set.
 //
 // Every string field left empty (and every bool left false, and DB left 0) is
 // read from its environment variable when the Config is used; a flag that is
@@ -76,10 +92,18 @@ type Config struct {
 	TLSServerName    string        // --redis-tls-server-name, REDIS_TLS_SERVER_NAME (default: the host dialled)
 	TLSSkipVerify    bool          // --redis-tls-insecure, REDIS_TLS_INSECURE (tests only)
 	DialTimeout      time.Duration // --redis-timeout, REDIS_TIMEOUT; default DefaultDialTimeout
+	AllowEviction    bool          // --allow-eviction, QUOTAQ_ALLOW_EVICTION: run on a server whose maxmemory-policy is not noeviction
 
-	// AllowEmbedded lets Open start an in-memory miniredis when nothing else
-	// is configured. It is set by the program, not by a flag.
+	// AllowEmbedded makes the program offer --embedded and --embedded-addr,
+	// and makes Open refuse (ErrNoRedis) when neither --embedded nor any
+	// Redis setting is given. It is set by the program, not by a flag.
 	AllowEmbedded bool
+	// Embedded asks for an in-memory miniredis (--embedded, QUOTAQ_EMBEDDED);
+	// it is an error together with a Redis setting.
+	Embedded bool
+	// EmbeddedByDefault starts the in-memory miniredis when nothing is
+	// configured, without being asked: for the examples, never for a server.
+	EmbeddedByDefault bool
 	// EmbeddedAddr is where the embedded server listens (--embedded-addr,
 	// QUOTAQ_EMBEDDED_ADDR); default DefaultEmbeddedAddr. "127.0.0.1:0" picks
 	// a free port.
@@ -110,8 +134,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSServerName, "redis-tls-server-name", c.TLSServerName, "TLS server `name` to verify (env REDIS_TLS_SERVER_NAME; default: the host dialled)")
 	fs.BoolVar(&c.TLSSkipVerify, "redis-tls-insecure", c.TLSSkipVerify, "do not verify the server's certificate (env REDIS_TLS_INSECURE; tests only)")
 	fs.DurationVar(&c.DialTimeout, "redis-timeout", c.DialTimeout, "how long to wait for Redis to answer (env REDIS_TIMEOUT; default 5s)")
+	fs.BoolVar(&c.AllowEviction, "allow-eviction", c.AllowEviction, "run even though Redis's maxmemory-policy is not noeviction, so Redis may evict limits and tasks when memory runs out (env QUOTAQ_ALLOW_EVICTION; logs a warning)")
 	if c.AllowEmbedded {
-		fs.StringVar(&c.EmbeddedAddr, "embedded-addr", c.EmbeddedAddr, "with no Redis configured, run an in-memory Redis on this `host:port` (env QUOTAQ_EMBEDDED_ADDR; default "+DefaultEmbeddedAddr+")")
+		fs.BoolVar(&c.Embedded, "embedded", c.Embedded, "run an in-memory Redis (miniredis) in this process, to try quotaq: its data is lost on exit (env QUOTAQ_EMBEDDED)")
+		fs.StringVar(&c.EmbeddedAddr, "embedded-addr", c.EmbeddedAddr, "with --embedded, where the in-memory Redis listens: `host:port` (env QUOTAQ_EMBEDDED_ADDR; default "+DefaultEmbeddedAddr+")")
 	}
 }
 
@@ -197,6 +223,14 @@ func (c *Config) withEnv() (Config, error) {
 	if err := boolean(&r.TLSSkipVerify, "REDIS_TLS_INSECURE"); err != nil {
 		return r, err
 	}
+	if err := boolean(&r.AllowEviction, "QUOTAQ_ALLOW_EVICTION"); err != nil {
+		return r, err
+	}
+	if r.AllowEmbedded {
+		if err := boolean(&r.Embedded, "QUOTAQ_EMBEDDED"); err != nil {
+			return r, err
+		}
+	}
 	if v := get("REDIS_DB"); r.DB == 0 && v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -258,7 +292,13 @@ func (c Config) String() string {
 	if c.TLSSkipVerify {
 		add("tls_insecure", "true")
 	}
-	if c.AllowEmbedded {
+	if c.AllowEviction {
+		add("allow_eviction", "true")
+	}
+	if c.Embedded {
+		add("embedded", "true")
+	}
+	if c.AllowEmbedded || c.Embedded || c.EmbeddedByDefault {
 		add("embedded_addr", c.EmbeddedAddr)
 	}
 	return "redisconn.Config{" + strings.Join(parts, " ") + "}"

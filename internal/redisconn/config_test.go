@@ -134,7 +134,13 @@ func TestResolveRejectsBadConfig(t *testing.T) {
 		{"CAIsNotPEM", Config{URL: "rediss://h:1", TLSCAFile: notPEM}, nil, "no PEM certificate"},
 		{"CertWithoutKey", Config{URL: "rediss://h:1", TLSCertFile: notPEM}, nil, "needs both"},
 		{"TLSOverUnix", Config{URL: "unix:///run/redis.sock", TLS: true}, nil, "unix socket"},
-		{"BadEmbeddedAddr", Config{AllowEmbedded: true, EmbeddedAddr: "6379"}, nil, "--embedded-addr"},
+		{"BadEmbeddedAddr", Config{AllowEmbedded: true, Embedded: true, EmbeddedAddr: "6379"}, nil, "--embedded-addr"},
+		{"NothingWhereEmbeddedIsOffered", Config{AllowEmbedded: true}, nil, "or pass --embedded (QUOTAQ_EMBEDDED=1)"},
+		{"EmbeddedAndURL", Config{AllowEmbedded: true, Embedded: true, URL: "redis://h:1"}, nil, "keep one"},
+		{"EnvEmbeddedAndURL", Config{AllowEmbedded: true}, []string{"QUOTAQ_EMBEDDED", "1", "REDIS_URL", "redis://h:1"}, "keep one"},
+		{"EmbeddedAndCluster", Config{Embedded: true, ClusterAddrs: []string{"a:1"}}, nil, "keep one"},
+		{"EnvBadEmbedded", Config{AllowEmbedded: true}, []string{"QUOTAQ_EMBEDDED", "yes please"}, `QUOTAQ_EMBEDDED="yes please"`},
+		{"EnvBadAllowEviction", Config{}, []string{"QUOTAQ_ALLOW_EVICTION", "maybe"}, `QUOTAQ_ALLOW_EVICTION="maybe"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,12 +223,14 @@ func TestResolveSentinelAndCluster(t *testing.T) {
 			t.Errorf("addr = %q, want the rediss:// form", tg.addr)
 		}
 	})
-	t.Run("EmbeddedOnlyWhenNothingIsConfigured", func(t *testing.T) {
+	t.Run("EmbeddedOnlyWhenAskedOrByDefaultWithNothingConfigured", func(t *testing.T) {
 		t.Parallel()
 		for _, c := range []*Config{
 			{AllowEmbedded: true, Env: env("REDIS_URL", "redis://h:1")},
 			{AllowEmbedded: true, Env: env("REDIS_PASSWORD", "hunter22")},
 			{AllowEmbedded: true, TLS: true, Env: env()},
+			{EmbeddedByDefault: true, Env: env("REDIS_URL", "redis://h:1")},
+			{Env: env("QUOTAQ_EMBEDDED", "1")}, // not offered: the variable means nothing
 		} {
 			tg, err := c.resolve()
 			if err != nil {
@@ -232,9 +240,18 @@ func TestResolveSentinelAndCluster(t *testing.T) {
 				t.Errorf("%v resolved to the embedded server; something was configured", c)
 			}
 		}
-		c := &Config{AllowEmbedded: true, Env: env()}
-		if got := c.Addr(); got != "redis://"+DefaultEmbeddedAddr+"/0" {
-			t.Errorf("Addr() = %q, want the default embedded address", got)
+		for _, c := range []*Config{
+			{AllowEmbedded: true, Embedded: true, Env: env()},
+			{AllowEmbedded: true, Env: env("QUOTAQ_EMBEDDED", "true")},
+			{EmbeddedByDefault: true, Env: env()},
+		} {
+			tg, err := c.resolve()
+			if err != nil || tg.kind != "embedded" || tg.addr != "redis://"+DefaultEmbeddedAddr+"/0" {
+				t.Errorf("%v resolved to %+v, %v; want the embedded server on the default address", c, tg, err)
+			}
+		}
+		if err := (&Config{AllowEmbedded: true, Env: env()}).Validate(); !errors.Is(err, ErrNoRedis) || !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("nothing configured where --embedded is offered: %v, want ErrNoRedis and ErrInvalidConfig", err)
 		}
 	})
 }
@@ -276,8 +293,11 @@ func TestFlagsWinOverEnv(t *testing.T) {
 	c3 := &Config{AllowEmbedded: true}
 	fs3 := flag.NewFlagSet("test", flag.ContinueOnError)
 	c3.RegisterFlags(fs3)
-	if fs3.Lookup("embedded-addr") == nil {
-		t.Error("--embedded-addr missing although AllowEmbedded is true")
+	if fs3.Lookup("embedded-addr") == nil || fs3.Lookup("embedded") == nil {
+		t.Error("--embedded or --embedded-addr missing although AllowEmbedded is true")
+	}
+	if fs2.Lookup("embedded") != nil || fs2.Lookup("allow-eviction") == nil {
+		t.Error("want --allow-eviction everywhere and --embedded only where AllowEmbedded is true")
 	}
 }
 

@@ -29,6 +29,10 @@ type Conn struct {
 	// Embedded reports whether Redis is the in-memory miniredis started by
 	// Open: its data is lost when the process exits.
 	Embedded bool
+	// MaxmemoryPolicy is the server's maxmemory-policy as read by Open
+	// ("noeviction"), or "" when the server did not tell (CONFIG GET
+	// refused).
+	MaxmemoryPolicy string
 
 	stop func()
 }
@@ -51,6 +55,9 @@ type target struct {
 	cluster  *redis.ClusterOptions
 	asynq    asynq.RedisConnOpt
 	secrets  []string
+	// allowEviction is --allow-eviction: a policy other than noeviction is
+	// only warned about.
+	allowEviction bool
 }
 
 // Validate checks c (and the environment variables it falls back to) without
@@ -71,13 +78,14 @@ func (c *Config) Addr() string {
 }
 
 // Open connects to the configured Redis and checks that it answers PING within
-// the dial timeout; with nothing configured and AllowEmbedded set it starts
-// the embedded miniredis instead and logs one line saying so. logger may be
-// nil.
+// the dial timeout, and that its maxmemory-policy is noeviction (see the
+// package doc); with Embedded set (or EmbeddedByDefault and nothing
+// configured) it starts the embedded miniredis instead and logs one line
+// saying so. logger may be nil.
 //
-// Errors match ErrInvalidConfig (bad flags or environment) or ErrUnreachable
-// (the server did not answer); their text names the address but never a
-// password.
+// Errors match ErrInvalidConfig (bad flags or environment, ErrNoRedis),
+// ErrUnreachable (the server did not answer) or ErrEvictionPolicy; their text
+// names the address but never a password.
 func (c *Config) Open(ctx context.Context, logger *slog.Logger) (*Conn, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -88,7 +96,11 @@ func (c *Config) Open(ctx context.Context, logger *slog.Logger) (*Conn, error) {
 	}
 	if t.kind == "embedded" {
 		r, _ := c.withEnv() // resolve succeeded, so this does too
-		return openEmbedded(r.EmbeddedAddr, logger)
+		conn, err := openEmbedded(r.EmbeddedAddr, logger)
+		if err == nil {
+			conn.MaxmemoryPolicy = NoEviction
+		}
+		return conn, err
 	}
 	conn := &Conn{Asynq: t.asynq, Addr: t.addr}
 	switch t.kind {
@@ -105,6 +117,10 @@ func (c *Config) Open(ctx context.Context, logger *slog.Logger) (*Conn, error) {
 	if err := conn.Redis.Ping(pctx).Err(); err != nil {
 		_ = conn.Redis.Close()
 		return nil, &unreachableError{addr: t.addr, err: err, secrets: t.secrets}
+	}
+	if err := checkEviction(pctx, conn, t.allowEviction, logger); err != nil {
+		_ = conn.Redis.Close()
+		return nil, err
 	}
 	return conn, nil
 }
@@ -135,8 +151,15 @@ func (c *Config) resolve() (*target, error) {
 	if modes > 1 {
 		return nil, fmt.Errorf("%w: more than one of --redis-url (REDIS_URL), --redis-sentinel-addrs/--redis-sentinel-master (REDIS_SENTINEL_*) and --redis-cluster-addrs (REDIS_CLUSTER_ADDRS) is set; keep one", ErrInvalidConfig)
 	}
-	t := &target{secrets: []string{r.Password, r.SentinelPassword}}
+	t := &target{secrets: []string{r.Password, r.SentinelPassword}, allowEviction: r.AllowEviction}
 	tlsOn := r.TLS || r.TLSCAFile != "" || r.TLSCertFile != "" || r.TLSKeyFile != "" || r.TLSServerName != "" || r.TLSSkipVerify
+	configured := modes > 0 || tlsOn || r.Username != "" || r.Password != ""
+	switch {
+	case r.Embedded && configured:
+		return nil, fmt.Errorf("%w: --embedded (QUOTAQ_EMBEDDED) and a Redis setting (--redis-*, REDIS_*) are both given; keep one", ErrInvalidConfig)
+	case !configured && !r.Embedded && !r.EmbeddedByDefault && r.AllowEmbedded:
+		return nil, fmt.Errorf("%w: set --redis-url or REDIS_URL (or the Sentinel or Cluster settings, see --help) to use a Redis server, or pass --embedded (QUOTAQ_EMBEDDED=1) to try quotaq on an in-memory Redis whose data is lost on exit", ErrNoRedis)
+	}
 	switch {
 	case len(r.SentinelAddrs) > 0 || r.SentinelMaster != "":
 		if len(r.SentinelAddrs) == 0 || r.SentinelMaster == "" {
@@ -178,7 +201,7 @@ func (c *Config) resolve() (*target, error) {
 		t.asynq = asynq.RedisClusterClientOpt{
 			Addrs: r.ClusterAddrs, Username: r.Username, Password: r.Password, DialTimeout: r.DialTimeout, TLSConfig: tc,
 		}
-	case r.URL == "" && r.AllowEmbedded && !tlsOn && r.Username == "" && r.Password == "":
+	case r.Embedded || (r.EmbeddedByDefault && !configured):
 		if _, _, err := splitHostPort(r.EmbeddedAddr); err != nil {
 			return nil, fmt.Errorf("%w: --embedded-addr (QUOTAQ_EMBEDDED_ADDR) %q: %v", ErrInvalidConfig, r.EmbeddedAddr, err)
 		}

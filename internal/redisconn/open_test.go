@@ -22,7 +22,7 @@ func TestOpenEmbedded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	var logs bytes.Buffer
-	c := &Config{AllowEmbedded: true, EmbeddedAddr: "127.0.0.1:0", Env: env()}
+	c := &Config{AllowEmbedded: true, Embedded: true, EmbeddedAddr: "127.0.0.1:0", Env: env()}
 	conn, err := c.Open(ctx, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestOpenEmbeddedPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	c := &Config{AllowEmbedded: true, EmbeddedAddr: l.Addr().String(), Env: env()}
+	c := &Config{AllowEmbedded: true, Embedded: true, EmbeddedAddr: l.Addr().String(), Env: env()}
 	_, err = c.Open(context.Background(), nil)
 	if err == nil || !strings.Contains(err.Error(), l.Addr().String()) || !strings.Contains(err.Error(), "--embedded-addr") {
 		t.Errorf("Open on a busy port: %v; want an error naming the address and --embedded-addr", err)

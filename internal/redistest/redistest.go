@@ -85,6 +85,20 @@ func Prefix(tb testing.TB) string {
 	return fmt.Sprintf("t%d-%d", os.Getpid(), prefixSeq.Add(1))
 }
 
+// NewServer starts a redis-server of the test's own, in a temporary
+// directory, with extra configuration lines ("maxmemory-policy allkeys-lru"),
+// and stops it when the test ends. Use it for a server configured unlike the
+// shared one, or one the test stops.
+func NewServer(tb testing.TB, extra ...string) *Server {
+	tb.Helper()
+	s, err := Start(tb.TempDir(), extra...)
+	if err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
 // Start runs redis-server on a free loopback port with its files in dir, plus
 // any extra configuration lines ("appendonly yes"), and waits until it answers
 // PING. Stop it with Stop.

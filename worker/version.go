@@ -1,0 +1,67 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quotaq/quotaq/throttle"
+)
+
+// SupportedAsynq names the asynq versions the Throttler is tested with.
+// Re-queueing a throttled task relies on asynq's key layout, on asynq not
+// deleting a task whose Done it retries with an already-cancelled context,
+// and on the text of asynq's log lines: none of them is part of asynq's API,
+// so another version may lose or duplicate tasks.
+const SupportedAsynq = "v0.26.x"
+
+// ErrUnsupportedAsynq is matched (errors.Is) by NewChecked's error when the
+// program links an asynq version other than SupportedAsynq.
+var ErrUnsupportedAsynq = errors.New("worker: unsupported asynq version")
+
+// CheckAsynq reports whether the asynq linked into the program is one the
+// Throttler supports (SupportedAsynq). It reads the program's build
+// information; when there is none (some test binaries), or asynq is replaced
+// by a local directory without a version, it accepts.
+func CheckAsynq() error {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
+	}
+	for _, m := range bi.Deps {
+		if m.Path != "github.com/hibiken/asynq" {
+			continue
+		}
+		if m.Replace != nil {
+			m = m.Replace
+		}
+		return checkAsynqVersion(m.Version)
+	}
+	return nil
+}
+
+// checkAsynqVersion checks a module version as the build information gives
+// it ("v0.26.0"); "" or "(devel)" (a local replacement) is accepted.
+func checkAsynqVersion(v string) error {
+	if v == "" || v == "(devel)" || strings.HasPrefix(v, "v0.26.") {
+		return nil
+	}
+	return fmt.Errorf("%w: the program links github.com/hibiken/asynq %s, but quotaq's worker supports %s only "+
+		"(it relies on asynq internals that other versions may change, losing or duplicating tasks): "+
+		"pin it with `go get github.com/hibiken/asynq@v0.26.0`, or use worker.New to skip this check once you have tested your version",
+		ErrUnsupportedAsynq, v, SupportedAsynq)
+}
+
+// NewChecked is New after CheckAsynq: it returns ErrUnsupportedAsynq, and
+// no Throttler, when the program links an asynq version the Throttler is not
+// tested with. Programs should use it; New does not check, for a program
+// that has tested its asynq version itself.
+func NewChecked(l *throttle.Limiter, asynqRedis redis.UniversalClient, opts ...Option) (*Throttler, error) {
+	if err := CheckAsynq(); err != nil {
+		return nil, err
+	}
+	return New(l, asynqRedis, opts...), nil
+}
