@@ -3,10 +3,10 @@
 //
 // A schedule file (LoadFile, format in Parse) lists named entries, each a
 // cron spec and an action: reset the period quotas of some tenants or all
-// (TypeQuotaReset), set the rate, burst or quota of some tenants or of every
-// tenant (TypeQuotaAdjust), or adapt a tenant's rate to its upstream
-// (TypeQuotaAdjust with Adaptive: raise it step by step while the upstream
-// says no 429, cut it by a factor when it does). The file is checked whole at
+// (TypeQuotaReset), or set the rate, burst or quota of some tenants or of
+// every tenant (TypeQuotaAdjust). (Adapting a rate to an upstream's 429s is
+// the limiter's own job: throttle.Limiter.Backoff; the former "adaptive"
+// action is refused with a message saying so.) The file is checked whole at
 // load: a bad spec, an unknown action or field, a negative rate or a bad
 // tenant id is an error naming the entry, the field and its line.
 //
@@ -30,7 +30,7 @@
 // first to enqueue a firing wins.
 //
 // The handlers run at least once, like any asynq task: a reset that a worker
-// crash interrupts may be run again; an adaptive step is not taken twice.
+// crash interrupts may be run again.
 //
 // # Missed firings
 //

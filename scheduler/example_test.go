@@ -24,7 +24,6 @@ func Example() {
 	opts := []scheduler.Option{
 		scheduler.WithLogger(slog.Default()),
 		scheduler.WithQueue("quotaq"),
-		scheduler.WithRedis(rdb), // the adaptive entries' state
 	}
 
 	client := asynq.NewClientFromRedisClient(rdb)

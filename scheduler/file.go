@@ -21,10 +21,17 @@ const DefaultCatchUp = time.Hour
 
 // Actions an entry can take.
 const (
-	ActionReset    = "reset"    // start a new quota period (TypeQuotaReset)
-	ActionAdjust   = "adjust"   // set rate, burst, quota (TypeQuotaAdjust)
-	ActionAdaptive = "adaptive" // one AIMD step on the rate (TypeQuotaAdjust with Adaptive)
+	ActionReset  = "reset"  // start a new quota period (TypeQuotaReset)
+	ActionAdjust = "adjust" // set rate, burst, quota (TypeQuotaAdjust)
 )
+
+// errAdaptiveRetired is what an "adaptive" entry (or an adaptive adjust
+// task of an older version) gets: the rate is learned from the upstream's
+// refusals by the limiter itself, continuously, not by cron steps; two
+// mechanisms would fight over the same rate.
+var errAdaptiveRetired = errors.New(`the "adaptive" action is retired: quotaq-worker learns an upstream's rate from its 429s by itself, ` +
+	`cutting it at each refusal and climbing back to the policy (--learn-factor, --learn-floor, --learn-recovery; README "Upstream says stop"); ` +
+	`remove the entry, and set the ceiling with the policy's rate (or an "adjust" entry)`)
 
 // Schedule is a parsed and validated schedule file.
 type Schedule struct {
@@ -39,13 +46,13 @@ type Entry struct {
 	Name     string        // unique in its file; part of the task IDs
 	Spec     string        // the cron spec as written
 	Schedule cron.Schedule // parsed Spec; Next is pure
-	Action   string        // ActionReset, ActionAdjust or ActionAdaptive
+	Action   string        // ActionReset or ActionAdjust
 	// CatchUp is how far back a starting scheduler looks for a firing it
 	// missed; 0 means it never fires a missed one.
 	CatchUp time.Duration
 
 	Reset  *Reset  // set when Action is ActionReset
-	Adjust *Adjust // set when Action is ActionAdjust or ActionAdaptive
+	Adjust *Adjust // set when Action is ActionAdjust
 }
 
 // Task returns the task of the entry's firing at its scheduled time fire,
@@ -89,21 +96,13 @@ func LoadFile(path string) (*Schedule, error) {
 //	entries:
 //	  - name: nightly-reset   # letters, digits, . _ -; unique
 //	    cron: "0 0 * * *"     # 5 fields, or 6 with seconds first; CRON_TZ=Zone, @daily, @every 10m
-//	    action: reset         # reset | adjust | adaptive
+//	    action: reset         # reset | adjust
 //	    all: true             # or tenant: id, or tenants: [a, b]
 //	  - name: acme-night
 //	    cron: "0 22 * * *"
 //	    action: adjust
 //	    tenant: acme
 //	    rate: 50              # any of rate, burst, quota, quota_period (24h)
-//	  - name: acme-adaptive
-//	    cron: "*/30 * * * * *"
-//	    action: adaptive
-//	    tenant: acme
-//	    min_rate: 1
-//	    max_rate: 200
-//	    step: 5
-//	    factor: 0.5           # default 0.5
 //	    catch_up: 0s          # per entry
 func Parse(file string, data []byte) (*Schedule, error) {
 	p := &fileParser{file: file}
@@ -169,9 +168,8 @@ func (r *rawEntry) lineOf(fields ...string) int {
 // fieldsFor says which fields an action takes besides name, cron, action
 // and catch_up.
 var fieldsFor = map[string][]string{
-	ActionReset:    {"tenant", "tenants", "all"},
-	ActionAdjust:   {"tenant", "tenants", "all", "rate", "burst", "quota", "quota_period"},
-	ActionAdaptive: {"tenant", "tenants", "min_rate", "max_rate", "step", "factor"},
+	ActionReset:  {"tenant", "tenants", "all"},
+	ActionAdjust: {"tenant", "tenants", "all", "rate", "burst", "quota", "quota_period"},
 }
 
 func (p *fileParser) parse(data []byte) *Schedule {
@@ -237,8 +235,7 @@ func (p *fileParser) parse(data []byte) *Schedule {
 		p.fail("", entries.Line, "entries", errors.New("must be a list of entries (\"- name: ...\")"))
 		return s
 	}
-	names := map[string]int{}       // entry name -> line
-	adaptive := map[string]string{} // tenant -> entry adapting it
+	names := map[string]int{} // entry name -> line
 	for i, n := range entries.Content {
 		raw := p.readEntry(i, n)
 		if raw == nil {
@@ -253,14 +250,6 @@ func (p *fileParser) parse(data []byte) *Schedule {
 			continue
 		}
 		names[e.Name] = raw.lines["name"]
-		if e.Action == ActionAdaptive {
-			for _, t := range e.Adjust.Tenants {
-				if other, dup := adaptive[t]; dup {
-					p.fail(e.Name, raw.lineOf("tenant", "tenants"), "tenant", fmt.Errorf("tenant %q is already adapted by entry %q; one adaptive entry per tenant", t, other))
-				}
-				adaptive[t] = e.Name
-			}
-		}
 		s.Entries = append(s.Entries, e)
 	}
 	return s
@@ -388,12 +377,16 @@ func (p *fileParser) entry(raw *rawEntry, loc *time.Location, defCatchUp time.Du
 	}
 
 	if raw.Action == nil {
-		p.fail(label, raw.line, "action", errors.New("missing; use reset, adjust or adaptive"))
+		p.fail(label, raw.line, "action", errors.New("missing; use reset or adjust"))
+		return e, false
+	}
+	if *raw.Action == "adaptive" {
+		p.fail(label, line("action"), "action", errAdaptiveRetired)
 		return e, false
 	}
 	allowed, known := fieldsFor[*raw.Action]
 	if !known {
-		p.fail(label, line("action"), "action", fmt.Errorf("unknown action %q (use reset, adjust or adaptive)", *raw.Action))
+		p.fail(label, line("action"), "action", fmt.Errorf("unknown action %q (use reset or adjust)", *raw.Action))
 		return e, false
 	}
 	e.Action = *raw.Action
@@ -456,28 +449,6 @@ func (p *fileParser) entry(raw *rawEntry, loc *time.Location, defCatchUp time.Du
 			}
 			a.QuotaPeriod = &d
 		}
-		if err := a.Validate(); err != nil {
-			report(err)
-			return e, false
-		}
-		e.Adjust = &a
-	case ActionAdaptive:
-		ad := Adaptive{Factor: DefaultFactor}
-		for _, f := range []struct {
-			name string
-			src  *float64
-			dst  *float64
-		}{{"min_rate", raw.MinRate, &ad.MinRate}, {"max_rate", raw.MaxRate, &ad.MaxRate}, {"step", raw.Step, &ad.Step}, {"factor", raw.Factor, &ad.Factor}} {
-			if f.src != nil {
-				*f.dst = *f.src
-			} else if f.name != "factor" {
-				p.fail(label, raw.line, f.name, errors.New("missing; adaptive takes min_rate, max_rate and step (and factor, default 0.5)"))
-			}
-		}
-		if len(p.errs) > nerr {
-			return e, false
-		}
-		a := Adjust{Tenants: tenants, Adaptive: &ad}
 		if err := a.Validate(); err != nil {
 			report(err)
 			return e, false

@@ -73,7 +73,7 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("entry %q: reset %+v does not validate", e.Name, e.Reset)
 				}
 				tenants = e.Reset.Tenants
-			case ActionAdjust, ActionAdaptive:
+			case ActionAdjust:
 				if e.Adjust == nil || e.Adjust.Validate() != nil {
 					t.Fatalf("entry %q: adjust %+v does not validate", e.Name, e.Adjust)
 				}

@@ -21,21 +21,14 @@ func TestLoadFileExample(t *testing.T) {
 	for _, e := range s.Entries {
 		byName[e.Name] = e
 	}
-	if len(byName) != 6 {
-		t.Fatalf("got %d entries, want 6: %v", len(byName), byName)
+	if len(byName) != 5 {
+		t.Fatalf("got %d entries, want 5: %v", len(byName), byName)
 	}
 	if e := byName["monthly-reset-eu"]; e.Reset == nil || len(e.Reset.Tenants) != 2 || e.CatchUp != 24*time.Hour {
 		t.Errorf("monthly-reset-eu = %+v", e)
 	}
 	if e := byName["plan-change"]; e.Adjust == nil || !e.Adjust.All || *e.Adjust.Rate != 20 || *e.Adjust.Burst != 40 || e.Adjust.Quota != nil {
 		t.Errorf("plan-change = %+v", e)
-	}
-	e := byName["initech-adaptive"]
-	if e.Action != ActionAdaptive || e.Adjust == nil || e.Adjust.Adaptive == nil || e.CatchUp != 0 {
-		t.Fatalf("initech-adaptive = %+v", e)
-	}
-	if got, want := *e.Adjust.Adaptive, (Adaptive{MinRate: 2, MaxRate: 300, Step: 5, Factor: 0.5}); got != want {
-		t.Errorf("initech-adaptive = %+v, want %+v", got, want)
 	}
 	if byName["daily-reset"].CatchUp != time.Hour {
 		t.Errorf("daily-reset catch_up = %s, want the file's 1h", byName["daily-reset"].CatchUp)
@@ -48,11 +41,8 @@ func TestParseDefaults(t *testing.T) {
 entries:
   - name: a
     cron: "0 0 * * *"
-    action: adaptive
+    action: reset
     tenant: t1
-    min_rate: 1
-    max_rate: 10
-    step: 1
   - name: b
     cron: "0 0 * * *"
     action: adjust
@@ -66,8 +56,8 @@ entries:
 		t.Errorf("Location = %v, want UTC", s.Location)
 	}
 	a, b := s.Entries[0], s.Entries[1]
-	if a.CatchUp != DefaultCatchUp || a.Adjust.Adaptive.Factor != DefaultFactor {
-		t.Errorf("a: catch_up %s factor %v, want the defaults", a.CatchUp, a.Adjust.Adaptive.Factor)
+	if a.CatchUp != DefaultCatchUp {
+		t.Errorf("a: catch_up %s, want the default", a.CatchUp)
 	}
 	if b.Adjust.Quota == nil || *b.Adjust.Quota != 0 || b.Adjust.Rate != nil {
 		t.Errorf("b: quota %v rate %v, want quota 0 given and rate not", b.Adjust.Quota, b.Adjust.Rate)
@@ -333,36 +323,7 @@ entries:
     action: reset
     all: true
 `, "r", "cron", "has no value", 0},
-		{"AdaptiveMissingStep", `
-entries:
-  - name: ad
-    cron: "*/30 * * * * *"
-    action: adaptive
-    tenant: t
-    min_rate: 1
-    max_rate: 10
-`, "ad", "step", "missing", 0},
-		{"AdaptiveMinAboveMax", `
-entries:
-  - name: ad
-    cron: "*/30 * * * * *"
-    action: adaptive
-    tenant: t
-    min_rate: 10
-    max_rate: 1
-    step: 1
-`, "ad", "max_rate", ">= min_rate", 0},
-		{"AdaptiveNegativeMin", `
-entries:
-  - name: ad
-    cron: "*/30 * * * * *"
-    action: adaptive
-    tenant: t
-    min_rate: -1
-    max_rate: 1
-    step: 1
-`, "ad", "min_rate", "> 0", 0},
-		{"AdaptiveFactorTooBig", `
+		{"AdaptiveRetired", `
 entries:
   - name: ad
     cron: "*/30 * * * * *"
@@ -371,46 +332,7 @@ entries:
     min_rate: 1
     max_rate: 10
     step: 1
-    factor: 1.5
-`, "ad", "factor", "between 0 and 1", 0},
-		{"AdaptiveAll", `
-entries:
-  - name: ad
-    cron: "*/30 * * * * *"
-    action: adaptive
-    all: true
-    min_rate: 1
-    max_rate: 10
-    step: 1
-`, "ad", "all", "does not apply to action adaptive", 0},
-		{"AdaptiveWithRate", `
-entries:
-  - name: ad
-    cron: "*/30 * * * * *"
-    action: adaptive
-    tenant: t
-    min_rate: 1
-    max_rate: 10
-    step: 1
-    rate: 5
-`, "ad", "rate", "does not apply", 0},
-		{"TwoAdaptiveEntriesOneTenant", `
-entries:
-  - name: ad1
-    cron: "*/30 * * * * *"
-    action: adaptive
-    tenant: t
-    min_rate: 1
-    max_rate: 10
-    step: 1
-  - name: ad2
-    cron: "*/20 * * * * *"
-    action: adaptive
-    tenant: t
-    min_rate: 1
-    max_rate: 10
-    step: 1
-`, "ad2", "tenant", `already adapted by entry "ad1"`, 13},
+`, "ad", "action", "learns an upstream's rate from its 429s", 5},
 		{"EntryNotAMapping", `
 entries:
   - just a string

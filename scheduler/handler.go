@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -13,8 +12,8 @@ import (
 )
 
 // RegisterHandlers registers on mux the handlers of TypeQuotaReset and
-// TypeQuotaAdjust, which act on l. Options: WithLogger, and for adaptive
-// entries WithRedis (required) and WithPrefix.
+// TypeQuotaAdjust, which act on l. Options: WithLogger, and WithRelease to
+// bring back the tasks a change frees.
 //
 // A change made by a handler is seen by every limiter on the same Redis and
 // prefix from its next decision on (a default policy: within the limiter's
@@ -33,11 +32,7 @@ type handlers struct {
 }
 
 func newHandlers(l *throttle.Limiter, opts []Option) *handlers {
-	h := &handlers{l: l, cfg: newConfig(opts)}
-	if h.cfg.prefix == "" {
-		h.cfg.prefix = l.Prefix()
-	}
-	return h
+	return &handlers{l: l, cfg: newConfig(opts)}
 }
 
 // badPayload marks an error that retrying cannot fix.
@@ -110,19 +105,6 @@ func (h *handlers) adjust(ctx context.Context, t *asynq.Task) error {
 		return badPayload("adjust", err)
 	}
 	log := h.cfg.logger.With("task", TypeQuotaAdjust, "entry", a.Entry, "fire_time", a.FireTime)
-	if a.Adaptive != nil {
-		fire := a.FireTime
-		if fire.IsZero() {
-			fire = time.Now() // enqueued by hand
-		}
-		for _, id := range a.Tenants {
-			if err := h.adaptiveStep(ctx, log, id, *a.Adaptive, fire); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-
 	// Read and check every new policy first, so that an invalid one
 	// changes nothing.
 	type change struct {

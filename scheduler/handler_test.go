@@ -277,7 +277,6 @@ func TestHandlersRejectBadPayloads(t *testing.T) {
 	ctx := context.Background()
 	b := setupHandlers(t)
 	noRedis := newHandlers(b.l, nil)
-	adaptive, _ := NewAdjustTask(Adjust{Tenants: []string{"t"}, Adaptive: &Adaptive{MinRate: 1, MaxRate: 2, Step: 1, Factor: 0.5}})
 	tests := []struct {
 		name string
 		run  func() error
@@ -290,7 +289,10 @@ func TestHandlersRejectBadPayloads(t *testing.T) {
 		{"AdjustNegativeRate", func() error {
 			return b.h.adjust(ctx, asynq.NewTask(TypeQuotaAdjust, []byte(`{"tenants":["a"],"rate":-1}`)))
 		}},
-		{"AdaptiveWithoutRedis", func() error { return noRedis.adjust(ctx, adaptive) }},
+		// an adaptive step enqueued by an older version: retired, archived
+		{"AdaptiveRetired", func() error {
+			return noRedis.adjust(ctx, asynq.NewTask(TypeQuotaAdjust, []byte(`{"tenants":["t"],"adaptive":{"min_rate":1,"max_rate":2,"step":1,"factor":0.5}}`)))
+		}},
 	}
 	for _, tt := range tests {
 		if err := tt.run(); !errors.Is(err, asynq.SkipRetry) {

@@ -16,8 +16,6 @@ type config struct {
 	logger  *slog.Logger
 	queue   string
 	clock   Clock
-	rdb     redis.UniversalClient
-	prefix  string
 	release func(ctx context.Context, tenants ...string) (int, error)
 }
 
@@ -64,13 +62,11 @@ func WithClock(clk Clock) Option {
 	}
 }
 
-// WithRedis gives the handlers the Redis that keeps the adaptive entries'
-// state: usually the limiter's own. Without it an adaptive task fails (and is
-// archived) with an error saying so; resets and plain adjustments do not need
-// it.
-func WithRedis(rdb redis.UniversalClient) Option {
-	return func(c *config) { c.rdb = rdb }
-}
+// WithRedis does nothing.
+//
+// Deprecated: the handlers kept the "adaptive" entries' state in it; the
+// action is retired (the limiter learns an upstream's rate itself).
+func WithRedis(redis.UniversalClient) Option { return func(*config) {} }
 
 // WithRelease sets what brings a tenant's parked tasks back (those waiting
 // for a quota reset or a pause: worker.Throttler.Release), called for the
@@ -81,8 +77,7 @@ func WithRelease(fn func(ctx context.Context, tenants ...string) (int, error)) O
 	return func(c *config) { c.release = fn }
 }
 
-// WithPrefix sets the prefix of the handlers' own keys (the adaptive state,
-// "<prefix>:adaptive:<tenant>"). Default the limiter's prefix.
-func WithPrefix(prefix string) Option {
-	return func(c *config) { c.prefix = prefix }
-}
+// WithPrefix does nothing.
+//
+// Deprecated: it named the "adaptive" entries' keys; the action is retired.
+func WithPrefix(string) Option { return func(*config) {} }

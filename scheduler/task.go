@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
@@ -18,8 +17,7 @@ import (
 const (
 	// TypeQuotaReset starts a new quota period for some tenants or all.
 	TypeQuotaReset = "quotaq:quota:reset"
-	// TypeQuotaAdjust changes the policy of some tenants or all, or takes one
-	// adaptive step (Adjust.Adaptive).
+	// TypeQuotaAdjust changes the policy of some tenants or all.
 	TypeQuotaAdjust = "quotaq:quota:adjust"
 )
 
@@ -50,9 +48,6 @@ func (r Reset) Validate() error {
 // Adjust is the payload of a TypeQuotaAdjust task. It sets the listed fields
 // of the policy of the listed tenants, or of every tenant when All is set (the
 // default policy and every explicit one); a nil field keeps its value.
-//
-// With Adaptive set it instead takes one adaptive step for each listed tenant
-// and the rate fields must be nil.
 type Adjust struct {
 	Tenants []string `json:"tenants,omitempty"`
 	All     bool     `json:"all,omitempty"`
@@ -62,42 +57,14 @@ type Adjust struct {
 	Quota       *int64         `json:"quota,omitempty"`        // tokens per quota period, 0 = no quota
 	QuotaPeriod *time.Duration `json:"quota_period,omitempty"` // 0 = reset only by TypeQuotaReset
 
-	Adaptive *Adaptive `json:"adaptive,omitempty"`
+	// Adaptive is retired: the limiter learns an upstream's rate from its
+	// 429s itself (throttle.Limiter.Backoff). A task that sets it (enqueued
+	// by an older version) is archived with an error saying so.
+	Adaptive json.RawMessage `json:"adaptive,omitempty"`
 
 	// Entry and FireTime: as in Reset.
 	Entry    string    `json:"entry,omitempty"`
 	FireTime time.Time `json:"fire_time,omitzero"`
-}
-
-// Adaptive describes additive-increase, multiplicative-decrease control of a
-// tenant's rate. Each step raises the rate by Step when the tenant's upstream
-// has said 429 (throttle Limiter.Hold) no time since the previous step, and
-// multiplies it by Factor when it has; the rate stays within [MinRate,
-// MaxRate].
-type Adaptive struct {
-	MinRate float64 `json:"min_rate"` // > 0
-	MaxRate float64 `json:"max_rate"` // >= MinRate
-	Step    float64 `json:"step"`     // > 0, tokens per second added per quiet step
-	Factor  float64 `json:"factor"`   // in (0, 1), the rate is multiplied by it after a 429
-}
-
-// DefaultFactor is the Adaptive.Factor a schedule file entry gets when it
-// gives none: halve the rate after a 429.
-const DefaultFactor = 0.5
-
-// Validate reports whether a is usable, naming the bad field.
-func (a Adaptive) Validate() error {
-	switch {
-	case !(a.MinRate > 0) || a.MinRate > maxRate:
-		return fieldErr("min_rate", "%v must be a number > 0 and at most %g (tokens per second)", a.MinRate, maxRate)
-	case !(a.MaxRate >= a.MinRate) || a.MaxRate > maxRate:
-		return fieldErr("max_rate", "%v must be a number >= min_rate %v and at most %g", a.MaxRate, a.MinRate, maxRate)
-	case !(a.Step > 0) || math.IsInf(a.Step, 0):
-		return fieldErr("step", "%v must be a number > 0 (tokens per second added per step)", a.Step)
-	case !(a.Factor > 0 && a.Factor < 1):
-		return fieldErr("factor", "%v must be between 0 and 1 exclusive (e.g. 0.5 halves the rate after a 429)", a.Factor)
-	}
-	return nil
 }
 
 // Validate reports whether a is usable, naming the bad field.
@@ -105,19 +72,8 @@ func (a Adjust) Validate() error {
 	if err := validateTarget(a.Tenants, a.All); err != nil {
 		return err
 	}
-	if a.Adaptive != nil {
-		if a.All {
-			return fieldErr("all", "adaptive adjustment needs named tenants, not all")
-		}
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"rate", a.Rate != nil}, {"burst", a.Burst != nil}, {"quota", a.Quota != nil}, {"quota_period", a.QuotaPeriod != nil}} {
-			if f.set {
-				return fieldErr(f.name, "cannot be set with an adaptive adjustment (it sets the rate itself)")
-			}
-		}
-		return a.Adaptive.Validate()
+	if len(a.Adaptive) > 0 {
+		return fmt.Errorf("field adaptive: %w", errAdaptiveRetired)
 	}
 	if a.Rate == nil && a.Burst == nil && a.Quota == nil && a.QuotaPeriod == nil {
 		return fieldErr("rate", "nothing to adjust: set at least one of rate, burst, quota, quota_period")

@@ -141,8 +141,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 
 	mux := asynq.NewServeMux()
 	mux.Use(th.Middleware)
-	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRedis(conn.Redis), scheduler.WithPrefix(o.prefix),
-		scheduler.WithRelease(th.Release))
+	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRelease(th.Release))
 	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(&http.Client{Timeout: o.httpTimeout}))
 	for _, typ := range strings.Split(o.echoTypes, ",") {
 		if typ = strings.TrimSpace(typ); typ != "" {
