@@ -35,7 +35,7 @@ func setupHandlers(t *testing.T, opts ...Option) *handlerBundle {
 		// not wait out a refresh interval.
 		running: throttle.New(rdb, throttle.WithPrefix(prefix), throttle.WithPolicyRefresh(time.Nanosecond)),
 	}
-	opts = append([]Option{WithRedis(rdb), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
+	opts = append([]Option{WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
 	b.h = newHandlers(b.l, opts)
 	return b
 }
@@ -329,7 +329,7 @@ func TestScheduledResetReachesARunningLimiter(t *testing.T) {
 	b.exhaust(t, "acme", 2)
 
 	mux := asynq.NewServeMux()
-	RegisterHandlers(mux, b.l, WithRedis(b.rdb))
+	RegisterHandlers(mux, b.l)
 	srv := asynq.NewServer(env.connOpt, asynq.Config{
 		Concurrency: 1, Queues: map[string]int{env.queue: 1},
 		ShutdownTimeout: time.Second, LogLevel: asynq.FatalLevel,
