@@ -73,7 +73,7 @@ func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, e
 }
 
 // AllowMulti is AllowN over several ids at once, such as a tenant and the
-// upstream API all tenants share: the n tokens are spent from every id's
+// upstream API all tenants share (Upstream("api.example")): the n tokens are spent from every id's
 // bucket (and quota) or from none. On Redis Cluster the ids must hash to one
 // slot; see the README.
 func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
@@ -111,7 +111,7 @@ func (l *Limiter) ReserveMulti(ctx context.Context, n int64, maxWait time.Durati
 // Request is a general decision for Reserve.
 type Request struct {
 	// IDs are the ids to decide on, all or nothing: a tenant, then shared
-	// levels such as an upstream API. At least one.
+	// levels such as an upstream API, named by Upstream(name). At least one.
 	IDs []string
 	// N is the cost in tokens. 0 means 1.
 	N int64
@@ -193,7 +193,7 @@ func (l *Limiter) Backoff(ctx context.Context, id string, d time.Duration) error
 }
 
 func (l *Limiter) hold(ctx context.Context, tenant string, d time.Duration, cut bool) error {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return err
 	}
 	d = min(d, MaxHold)
@@ -226,7 +226,7 @@ const MaxHold = 30 * 24 * time.Hour
 
 // HoldCount returns how many times tenant has been held.
 func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return 0, err
 	}
 	n, err := l.rdb.Get(ctx, l.keysFor(tenant).holds).Int64()
@@ -260,7 +260,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	}
 	ks := make([]string, 0, 4*len(req.IDs))
 	for _, id := range req.IDs {
-		if err := ValidateTenant(id); err != nil {
+		if err := ValidateID(id); err != nil {
 			return decision{}, err
 		}
 		k := l.keysFor(id)
