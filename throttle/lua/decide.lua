@@ -116,7 +116,8 @@ elseif mode == 'cancel' then
   -- CancelN (no ticket) gives back n. CancelTicket gives back only what the
   -- ticket holds, once: nothing where it was never booked, or was redeemed
   -- or cancelled already; and algo.give, told the booking's due time, keeps
-  -- what later bookings rely on.
+  -- what later bookings rely on (a ticket whose start is booked, due below
+  -- 0, had its tokens due long ago: it gets none back).
   for _, L in ipairs(levels) do
     if ticket == '' or L.due then
       L.st = algo.give(L.sk, L.st, L.t, L.b, n, now, L.due)
