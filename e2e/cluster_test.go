@@ -40,7 +40,7 @@ func TestCluster(t *testing.T) {
 
 	const quota = 4
 	s.policy(t, "metered", throttle.Policy{Rate: 1000, Burst: 1000, Quota: quota})
-	s.policy(t, "api:shared", throttle.Policy{Rate: 1000, Burst: 1000, Quota: 10})
+	s.policy(t, throttle.Upstream("api:shared"), throttle.Policy{Rate: 1000, Burst: 1000, Quota: 10})
 	for _, id := range []string{"t-1", "t-{2}", "t:3"} {
 		s.policy(t, id, throttle.Policy{Rate: 1.0 / 3600, Burst: 100})
 	}
@@ -54,8 +54,8 @@ func TestCluster(t *testing.T) {
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startWorker(t, "A", s.env, "--concurrency", "4", "--schedule", sched)
-	b := startWorker(t, "B", s.env, "--concurrency", "4")
+	a := startWorker(t, "A", s.env, "--concurrency", "4", "--schedule", sched, "--upstreams", "api:*")
+	b := startWorker(t, "B", s.env, "--concurrency", "4", "--upstreams", "api:*")
 
 	// once the schedule has reset the quota, the limiter knows when the
 	// next reset is due and tells refused tasks to come back then (before
@@ -95,7 +95,7 @@ func TestCluster(t *testing.T) {
 
 	// the shared upstream: exactly its quota, from all three tenants
 	eventually(t, time.Minute, "the upstream's quota used", func() bool {
-		r, err := s.lim.Peek(t.Context(), "api:shared")
+		r, err := s.lim.Peek(t.Context(), throttle.Upstream("api:shared"))
 		return err == nil && r.QuotaRemaining == 0
 	})
 	eventually(t, time.Minute, "the shared tasks waiting", func() bool {
@@ -124,8 +124,8 @@ func TestCluster(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &status); err != nil || len(status) < 5 {
 		t.Fatalf("status --json on the cluster: %v\n%s", err, out)
 	}
-	mustEnqueue(t, s.env, "", "policy", "set", "api:shared", "--quota", "0")
-	mustEnqueue(t, s.env, "", "quota", "reset", "--now", "api:shared")
+	mustEnqueue(t, s.env, "", "policy", "set", "upstream:api:shared", "--quota", "0")
+	mustEnqueue(t, s.env, "", "quota", "reset", "--now", "upstream:api:shared")
 	if _, err := s.insp.RunAllScheduledTasks("default"); err != nil {
 		t.Fatal(err)
 	}

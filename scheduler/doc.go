@@ -32,6 +32,15 @@
 // The handlers run at least once, like any asynq task: a reset that a worker
 // crash interrupts may be run again.
 //
+// # Daylight-saving time
+//
+// An entry with fixed hours fires as in classic cron across daylight-saving
+// changes: a firing whose wall time the spring change skips runs once right
+// after the gap (02:30 in Europe/Berlin fires at 03:00 CEST that day), and a
+// wall time the autumn change repeats fires once, the first time, so a
+// quota is neither left unreset for two days nor reset twice. An entry that
+// fires every hour follows real time. See ParseSpec.
+//
 // # Missed firings
 //
 // A firing is due at its scheduled time. When a Scheduler starts, it

@@ -197,6 +197,16 @@ func TestRunFiresOnTheClock(t *testing.T) {
 		{"LateWithinTheMinimumWindow", "0 * * * *", "0s", "2026-03-02T00:30:00Z",
 			[]string{"2026-03-02T01:00:40Z"},
 			[]string{"2026-03-02T01:00:00Z"}},
+		// 02:30 does not exist in Berlin on 2026-03-29 (02:00 CET -> 03:00
+		// CEST at 01:00Z): it fires once, when the gap ends
+		{"SpringGapFiresOnceAfterIt", "CRON_TZ=Europe/Berlin 30 2 * * *", "0s", "2026-03-29T00:20:00Z",
+			[]string{"2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z", "2026-03-29T02:00:00Z"},
+			[]string{"2026-03-29T01:00:00Z"}},
+		// 02:30 comes twice on 2026-10-25 (at 00:30Z in CEST, 01:30Z in
+		// CET): one firing, one task
+		{"AutumnRepeatFiresOnce", "CRON_TZ=Europe/Berlin 30 2 * * *", "0s", "2026-10-25T00:20:00Z",
+			[]string{"2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z", "2026-10-25T02:00:00Z"},
+			[]string{"2026-10-25T00:30:00Z"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

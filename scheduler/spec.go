@@ -24,6 +24,10 @@ var specParser = cron.NewParser(
 // whenever a process started, so that every scheduler replica computes the
 // same fire times; d must be a whole number of seconds, at least one.
 //
+// Across daylight-saving changes, a spec with fixed hours fires as classic
+// cron does: a firing the spring change skips runs once right after the
+// gap, and a wall time the autumn change repeats fires once (see dst.go).
+//
 // The returned Schedule is pure: Next depends on its argument alone.
 func ParseSpec(spec string, loc *time.Location) (cron.Schedule, error) {
 	if loc == nil {
@@ -54,9 +58,9 @@ func ParseSpec(spec string, loc *time.Location) (cron.Schedule, error) {
 	if ss.Location == time.Local {
 		// No zone in the spec: cron would read it in the zone of the time
 		// passed to Next. Pin it to the file's zone instead.
-		return zoned{ss, loc}, nil
+		return withDST(zoned{ss, loc}, ss, loc), nil
 	}
-	return ss, nil
+	return withDST(ss, ss, ss.Location), nil
 }
 
 // parseCron runs cron's parser, turning a panic on malformed input into an

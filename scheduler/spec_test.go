@@ -50,6 +50,43 @@ func TestParseSpecNext(t *testing.T) {
 			[]string{"2026-03-01T13:00:00Z"}},
 		{"EveryWithZone", "CRON_TZ=Europe/Berlin @every 90s", nil, "2026-03-01T12:00:00Z",
 			[]string{"2026-03-01T12:01:30Z", "2026-03-01T12:03:00Z"}},
+		// Across daylight-saving changes a spec with fixed hours fires as
+		// classic cron does: once right after a spring gap that skipped its
+		// wall time, once at a wall time an autumn change repeats. Specs
+		// that fire every hour follow real time.
+		// Berlin 2026: 02:00 CET -> 03:00 CEST on March 29, 03:00 CEST -> 02:00 CET on October 25
+		{"SpringSkippedFiresAfterTheGap", "CRON_TZ=Europe/Berlin 30 2 * * *", nil, "2026-03-27T12:00:00Z",
+			[]string{"2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"}},
+		{"SpringInTheFileZone", "30 2 * * *", berlin, "2026-03-28T12:00:00Z",
+			[]string{"2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"}},
+		{"SpringTwoSkippedFireOnce", "CRON_TZ=Europe/Berlin 0,30 2 * * *", nil, "2026-03-28T12:00:00Z",
+			[]string{"2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00", "2026-03-30T02:30:00+02:00"}},
+		{"SpringSkippedAndRightAfterFireOnce", "CRON_TZ=Europe/Berlin 0 2,3 * * *", nil, "2026-03-28T12:00:00Z",
+			[]string{"2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"}},
+		{"SpringFromInsideTheDay", "CRON_TZ=Europe/Berlin 30 2 * * *", nil, "2026-03-29T00:59:59Z",
+			[]string{"2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"}},
+		{"SpringOutsideTheGapUnchanged", "CRON_TZ=Europe/Berlin 0 4 * * *", nil, "2026-03-28T12:00:00Z",
+			[]string{"2026-03-29T04:00:00+02:00", "2026-03-30T04:00:00+02:00"}},
+		{"AutumnRepeatedFiresOnce", "CRON_TZ=Europe/Berlin 30 2 * * *", nil, "2026-10-23T12:00:00Z",
+			[]string{"2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"}},
+		{"AutumnFromTheFirstPass", "CRON_TZ=Europe/Berlin 30 2 * * *", nil, "2026-10-25T02:45:00+02:00",
+			[]string{"2026-10-26T02:30:00+01:00"}},
+		{"AutumnRangeOfHours", "CRON_TZ=Europe/Berlin 0 1-3 * * *", nil, "2026-10-24T23:00:00Z",
+			[]string{"2026-10-25T02:00:00+02:00", "2026-10-25T03:00:00+01:00", "2026-10-26T01:00:00+01:00"}},
+		{"HourlyFollowsRealTimeInSpring", "CRON_TZ=Europe/Berlin 0 * * * *", nil, "2026-03-29T01:30:00+01:00",
+			[]string{"2026-03-29T03:00:00+02:00", "2026-03-29T04:00:00+02:00"}},
+		{"HourlyFollowsRealTimeInAutumn", "CRON_TZ=Europe/Berlin 0 * * * *", nil, "2026-10-25T01:30:00+02:00",
+			[]string{"2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00", "2026-10-25T03:00:00+01:00"}},
+		// New York 2026: 02:00 EST -> 03:00 EDT on March 8, 02:00 EDT -> 01:00 EST on November 1
+		{"NewYorkSpring", "TZ=America/New_York 30 2 * * *", nil, "2026-03-07T12:00:00Z",
+			[]string{"2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"}},
+		{"NewYorkAutumn", "TZ=America/New_York 30 1 * * *", nil, "2026-10-31T12:00:00Z",
+			[]string{"2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"}},
+		// Lord Howe Island moves by half an hour: 02:00 -> 02:30 on October 4, 2026
+		{"HalfHourChange", "CRON_TZ=Australia/Lord_Howe 15 2 * * *", nil, "2026-10-02T12:00:00Z",
+			[]string{"2026-10-03T02:15:00+10:30", "2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"}},
+		{"NoChangesInUTC", "30 2 * * *", nil, "2026-03-28T12:00:00Z",
+			[]string{"2026-03-29T02:30:00Z", "2026-03-30T02:30:00Z"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -205,7 +205,7 @@ func validateTarget(tenants []string, all bool) error {
 	}
 	seen := make(map[string]bool, len(tenants))
 	for _, id := range tenants {
-		if err := throttle.ValidateTenant(id); err != nil {
+		if err := throttle.ValidateID(id); err != nil {
 			return &FieldError{Field: "tenants", Err: err}
 		}
 		if seen[id] {

@@ -13,7 +13,7 @@ import (
 // SetPolicy stores tenant's policy. Every Limiter on the same Redis and
 // prefix uses it from its next decision on.
 func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return err
 	}
 	if err := p.Validate(); err != nil {
@@ -30,7 +30,7 @@ func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error 
 // GetPolicy returns tenant's policy, and whether it is the tenant's own
 // (explicit) rather than the default.
 func (l *Limiter) GetPolicy(ctx context.Context, tenant string) (p Policy, explicit bool, err error) {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return Policy{}, false, err
 	}
 	m, err := l.rdb.HGetAll(ctx, l.keysFor(tenant).policy).Result()
@@ -47,7 +47,7 @@ func (l *Limiter) GetPolicy(ctx context.Context, tenant string) (p Policy, expli
 
 // DeletePolicy removes tenant's own policy: the default applies again.
 func (l *Limiter) DeletePolicy(ctx context.Context, tenant string) error {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return err
 	}
 	defer l.forgetRefusals(tenant)
@@ -148,7 +148,7 @@ func (l *Limiter) SetDefaultQuotaReset(ctx context.Context, at time.Time) error 
 // Reset gives tenant a full bucket and a fresh quota period, and lifts any
 // pause and pending bookings. Its policy stays.
 func (l *Limiter) Reset(ctx context.Context, tenant string) error {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return err
 	}
 	defer l.forgetRefusals(tenant)
@@ -156,7 +156,7 @@ func (l *Limiter) Reset(ctx context.Context, tenant string) error {
 	// one slot, one transaction: the tenant is reset atomically
 	pipe := l.rdb.TxPipeline()
 	for _, a := range []Algorithm{TokenBucket, FixedWindow, SlidingWindow} {
-		pipe.Del(ctx, l.prefix+":{"+escapeTenant(tenant)+"}:"+a.script().short)
+		pipe.Del(ctx, l.base(tenant)+a.script().short)
 	}
 	pipe.Del(ctx, k.quota, k.aux)
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -170,7 +170,7 @@ func (l *Limiter) Reset(ctx context.Context, tenant string) error {
 // pipeline.
 func (l *Limiter) ResetQuota(ctx context.Context, tenants ...string) error {
 	for _, t := range tenants {
-		if err := ValidateTenant(t); err != nil {
+		if err := ValidateID(t); err != nil {
 			return err
 		}
 	}
@@ -219,7 +219,7 @@ func (l *Limiter) ResetAllQuotas(ctx context.Context) (int, error) {
 // without a QuotaPeriod that a schedule resets: a decision refused by the
 // quota then says RetryAfter = the time until at.
 func (l *Limiter) SetQuotaReset(ctx context.Context, tenant string, at time.Time) error {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return err
 	}
 	if err := l.rdb.HSet(ctx, l.keysFor(tenant).quota, "next", at.UnixMicro()).Err(); err != nil {
@@ -228,7 +228,8 @@ func (l *Limiter) SetQuotaReset(ctx context.Context, tenant string, at time.Time
 	return nil
 }
 
-// Tenants returns the ids of the tenants with a policy of their own.
+// Tenants returns the ids of the tenants with a policy of their own, and
+// of the upstreams with one (as Upstream(name), see UpstreamName).
 func (l *Limiter) Tenants(ctx context.Context) ([]string, error) {
 	var ids []string
 	pre := l.prefix + ":{"

@@ -279,6 +279,30 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// A Reserve with a ticket refused across slots: the id that admitted at
+	// once recorded no ticket, and still gets its tokens back.
+	t.Run("ReserveWithTicketAcrossSlotsGivesBackOnRefusal", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		rc := cl.Client(t)
+		prefix := redistest.Prefix(t)
+		tenant := differentSlots(t, rc, prefix, "api:fax", 1)[0]
+		l := throttle.New(rc, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(slow(10)))
+		if err := l.SetPolicy(ctx, "api:fax", throttle.Policy{Rate: 1000, Burst: 1, Quota: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := l.Allow(ctx, "api:fax"); err != nil || !r.Allowed {
+			t.Fatalf("using up the upstream's quota: %+v, %v", r, err)
+		}
+		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{tenant, "api:fax"}, N: 1, Ticket: "job-1"})
+		if err != nil || res.OK || res.Result.Reason != throttle.ReasonQuota {
+			t.Fatalf("reserve through a used-up quota: %+v, %v; want refused for the quota", res, err)
+		}
+		if p, _ := l.Peek(ctx, tenant); p.Remaining != 10 {
+			t.Fatalf("tenant has %d tokens after a refused reservation, want 10", p.Remaining)
+		}
+	})
+
 	// ReserveMulti across slots with a ticket: a booking redeemed later must
 	// not charge any id a second time.
 	//

@@ -29,5 +29,7 @@
 //
 // Keys are "<prefix>:{<tenant>}:<kind>": the tenant id, escaped, is a Redis
 // Cluster hash tag, so one tenant's keys share one slot and no id can reach
-// another tenant's keys. A Limiter is safe for concurrent use.
+// another tenant's keys. Shared limits, such as an upstream API all tenants
+// call, are named by Upstream(name) and kept under "<prefix>:{upstream:<name>}:",
+// a key space no tenant id can name. A Limiter is safe for concurrent use.
 package throttle

@@ -3,7 +3,8 @@ package throttle
 import "errors"
 
 var (
-	// ErrInvalidTenant is returned for a tenant id that is empty, longer
+	// ErrInvalidTenant is returned for a tenant id (or an upstream id, see
+	// Upstream) that is empty, longer
 	// than MaxTenantLen bytes, or holds control characters.
 	ErrInvalidTenant = errors.New("throttle: invalid tenant id")
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,7 @@ func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, e
 }
 
 // AllowMulti is AllowN over several ids at once, such as a tenant and the
-// upstream API all tenants share: the n tokens are spent from every id's
+// upstream API all tenants share (Upstream("api.example")): the n tokens are spent from every id's
 // bucket (and quota) or from none. On Redis Cluster the ids must hash to one
 // slot; see the README.
 func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
@@ -111,7 +112,7 @@ func (l *Limiter) ReserveMulti(ctx context.Context, n int64, maxWait time.Durati
 // Request is a general decision for Reserve.
 type Request struct {
 	// IDs are the ids to decide on, all or nothing: a tenant, then shared
-	// levels such as an upstream API. At least one.
+	// levels such as an upstream API, named by Upstream(name). At least one.
 	IDs []string
 	// N is the cost in tokens. 0 means 1.
 	N int64
@@ -146,15 +147,24 @@ func (l *Limiter) Reserve(ctx context.Context, req Request) (Reservation, error)
 
 // CancelN gives back n tokens of tenant's bucket and quota, such as a
 // reservation that will not be used. Giving back more than was taken leaves
-// a full bucket.
+// a full bucket. It cannot tell whose tokens they were: with SlidingWindow it
+// takes out the n oldest entries of the window (never letting more in than
+// taking out the caller's own would). Prefer CancelTicket for bookings.
 func (l *Limiter) CancelN(ctx context.Context, tenant string, n int64) error {
 	defer l.forgetRefusals(tenant)
 	_, err := l.run(ctx, "cancel", Request{IDs: []string{tenant}, N: n})
 	return err
 }
 
-// CancelTicket gives back the tokens booked under ticket (see
-// Request.Ticket), if they were not redeemed yet.
+// CancelTicket gives back the tokens booked under req.Ticket (see
+// Request.Ticket) on each of req.IDs, once: nothing on an id where the
+// ticket was never booked, or was redeemed or cancelled already. req.N must
+// be the cost it was booked with. As x/time/rate's Reservation.CancelAt, it
+// gives back only what later bookings do not rely on: with TokenBucket, the
+// n tokens less the time from their due time to the last booking's due time
+// (or to now, when later), so tokens booked after this ticket keep their
+// spacing. An id that admitted at once while another id booked (across
+// Cluster slots) holds its ticket as already due: it gets nothing back.
 func (l *Limiter) CancelTicket(ctx context.Context, req Request) error {
 	if req.Ticket == "" {
 		return fmt.Errorf("throttle: CancelTicket needs a ticket")
@@ -193,7 +203,7 @@ func (l *Limiter) Backoff(ctx context.Context, id string, d time.Duration) error
 }
 
 func (l *Limiter) hold(ctx context.Context, tenant string, d time.Duration, cut bool) error {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return err
 	}
 	d = min(d, MaxHold)
@@ -226,7 +236,7 @@ const MaxHold = 30 * 24 * time.Hour
 
 // HoldCount returns how many times tenant has been held.
 func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
-	if err := ValidateTenant(tenant); err != nil {
+	if err := ValidateID(tenant); err != nil {
 		return 0, err
 	}
 	n, err := l.rdb.Get(ctx, l.keysFor(tenant).holds).Int64()
@@ -260,7 +270,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	}
 	ks := make([]string, 0, 4*len(req.IDs))
 	for _, id := range req.IDs {
-		if err := ValidateTenant(id); err != nil {
+		if err := ValidateID(id); err != nil {
 			return decision{}, err
 		}
 		k := l.keysFor(id)
@@ -353,7 +363,8 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 // unavailable to others, so it can briefly admit less.
 func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decision, error) {
 	var worst decision
-	var now []string // ids admitted at once, while a later id may book
+	var now []string      // ids admitted at once, while a later id may book
+	var ticketed []string // ids that recorded req.Ticket (CancelTicket gives back only those)
 	booked := false
 	for i, id := range req.IDs {
 		one := req
@@ -372,6 +383,9 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 			for _, prev := range req.IDs[:i] {
 				undo := req
 				undo.IDs = []string{prev}
+				if !slices.Contains(ticketed, prev) {
+					undo.Ticket = "" // it holds no ticket: give back its n plainly
+				}
 				if _, uerr := l.run(ctx, "cancel", undo); uerr != nil && err == nil {
 					err = uerr
 				}
@@ -385,6 +399,9 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 			booked = true
 		} else {
 			now = append(now, id)
+		}
+		if req.Ticket != "" && (d.booked || req.KeepTicket) {
+			ticketed = append(ticketed, id)
 		}
 	}
 	if booked && req.Ticket != "" && len(now) > 0 {

@@ -9,37 +9,44 @@ import (
 	"time"
 )
 
-// FuzzTenantKeys checks the key escaping on any pair of ids: a valid id's
-// keys carry exactly one hash tag, which decodes back to the id, and two
-// different ids never share a key, whatever braces, colons or percent signs
-// they hold. An invalid id is refused with ErrInvalidTenant, never a panic.
+// FuzzTenantKeys checks the key escaping on any pair of ids, tenants and
+// upstream ids alike: a valid id's keys carry exactly one hash tag, which
+// decodes back to the id, and two different ids never share a key, whatever
+// braces, colons or percent signs they hold; no valid tenant id is an
+// upstream id. An invalid id is refused with ErrInvalidTenant, never a panic.
 func FuzzTenantKeys(f *testing.F) {
 	for _, s := range [][2]string{
 		{"acme", "globex"}, {"a", "{a}"}, {"a}", "a%7D"}, {"%", "%25"}, {"a:b", "a%3Ab"},
 		{"}{", "{}"}, {"x}:policy", "x"}, {"", "a"}, {"a\x00b", "ab"}, {"\xff", "ÿ"},
 		{strings.Repeat("é", 64), strings.Repeat("é", 65)}, {"%7", "%7%"},
+		{"upstream:acme", "acme"}, {"upstream:acme", "upstream%3Aacme"}, {"upstream:a:b", "upstream:a%3Ab"},
+		{"upstream:", "upstream"}, {"upstream:upstream:x", "upstream:x"},
 	} {
 		f.Add(s[0], s[1], "quotaq")
 	}
 	f.Fuzz(func(t *testing.T, a, b, prefix string) {
 		l := New(nil, WithPrefix(prefix))
-		ea, eb := ValidateTenant(a), ValidateTenant(b)
+		ea, eb := ValidateID(a), ValidateID(b)
 		for _, c := range []struct {
 			id  string
 			err error
 		}{{a, ea}, {b, eb}} {
 			if c.err != nil {
 				if !errors.Is(c.err, ErrInvalidTenant) {
-					t.Fatalf("ValidateTenant(%q) = %v, not ErrInvalidTenant", c.id, c.err)
+					t.Fatalf("ValidateID(%q) = %v, not ErrInvalidTenant", c.id, c.err)
 				}
 				continue
 			}
-			esc := escapeTenant(c.id)
+			esc := hashTag(c.id)
 			if got := unescapeTenant(esc); got != c.id {
-				t.Fatalf("unescape(escape(%q)) = %q", c.id, got)
+				t.Fatalf("unescape(hashTag(%q)) = %q", c.id, got)
 			}
-			if strings.ContainsAny(esc, "{}:") {
-				t.Fatalf("escape(%q) = %q still holds a brace or colon", c.id, esc)
+			name, up := UpstreamName(c.id)
+			if up == (ValidateTenant(c.id) == nil) {
+				t.Fatalf("id %q: upstream %v, but ValidateTenant = %v", c.id, up, ValidateTenant(c.id))
+			}
+			if bare := strings.TrimPrefix(esc, upstreamPrefix); strings.ContainsAny(bare, "{}:") || (up && bare != escapeTenant(name)) {
+				t.Fatalf("hash tag of %q = %q holds a brace or colon of its own", c.id, esc)
 			}
 			k := l.keysFor(c.id)
 			for _, key := range []string{k.policy, k.state, k.quota, k.aux, k.holds} {

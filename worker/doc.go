@@ -30,7 +30,12 @@
 // A task may also be checked against shared limits, such as the upstream API
 // all tenants call (WithUpstream; by default its UpstreamHeader header), in
 // the same atomic decision: it runs only if every level admits it, and a
-// refusal consumes nothing anywhere.
+// refusal consumes nothing anywhere. An upstream named "acme" is limited
+// under throttle.Upstream("acme"), a key space apart from the tenants' (a
+// task cannot spend tenant acme's tokens by naming it as its upstream), and
+// only the upstreams WithAllowedUpstreams lists are accepted: a task naming
+// another is archived (reason "unknown_upstream"), so a payload cannot
+// drain, or create, a shared limit of its choosing.
 //
 // # How a throttled task goes back
 //

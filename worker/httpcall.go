@@ -35,7 +35,7 @@ func (c HTTPCall) Validate() error {
 		return fmt.Errorf("worker: http call tenant: %w", err)
 	}
 	if c.Upstream != "" {
-		if err := throttle.ValidateTenant(c.Upstream); err != nil {
+		if err := throttle.ValidateUpstream(c.Upstream); err != nil {
 			return fmt.Errorf("worker: http call upstream: %w", err)
 		}
 	}

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"fmt"
 	"log/slog"
+	"path"
 	"strings"
 	"time"
 
@@ -69,11 +71,48 @@ func WithCost(fn func(*asynq.Task) int64) Option {
 
 // WithUpstream sets the shared limits a task is also checked against, such
 // as the upstream API that all tenants call: the task runs only if its
-// tenant and every id fn returns admit it, in one atomic decision (nothing is
-// consumed when one refuses). Default: the UpstreamHeader header, if the
-// task has one.
+// tenant and every upstream fn names admit it, in one atomic decision
+// (nothing is consumed when one refuses). fn returns upstream names; each
+// is limited under throttle.Upstream(name) and must be allowed by
+// WithAllowedUpstreams. Default: the UpstreamHeader header, if the task has
+// one.
 func WithUpstream(fn func(*asynq.Task) []string) Option {
 	return func(t *Throttler) { t.upstream = fn }
+}
+
+// WithAllowedUpstreams sets the upstream names a task may name (see
+// WithUpstream): exact names or path.Match patterns such as "api.*.com"
+// ("*" alone matches every name, '/' included). A
+// task naming any other upstream is archived at once with an error naming
+// it (archived reason "unknown_upstream"). Default: none, so a task that
+// names an upstream is archived until its upstream is listed here. Check
+// patterns with ValidateUpstreamPatterns.
+func WithAllowedUpstreams(patterns ...string) Option {
+	return func(t *Throttler) { t.upstreams = append([]string(nil), patterns...) }
+}
+
+// ValidateUpstreamPatterns reports whether each pattern is a valid
+// path.Match pattern that can match an upstream name.
+func ValidateUpstreamPatterns(patterns ...string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("worker: upstream pattern %q: %w (use a name, or a pattern such as \"api.*\")", p, err)
+		}
+		if p == "" {
+			return fmt.Errorf("worker: empty upstream pattern (give a name, or a pattern such as \"api.*\")")
+		}
+	}
+	return nil
+}
+
+// allowsUpstream reports whether name matches one of the allowed patterns.
+func (t *Throttler) allowsUpstream(name string) bool {
+	for _, p := range t.upstreams {
+		if ok, _ := path.Match(p, name); ok || p == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // WithMaxWait caps how long, in all, a task may wait because of throttling

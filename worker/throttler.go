@@ -53,6 +53,7 @@ type Throttler struct {
 	exempt     func(*asynq.Task) bool
 	cost       func(*asynq.Task) int64
 	upstream   func(*asynq.Task) []string
+	upstreams  []string // WithAllowedUpstreams
 	maxWait    time.Duration
 	minDelay   time.Duration
 	jitter     time.Duration
@@ -129,7 +130,7 @@ type job struct {
 	queue  string
 	id     string
 	tenant string
-	ids    []string // tenant, then upstream ids
+	ids    []string // tenant, then upstream ids (throttle.Upstream)
 	n      int64
 }
 
@@ -182,7 +183,7 @@ func (t *Throttler) newJob(ctx context.Context, task *asynq.Task) (*job, error) 
 // charge is what a task costs and whom it charges.
 type charge struct {
 	tenant  string
-	ids     []string // tenant, then upstream ids
+	ids     []string // tenant, then upstream ids (throttle.Upstream)
 	n       int64
 	refusal string // why not, as an archived_total reason, when chargeOf fails
 }
@@ -210,12 +211,18 @@ func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) 
 		}
 	}
 	c.tenant = tenant
-	c.ids = append([]string{tenant}, t.upstream(task)...)
-	for _, up := range c.ids[1:] {
-		if err := throttle.ValidateTenant(up); err != nil {
+	c.ids = []string{tenant}
+	for _, up := range t.upstream(task) {
+		if err := throttle.ValidateUpstream(up); err != nil {
 			c.refusal = "invalid"
-			return c, fmt.Errorf("worker: upstream id of task type %q: %w", task.Type(), err)
+			return c, fmt.Errorf("worker: upstream of task type %q: %w", task.Type(), err)
 		}
+		if !t.allowsUpstream(up) {
+			c.refusal = "unknown_upstream"
+			return c, fmt.Errorf("worker: task type %q names upstream %q, which this worker does not accept (allowed: %q); list it in WithAllowedUpstreams (quotaq-worker --upstreams) or fix the task",
+				task.Type(), up, t.upstreams)
+		}
+		c.ids = append(c.ids, throttle.Upstream(up))
 	}
 	if c.n = t.cost(task); c.n < 1 {
 		c.refusal = "invalid"

@@ -556,9 +556,12 @@ func TestUpstreamLimitIsShared(t *testing.T) {
 	b := setup(t, bundleConfig{
 		policies: map[string]throttle.Policy{
 			"t1": {Rate: 1000, Burst: 100}, "t2": {Rate: 1000, Burst: 100},
-			"api.example": {Rate: 20, Burst: 5},
+			throttle.Upstream("api.example"): {Rate: 20, Burst: 5},
 		},
-		opts: []worker.Option{worker.WithUpstream(func(*asynq.Task) []string { return []string{"api.example"} })},
+		opts: []worker.Option{
+			worker.WithUpstream(func(*asynq.Task) []string { return []string{"api.example"} }),
+			worker.WithAllowedUpstreams("api.*"),
+		},
 	})
 	start := time.Now()
 	b.enqueue(t, "t1", 20, asynq.MaxRetry(0))
@@ -579,6 +582,51 @@ func TestUpstreamLimitIsShared(t *testing.T) {
 	}
 	if st := b.throttler.Stats(); st.Rethrottled != 0 {
 		t.Errorf("rethrottled %d, want 0", st.Rethrottled)
+	}
+}
+
+// TestUpstreamHeaderCannotReachATenant: a task's upstream header names a
+// shared limit apart from the tenants, and only one the worker accepts. A
+// tenant that names another tenant as its upstream spends nothing of that
+// tenant's; an upstream the worker does not list, or a tenant id that poses
+// as an upstream id, archives the task with a reason.
+func TestUpstreamHeaderCannotReachATenant(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, bundleConfig{
+		policies: map[string]throttle.Policy{"acme": {Rate: 0.01, Burst: 3}, throttle.Upstream("acme"): {Rate: 0.01, Burst: 3}},
+		opts:     []worker.Option{worker.WithAllowedUpstreams("acme", "api.*")},
+	})
+	put := func(tenant, upstream string) {
+		t.Helper()
+		task := asynq.NewTaskWithHeaders("job", nil, map[string]string{worker.TenantHeader: tenant, worker.UpstreamHeader: upstream})
+		if _, err := b.client.Enqueue(task, asynq.Queue(b.queue), asynq.MaxRetry(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		put("evil", "acme")
+	}
+	put("evil", "billing")             // not accepted by this worker
+	put("upstream:acme", "api.stripe") // a tenant posing as an upstream
+	q := b.waitQueueDone(t, 20*time.Second)
+	if n := b.runs.count(); n != 3 || q.Archived != 2 {
+		t.Fatalf("ran %d, archived %d; want 3 2", n, q.Archived)
+	}
+	if r, err := b.limiter.Peek(ctx, "acme"); err != nil || r.Remaining != 3 {
+		t.Fatalf("tenant acme after evil's tasks named upstream acme: %+v, %v; want its 3 tokens untouched", r, err)
+	}
+	if r, err := b.limiter.Peek(ctx, throttle.Upstream("acme")); err != nil || r.Remaining != 0 {
+		t.Fatalf("upstream acme after 3 tasks: %+v, %v; want 0 tokens left", r, err)
+	}
+	if n := b.counter(t, "quotaq_worker_archived_total", "type", "job", "reason", "unknown_upstream"); n != 1 {
+		t.Errorf("archived unknown_upstream = %v, want 1", n)
+	}
+	if n := b.counter(t, "quotaq_worker_archived_total", "type", "job", "reason", "invalid_tenant"); n != 1 {
+		t.Errorf("archived invalid_tenant = %v, want 1", n)
+	}
+	if logs := b.logs.String(); !strings.Contains(logs, `names upstream \"billing\", which this worker does not accept`) {
+		t.Errorf("no log line names the refused upstream:\n%s", logs)
 	}
 }
 

@@ -40,6 +40,7 @@ type options struct {
 	learnRecovery    time.Duration
 	untenanted       string
 	refuseUntenanted bool
+	upstreams        string
 	delayedCheck     time.Duration
 	taskCheck        time.Duration
 	shutdownTimeout  time.Duration
@@ -109,7 +110,7 @@ func (q queueWeights) Set(v string) error {
 var ownFlags = []string{
 	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "algorithm", "default-rate", "default-burst",
 	"max-wait", "min-delay", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
-	"delayed-task-check-interval", "task-check-interval",
+	"upstreams", "delayed-task-check-interval", "task-check-interval",
 	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "echo-types",
 	"log-level", "log-format",
 }
@@ -177,6 +178,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"the longest a task waits in the worker, holding its slot, for a start booked before it was dequeued (a shaped task the forwarder brought early, a late task given its turn), instead of being put back; up to --concurrency tasks wait at once (0: never wait, always put back)")
 	fs.StringVar(&o.untenanted, "untenanted", worker.DefaultUntenanted, "tenant id under which tasks with no tenant are limited, together")
 	fs.BoolVar(&o.refuseUntenanted, "refuse-untenanted", false, "archive tasks with no tenant instead of limiting them under --untenanted")
+	fs.StringVar(&o.upstreams, "upstreams", "", "comma-separated upstream `names` or patterns (api.*) a task's \"upstream\" header may name; it is then also limited by that upstream's shared policy (quotaq-enqueue policy set upstream:NAME). A task naming another upstream is archived (default: none accepted)")
 	fs.DurationVar(&o.delayedCheck, "delayed-task-check-interval", worker.DefaultDelayedTaskCheckInterval,
 		"how often asynq moves due retries and ProcessIn/ProcessAt tasks to their queue (asynq's default: 5s). Throttled tasks do not wait for it: the worker wakes them itself. Shorter: retries run closer to their time, for one Redis script per queue per interval")
 	fs.DurationVar(&o.taskCheck, "task-check-interval", worker.DefaultTaskCheckInterval, "how long an idle worker sleeps before it looks at empty queues again (asynq's default: 1s)")
@@ -259,6 +261,9 @@ func (o *options) validate() error {
 			return fmt.Errorf("--untenanted: %v (or give --refuse-untenanted)", err)
 		}
 	}
+	if err := worker.ValidateUpstreamPatterns(o.upstreamList()...); err != nil {
+		return fmt.Errorf("--upstreams: %v", err)
+	}
 	if _, err := o.level(); err != nil {
 		return err
 	}
@@ -311,4 +316,15 @@ func asynqLevel(l slog.Level) asynq.LogLevel {
 		return asynq.WarnLevel
 	}
 	return asynq.ErrorLevel
+}
+
+// upstreamList is --upstreams as a list.
+func (o *options) upstreamList() []string {
+	var out []string
+	for _, s := range strings.Split(o.upstreams, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

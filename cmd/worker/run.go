@@ -116,6 +116,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		worker.WithMinDelay(o.minDelay),
 		worker.WithWaitInProcess(o.waitInProcess),
 		worker.WithUntenanted(untenanted),
+		worker.WithAllowedUpstreams(o.upstreamList()...),
 	)
 	if err != nil {
 		return fail("cannot start", err)

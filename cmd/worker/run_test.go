@@ -55,6 +55,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"NegativeLease", []string{"--lease", "-5ms"}, nil, "--lease -5ms is negative"},
 		{"NegativeBatch", nil, map[string]string{"QUOTAQ_BATCH": "-1"}, "--batch -1 is negative"},
 		{"BadUntenanted", []string{"--untenanted", ""}, nil, "--untenanted"},
+		{"BadUpstreamPattern", []string{"--upstreams", "api.example,api[.*"}, nil, `--upstreams: worker: upstream pattern "api[.*"`},
 		{"Argument", []string{"extra"}, nil, `unexpected argument "extra"`},
 		{"UnknownFlag", []string{"--nope"}, nil, "flag provided but not defined: -nope"},
 		{"BadEnv", nil, map[string]string{"QUOTAQ_CONCURRENCY": "many"}, `environment QUOTAQ_CONCURRENCY="many"`},

@@ -79,6 +79,26 @@ func TestPolicyCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("UpstreamPolicyIsApartFromTheTenant", func(t *testing.T) {
+		code, out, errOut := f.run("", "policy", "set", "upstream:acme", "--rate", "2", "--burst", "4")
+		if code != ExitOK || !strings.Contains(out, "set upstream acme: 2/s burst 4") {
+			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		if p, explicit, err := l.GetPolicy(ctx, throttle.Upstream("acme")); err != nil || !explicit || p.Burst != 4 {
+			t.Fatalf("upstream policy %+v explicit=%v err=%v", p, explicit, err)
+		}
+		if p, _, _ := l.GetPolicy(ctx, "acme"); p.Burst != 20 {
+			t.Errorf("tenant acme's policy changed with the upstream's: %+v", p)
+		}
+		code, out, _ = f.run("", "standing", "upstream:acme")
+		if code != ExitOK || !strings.Contains(out, "2/s burst 4 (its own)") {
+			t.Errorf("standing upstream:acme: exit %d, %q", code, out)
+		}
+		if code, _, errOut := f.run("", "policy", "set", "upstream:", "--rate", "1"); code != ExitUsage || !strings.Contains(errOut, "give the upstream a name") {
+			t.Errorf("policy set upstream: (no name): exit %d, stderr %q", code, errOut)
+		}
+	})
+
 	t.Run("DefaultPolicy", func(t *testing.T) {
 		code, out, errOut := f.run("", "policy", "set", "--default", "--rate", "3", "--burst", "6")
 		if code != ExitOK || !strings.Contains(out, "default policy: 3/s burst 6") {

@@ -212,6 +212,7 @@ func runEnqueue(ctx context.Context, c *common, e *enqueueFlags, fs *flag.FlagSe
 	enq := enqueuer{client: client}
 	if b.shaped() {
 		// the workers' defaults: cost 1, upstream from the "upstream" header
+		// (any: the worker archives a task naming one it does not accept)
 		logger := slog.New(slog.NewTextHandler(cio.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		lopts := []throttle.Option{throttle.WithPrefix(c.resolvePrefix())}
 		if b.n > 1 && e.pipeline {
@@ -220,7 +221,7 @@ func runEnqueue(ctx context.Context, c *common, e *enqueueFlags, fs *flag.FlagSe
 			lopts = append(lopts, throttle.WithBatching(0, 0))
 		}
 		l := throttle.New(conn.Redis, lopts...)
-		enq.shaper = worker.NewShaper(l, client, worker.WithMaxWait(e.shapeMaxWait), worker.WithLogger(logger))
+		enq.shaper = worker.NewShaper(l, client, worker.WithMaxWait(e.shapeMaxWait), worker.WithLogger(logger), worker.WithAllowedUpstreams("*"))
 	}
 
 	showProgress := e.progress == "always" || (e.progress == "auto" && cio.stderrTTY && b.n > 1)

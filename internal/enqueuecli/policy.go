@@ -93,30 +93,37 @@ func (v policyView) print(w io.Writer, asJSON bool, verb string) error {
 	}
 	p := throttle.Policy{Rate: v.Rate, Burst: v.Burst, Quota: v.Quota}
 	p.QuotaPeriod, _ = time.ParseDuration(v.QuotaPeriod)
+	who := "tenant " + v.Tenant
+	if name, ok := throttle.UpstreamName(v.Tenant); ok {
+		who = "upstream " + name
+	}
 	switch {
 	case v.Tenant == "":
 		_, err := fmt.Fprintf(w, "%sdefault policy: %s\n", verb, p)
 		return err
 	case v.Default:
-		_, err := fmt.Fprintf(w, "%stenant %s: %s (the default policy; it has none of its own)\n", verb, v.Tenant, p)
+		_, err := fmt.Fprintf(w, "%s%s: %s (the default policy; it has none of its own)\n", verb, who, p)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%stenant %s: %s\n", verb, v.Tenant, p)
+	_, err := fmt.Fprintf(w, "%s%s: %s\n", verb, who, p)
 	return err
 }
 
 const policyHelp = `Usage:
-  quotaq-enqueue policy show   (TENANT | --default)
-  quotaq-enqueue policy set    (TENANT | --default) [--rate R] [--burst B] [--quota Q] [--quota-period D]
-  quotaq-enqueue policy delete TENANT
+  quotaq-enqueue policy show   (TENANT | upstream:NAME | --default)
+  quotaq-enqueue policy set    (TENANT | upstream:NAME | --default) [--rate R] [--burst B] [--quota Q] [--quota-period D]
+  quotaq-enqueue policy delete (TENANT | upstream:NAME)
 
 show prints a tenant's policy (its own, or the default it falls back to).
 set changes the fields given and keeps the others; every worker uses the new
 policy from its next decision on. delete makes the tenant use the default.
+upstream:NAME is the shared limit of the upstream NAME (a task's "upstream"
+header), kept apart from the tenants: no tenant id starts with "upstream:".
 
 Examples:
   quotaq-enqueue policy set acme --rate 5 --burst 20 --quota 10000 --quota-period 24h
   quotaq-enqueue policy set --default --rate 10 --burst 10
+  quotaq-enqueue policy set upstream:api.example.com --rate 50 --burst 50
   quotaq-enqueue policy show acme --json
 `
 
@@ -237,8 +244,8 @@ func releaseParked(ctx context.Context, rdb redis.UniversalClient, cio cmdIO, qu
 	return err
 }
 
-// oneTenant checks that exactly one valid tenant was given (none when
-// isDefault).
+// oneTenant checks that exactly one valid tenant, or upstream id
+// ("upstream:NAME", see throttle.Upstream), was given (none when isDefault).
 func oneTenant(pos []string, isDefault bool) (string, error) {
 	switch {
 	case isDefault && len(pos) > 0:
@@ -250,7 +257,7 @@ func oneTenant(pos []string, isDefault bool) (string, error) {
 	case len(pos) > 1:
 		return "", usagef("give one tenant id, not %d (%q)", len(pos), pos)
 	}
-	if err := throttle.ValidateTenant(pos[0]); err != nil {
+	if err := throttle.ValidateID(pos[0]); err != nil {
 		return "", usagef("%v", err)
 	}
 	return pos[0], nil

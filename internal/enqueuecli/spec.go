@@ -10,6 +10,7 @@ import (
 
 	"github.com/quotaq/quotaq/internal/tenantstatus"
 	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
 )
 
 // spec is one task to enqueue, from the flags or from an NDJSON line.
@@ -65,6 +66,11 @@ func (s *spec) check(flagName func(string) string) error {
 	}
 	if s.Retention < 0 {
 		return fmt.Errorf("%s %s is negative", flagName("retention"), s.Retention)
+	}
+	if v, ok := s.Headers[worker.UpstreamHeader]; ok {
+		if err := throttle.ValidateUpstream(v); err != nil {
+			return fmt.Errorf("header %q: %w", worker.UpstreamHeader, err)
+		}
 	}
 	if v, ok := s.Headers[tenantstatus.TenantHeader]; ok && v != s.Tenant {
 		return fmt.Errorf("header %q is %q but the tenant is %q; drop the header, the tenant sets it", tenantstatus.TenantHeader, v, s.Tenant)

@@ -104,7 +104,7 @@ type Options struct {
 // tasks that moved meanwhile.
 func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, opts Options) ([]Status, error) {
 	for _, t := range opts.Tenants {
-		if err := throttle.ValidateTenant(t); err != nil {
+		if err := throttle.ValidateID(t); err != nil {
 			return nil, fmt.Errorf("tenantstatus: %w", err)
 		}
 	}

@@ -113,10 +113,17 @@ if redeem and mode ~= 'peek' and mode ~= 'cancel' then
     booked = 2 -- still booked, just not due yet
   end
 elseif mode == 'cancel' then
+  -- CancelN (no ticket) gives back n. CancelTicket gives back only what the
+  -- ticket holds, once: nothing where it was never booked, or was redeemed
+  -- or cancelled already; and algo.give, told the booking's due time, keeps
+  -- what later bookings rely on (a ticket whose start is booked, due below
+  -- 0, had its tokens due long ago: it gets none back).
   for _, L in ipairs(levels) do
-    L.st = algo.give(L.sk, L.st, L.t, L.b, n, now)
-    if L.q > 0 and L.used > 0 then quota_store(L.qk, math.max(0, L.used - n), L.win, L.qp, now) end
-    if L.due then redis.call('HDEL', L.ak, 'k:' .. ticket) end
+    if ticket == '' or L.due then
+      L.st = algo.give(L.sk, L.st, L.t, L.b, n, now, L.due)
+      if L.q > 0 and L.used > 0 then quota_store(L.qk, math.max(0, L.used - n), L.win, L.qp, now) end
+      if L.due then redis.call('HDEL', L.ak, 'k:' .. ticket) end
+    end
   end
   wait, reason = 0, 0
 elseif mode == 'peek' then

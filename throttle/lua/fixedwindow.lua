@@ -38,7 +38,10 @@ function algo.take(key, st, t, b, n, now)
   return {c, st[2], st[3]}
 end
 
-function algo.give(key, st, t, b, n, now)
+-- give takes n back from the current window; given due (µs: when the
+-- cancelled booking was made; CancelTicket), only if that was in this window.
+function algo.give(key, st, t, b, n, now, due)
+  if due and math.floor(due / st[2]) ~= st[3] then return st end
   local c = st[1] - n
   if c <= 0 then redis.call('DEL', key); return {0, st[2], st[3]} end
   redis.call('SET', key, fmt(c) .. ':' .. fmt(st[3]), 'PX', math.ceil(((st[3] + 1) * st[2] - now) / 1000))

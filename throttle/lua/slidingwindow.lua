@@ -25,16 +25,32 @@ end
 function algo.pause(st, t, b, hold) return st end
 
 function algo.take(key, st, t, b, n, now)
+  -- members "now:k", k unique among the key's members: after a cancel took
+  -- an entry out, count + i may name one still there (at the same µs), and
+  -- ZADD would move it instead of adding one
+  local k = st[1]
   for i = 1, n do
-    redis.call('ZADD', key, now, fmt(now) .. ':' .. fmt(st[1] + i))
+    repeat k = k + 1 until redis.call('ZADD', key, 'NX', now, fmt(now) .. ':' .. fmt(k)) == 1
   end
   redis.call('PEXPIRE', key, math.ceil(st[2] / 1000))
   return {st[1] + n, st[2]}
 end
 
-function algo.give(key, st, t, b, n, now)
-  redis.call('ZPOPMAX', key, n)
-  return {math.max(0, st[1] - n), st[2]}
+-- give takes out n entries. Given due (µs: when the cancelled booking was
+-- admitted; CancelTicket), the entries made then (any of that µs: they leave
+-- the window together). Else the oldest, not the newest: an entry is owed
+-- to the caller and may be any of them, and taking out an older one than
+-- its own never lets more in (the caller's stays, and leaves later), while
+-- taking out a newer one (another caller's) would.
+function algo.give(key, st, t, b, n, now, due)
+  local gone = 0
+  if due then
+    local e = redis.call('ZRANGEBYSCORE', key, due, due, 'LIMIT', 0, n)
+    if #e > 0 then gone = redis.call('ZREM', key, unpack(e)) end
+  else
+    gone = #redis.call('ZPOPMIN', key, n) / 2
+  end
+  return {math.max(0, st[1] - gone), st[2]}
 end
 
 function algo.report(key, st, t, b, now)

@@ -69,9 +69,21 @@ function algo.take(key, st, t, b, n, now)
   return backlog
 end
 
--- give returns n tokens (a cancelled reservation).
-function algo.give(key, st, t, b, n, now)
-  local backlog = math.max(st - n * t, 0)
+-- give returns n tokens (a cancelled reservation). Given due (µs: when the
+-- cancelled booking's tokens were due; CancelTicket), it gives back, as
+-- x/time/rate's Reservation.CancelAt, only what nothing relies on since:
+-- n tokens less the time from due to the last booking's due time, or to now
+-- when that is later. Bookings made after this one were placed behind it
+-- (the last is due st - b*t from now), and since due the bucket has been
+-- refilling over these tokens: giving all n back would let both count.
+-- (Book A of 2, then B of 1, cancel A at burst 2: A gives back 1, not 2.)
+function algo.give(key, st, t, b, n, now, due)
+  local back = n * t
+  if due then
+    local relied = (now - due) * 1000 + math.max(st - b * t, 0) -- ns
+    back = math.max(0, back - math.max(0, relied))
+  end
+  local backlog = math.max(st - back, 0)
   if lease[key] then backlog = math.max(backlog, lease[key][1] * t) end
   store(key, backlog, t, now)
   return backlog
