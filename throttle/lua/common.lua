@@ -122,7 +122,12 @@ end
 -- that actually start are paced by a second token bucket over the same
 -- policy, kept while an id has tickets: 's' in the aux hash, the time (µs)
 -- until which its starts are booked (its backlog is s - now). A job that
--- redeems its ticket takes a token from it, at the time it starts.
+-- redeems its ticket takes a token from it, at the time it starts. Jobs
+-- that come back more than an interval after their slot keep one token of
+-- the burst in reserve (a burst of one stays one): a late job that starts
+-- up to an interval after its turn (see decide.lua), and the calls' own
+-- jitter between their start and their arrival at the upstream, then stay
+-- within the policy there.
 -- Without 's', the starts are those the bucket admitted, so the bucket's
 -- own backlog (at most a full burst's worth) stands for them.
 
@@ -133,8 +138,10 @@ local function starts_backlog(s, bl, t, b, now)
   return math.min(bl, b * t)
 end
 
--- starts_wait returns how long (ns) until n more calls may start.
-local function starts_wait(sb, t, b, n)
+-- starts_wait returns how long (ns) until n more calls may start: calls
+-- of jobs that come back late (late) keep the reserve.
+local function starts_wait(sb, t, b, n, late)
+  if late then b = math.max(b - 1, n) end
   return math.max(0, sb + (n - b) * t)
 end
 

@@ -54,7 +54,7 @@ for i = 1, #KEYS / 4 do
   if L.s and algo.books and L.wait == 0 then
     -- jobs that came back late may have started since the bucket's
     -- tokens were counted: a call starts only when the starts allow it
-    L.wait = starts_wait(starts_backlog(L.s, 0, L.t, L.b, now), L.t, L.b, n)
+    L.wait = starts_wait(starts_backlog(L.s, 0, L.t, L.b, now), L.t, L.b, n, false)
   end
   if L.wait == -1 then
     L.reason = 4
@@ -81,20 +81,22 @@ if redeem and mode ~= 'peek' and mode ~= 'cancel' then
   -- tokens already booked for this ticket: due yet, and not paused since?
   -- (a due time below 0 is -due of a ticket that holds its start too)
   wait, reason = 0, 0
-  local late = false
+  local late, tardy = false, false
   for i, L in ipairs(levels) do
     local due = math.abs(L.due)
     local w = math.max((due - now) * 1000, L.hold)
     if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
-    -- later than its slot by more than an interval, or without a start of
-    -- its own: its turn among the starts is decided now
-    if L.due >= 0 or (now + L.due) * 1000 > L.t then late = true end
+    -- without a start of its own, or later than its start by more than an
+    -- interval: its turn among the starts is decided now (tardy: it came
+    -- more than an interval after its slot)
+    if (now - due) * 1000 > L.t then tardy = true end
+    if L.due >= 0 or tardy then late = true end
   end
   local paced = false
   if wait == 0 and late and algo.books then
     for i, L in ipairs(levels) do
       L.sb = starts_backlog(L.s, L.bl, L.t, L.b, now)
-      local w = starts_wait(L.sb, L.t, L.b, n)
+      local w = starts_wait(L.sb, L.t, L.b, n, tardy)
       if w > wait then wait, level, reason = w, i, 1 end
     end
     if wait == 0 or mode == 'reserve' then
