@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -18,6 +19,14 @@ import (
 // DefaultCatchUp is how far back a starting scheduler looks for a missed
 // firing of an entry when neither the entry nor the file sets catch_up.
 const DefaultCatchUp = time.Hour
+
+// Bounds of a schedule file: a larger file, or a longer catch_up (each
+// firing's task is kept that long, so that a late replica cannot run it
+// again), is refused.
+const (
+	MaxFileSize = 1 << 20
+	MaxCatchUp  = 31 * 24 * time.Hour
+)
 
 // Actions an entry can take.
 const (
@@ -77,7 +86,12 @@ func (e Entry) Task(fire time.Time, opts ...asynq.Option) (*asynq.Task, error) {
 
 // LoadFile reads and validates the schedule file at path; see Parse.
 func LoadFile(path string) (*Schedule, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: read schedule file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: read schedule file: %w", err)
 	}
@@ -105,6 +119,9 @@ func LoadFile(path string) (*Schedule, error) {
 //	    rate: 50              # any of rate, burst, quota, quota_period (24h)
 //	    catch_up: 0s          # per entry
 func Parse(file string, data []byte) (*Schedule, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("scheduler: %s: larger than %d bytes: a schedule is a short list of entries; split it or remove what is not a schedule", file, MaxFileSize)
+	}
 	p := &fileParser{file: file}
 	s := p.parse(data)
 	if len(p.errs) > 0 {
@@ -221,7 +238,7 @@ func (p *fileParser) parse(data []byte) *Schedule {
 	}
 	defCatchUp := DefaultCatchUp
 	if catchUp != nil {
-		if d, err := parseNonNegDuration(*catchUp); err != nil {
+		if d, err := parseCatchUp(*catchUp); err != nil {
 			p.fail("", lines["catch_up"], "catch_up", err)
 		} else {
 			defCatchUp = d
@@ -369,7 +386,7 @@ func (p *fileParser) entry(raw *rawEntry, loc *time.Location, defCatchUp time.Du
 
 	e.CatchUp = defCatchUp
 	if raw.CatchUp != nil {
-		d, err := parseNonNegDuration(*raw.CatchUp)
+		d, err := parseCatchUp(*raw.CatchUp)
 		if err != nil {
 			p.fail(label, line("catch_up"), "catch_up", err)
 		}
@@ -456,6 +473,15 @@ func (p *fileParser) entry(raw *rawEntry, loc *time.Location, defCatchUp time.Du
 		e.Adjust = &a
 	}
 	return e, len(p.errs) == nerr
+}
+
+// parseCatchUp reads a catch_up: a duration from 0 to MaxCatchUp.
+func parseCatchUp(s string) (time.Duration, error) {
+	d, err := parseNonNegDuration(s)
+	if err == nil && d > MaxCatchUp {
+		err = fmt.Errorf("%s is longer than %s (each firing's task is kept that long, so that a late replica cannot run it again)", s, MaxCatchUp)
+	}
+	return d, err
 }
 
 func parseNonNegDuration(s string) (time.Duration, error) {

@@ -78,6 +78,22 @@ const okEntry = `
     tenant: acme
 `
 
+// A file far larger than any schedule is refused before it is parsed.
+func TestParseRefusesAHugeFile(t *testing.T) {
+	t.Parallel()
+	huge := []byte("entries:\n" + strings.Repeat("# padding\n", MaxFileSize/10+1))
+	if _, err := Parse("huge.yaml", huge); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("Parse of %d bytes: %v, want a size error", len(huge), err)
+	}
+	path := filepath.Join(t.TempDir(), "huge.yaml")
+	if err := os.WriteFile(path, huge, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFile(path); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("LoadFile of %d bytes: %v, want a size error", len(huge), err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -279,6 +295,17 @@ entries:` + okEntry, "", "timezone", "unknown time zone", 2},
 		{"NegativeCatchUp", `
 catch_up: -1h
 entries:` + okEntry, "", "catch_up", "negative", 2},
+		{"CatchUpOfAYear", `
+catch_up: 8760h
+entries:` + okEntry, "", "catch_up", "longer than 744h", 2},
+		{"EntryCatchUpOfAYear", `
+entries:
+  - name: r
+    cron: "0 0 * * *"
+    action: reset
+    all: true
+    catch_up: 8760h
+`, "r", "catch_up", "longer than 744h", 7},
 		{"EntryCatchUpNotADuration", `
 entries:
   - name: r
