@@ -24,6 +24,8 @@ type Limiter struct {
 	refresh    time.Duration
 	quotaRetry time.Duration
 	learn      Learning
+	breaker    time.Duration // WithBreaker
+	openUntil  atomic.Int64  // unix ns until which decisions skip Redis; 0: closed
 
 	def        atomic.Pointer[cachedPolicy]
 	refreshing sync.Mutex
@@ -52,6 +54,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 		refresh:    time.Second,
 		quotaRetry: time.Minute,
 		learn:      DefaultLearning,
+		breaker:    DefaultBreaker,
 	}
 	for _, o := range opts {
 		o(l)
@@ -276,6 +279,9 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		k := l.keysFor(id)
 		ks = append(ks, k.policy, k.state, k.quota, k.aux)
 	}
+	if l.breakerOpen() {
+		return l.failed(req, errBreakerOpen)
+	}
 	def, err := l.defaults(ctx)
 	if err != nil {
 		return l.failed(req, err)
@@ -325,6 +331,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		if err != nil {
 			return l.failed(req, err)
 		}
+		l.reached()
 		if reply[0] != -1 {
 			d, err := l.parse(reply, req.IDs)
 			if err == nil && reply[9] > 0 {
@@ -353,6 +360,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	if err != nil {
 		return l.failed(req, err)
 	}
+	l.reached()
 	return l.parse(reply, req.IDs)
 }
 
@@ -429,6 +437,7 @@ func (l *Limiter) recordTicket(ctx context.Context, ticket string, ttl time.Dura
 // failed is the answer when Redis could not be asked: the fail-open setting
 // decides, and the error goes back to the caller.
 func (l *Limiter) failed(req Request, err error) (decision, error) {
+	l.trip(err)
 	d := decision{Result: Result{Allowed: l.failOpen, QuotaRemaining: -1, Tenant: req.IDs[0]}}
 	how := "open: admitted"
 	if !l.failOpen {
