@@ -114,3 +114,32 @@ func TestLearningValidate(t *testing.T) {
 		}
 	}
 }
+
+// A cut spreads the tickets booked at the old rate to the new one, keeping
+// their order, and a pause moves them after it: the jobs parked at their
+// times come at the rate the upstream was learned to take.
+func TestBackoffSpreadsTheTicketsBooked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 20, Burst: 1}))
+	mustAllowN(t, l, "acme", 1)
+	tickets := ticketNames(4)
+	delays := book(t, l, "acme", tickets) // 50, 100, 150, 200 ms
+	if err := l.Backoff(ctx, "acme", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dues, err := l.TicketDues(ctx, "acme", append(tickets, "never-booked")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range delays {
+		// after the 1 s pause, spread from 50 ms apart (20/s) to 62.5 (16/s)
+		want := t0.Add(time.Second + d*5/4)
+		if !near(dues[i].Sub(want), 0) {
+			t.Errorf("%s due %s after the cut, want %s", tickets[i], dues[i].Sub(t0), want.Sub(t0))
+		}
+	}
+	if !dues[4].IsZero() {
+		t.Errorf("a ticket never booked is due at %s", dues[4])
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -470,4 +471,38 @@ func (l *Limiter) parse(v []int64, ids []string) (decision, error) {
 		}
 	}
 	return decision{Result: r, booked: v[8] >= 1, before: v[8] == 2}, nil
+}
+
+// TicketDues returns when the tokens booked under each of tickets on id are
+// due (the zero time for a ticket id does not hold): after Backoff or Hold
+// moved them, a caller that parked its jobs at their due times moves them
+// there too.
+func (l *Limiter) TicketDues(ctx context.Context, id string, tickets ...string) ([]time.Time, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	out := make([]time.Time, len(tickets))
+	if len(tickets) == 0 {
+		return out, nil
+	}
+	fields := make([]string, len(tickets))
+	for i, t := range tickets {
+		fields[i] = "k:" + t
+	}
+	v, err := l.rdb.HMGet(ctx, l.keysFor(id).aux, fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: ticket due times of %q: %w", ErrUnavailable, id, err)
+	}
+	for i, x := range v {
+		s, _ := x.(string)
+		us, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || us == 0 {
+			continue
+		}
+		if us < 0 { // a ticket that holds its start too: -due
+			us = -us
+		}
+		out[i] = time.UnixMicro(us)
+	}
+	return out, nil
 }

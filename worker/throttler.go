@@ -62,6 +62,10 @@ type Throttler struct {
 	waitIn     time.Duration // WithWaitInProcess
 	waiting    waitSlots     // tasks waiting in process for their slot
 
+	retimeMu sync.Mutex
+	retiming map[string]bool // tenant -> asked again while moving its tasks
+	retimers sync.WaitGroup
+
 	stats          counters
 	revoked        revokedSet
 	warnUntenanted sync.Map // task type -> struct{}: logged once at Warn
@@ -106,6 +110,7 @@ func configure(l *throttle.Limiter, opts []Option) *Throttler {
 // forwarder still brings them back, later. Call it after the asynq server
 // has shut down.
 func (t *Throttler) Close() error {
+	t.retimers.Wait()
 	t.waker.Stop()
 	return nil
 }
@@ -287,9 +292,15 @@ func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfter
 	if err := t.limiter.Backoff(ctx, j.tenant, ra.Delay); err != nil {
 		t.countError(j, "hold")
 		t.logger.Warn("worker: could not hold tenant", "tenant", j.tenant, "delay", ra.Delay, "err", err)
-	} else if res, err := t.limiter.Reserve(ctx, throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket(), KeepTicket: true}); err != nil {
+		return t.putBack(ctx, j, delay, "upstream", false)
+	}
+	// the tenant's slots moved: so do its tasks parked at them
+	t.retimeLater(j.tenant)
+	res, err := t.limiter.Reserve(ctx, throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket(), KeepTicket: true})
+	switch {
+	case err != nil:
 		t.countError(j, "limiter")
-	} else if res.OK {
+	case res.OK:
 		// its next slot, after the pause, at the rate learned (kept under
 		// its ticket even when it is now: the task redeems it when back)
 		delay, booked = max(res.Delay, ra.Delay), true

@@ -23,3 +23,7 @@ const allQueuesKey = "asynq:queues"
 // parkedKey is quotaq's own zset of a tenant's tasks of queue that wait for
 // nothing booked (see Request.Tenant), under the queue's hash tag.
 func parkedKey(queue, tenant string) string { return queuePrefix(queue) + "quotaq:parked:" + tenant }
+
+// bookedKey is quotaq's own zset of a tenant's tasks of queue that wait for
+// a booked slot (see Retime).
+func bookedKey(queue, tenant string) string { return queuePrefix(queue) + "quotaq:booked:" + tenant }

@@ -57,7 +57,8 @@ type Request struct {
 	MaxWait time.Duration
 	// Tenant is the task's tenant. With Parked, the task is recorded as
 	// waiting for nothing booked (a quota, a pause, an outage), so that
-	// Release can bring it back when that ends early.
+	// Release can bring it back when that ends early; without, as waiting
+	// for a booked slot, so that Retime can move it with its slot.
 	Tenant string
 	Parked bool
 }
@@ -94,10 +95,14 @@ func (r *Requeuer) Requeue(ctx context.Context, req Request) (Outcome, error) {
 		wait = 0
 	}
 	score := (due + 999) / 1000 // whole seconds, rounded up: never before Due
-	keys := []string{taskKey(req.Queue, req.ID), activeKey(req.Queue), leaseKey(req.Queue), scheduledKey(req.Queue), parkedKey(req.Queue, req.Tenant)}
-	parked := 0
-	if req.Parked && req.Tenant != "" {
-		parked = 1
+	keys := []string{taskKey(req.Queue, req.ID), activeKey(req.Queue), leaseKey(req.Queue), scheduledKey(req.Queue),
+		parkedKey(req.Queue, req.Tenant), bookedKey(req.Queue, req.Tenant)}
+	parked := ""
+	switch {
+	case req.Tenant != "" && req.Parked:
+		parked = "1"
+	case req.Tenant != "":
+		parked = "0"
 	}
 	v, err := requeueScript.Run(ctx, r.rdb, keys, req.ID, due, score, wait, req.MaxWait.Milliseconds(), parked).Int64Slice()
 	if err != nil {

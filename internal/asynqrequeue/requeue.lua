@@ -6,6 +6,8 @@
 -- KEYS[4] -> asynq:{<queue>}:scheduled   (zset)
 -- KEYS[5] -> asynq:{<queue>}:quotaq:parked:<tenant> (zset of the tenant's
 --            tasks waiting for nothing booked, scored by due time, ms)
+-- KEYS[6] -> asynq:{<queue>}:quotaq:booked:<tenant> (zset of the tenant's
+--            tasks waiting for a booked slot, scored by due time, ms)
 -- ARGV[1] -> task id
 -- ARGV[2] -> due time, unix ms (stored as "quotaq_due" for the Waker)
 -- ARGV[3] -> scheduled score: due time in unix seconds, rounded up
@@ -13,7 +15,8 @@
 -- ARGV[5] -> cap on the total wait, ms (0: no cap)
 -- ARGV[6] -> '1': the task waits for nothing booked (a quota, a pause, an
 --            outage): recorded in KEYS[5], so that Release can bring it
---            back early; else taken out of it
+--            back early; '0': it waits for a booked slot: recorded in
+--            KEYS[6], so that Retime can move it with its slot; '': neither
 -- Returns {code, throttles, waited_ms}:
 --   code 1: moved; throttles and waited_ms are the task's new totals
 --   code 0: the task is not active and leased (not ours): nothing written
@@ -35,11 +38,12 @@ redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[1], "state", "scheduled", "quotaq_throttles", throttles,
            "quotaq_waited_ms", waited, "quotaq_due", ARGV[2])
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
-if ARGV[6] == "1" then
-  redis.call("ZADD", KEYS[5], ARGV[2], ARGV[1])
+if ARGV[6] ~= "" then
+  local into, out = KEYS[6], KEYS[5]
+  if ARGV[6] == "1" then into, out = KEYS[5], KEYS[6] end
+  redis.call("ZADD", into, ARGV[2], ARGV[1])
+  redis.call("ZREM", out, ARGV[1])
   local ttl = math.ceil(tonumber(ARGV[4]) / 1000) + 86400
-  if redis.call("TTL", KEYS[5]) < ttl then redis.call("EXPIRE", KEYS[5], ttl) end
-else
-  redis.call("ZREM", KEYS[5], ARGV[1])
+  if redis.call("TTL", into) < ttl then redis.call("EXPIRE", into, ttl) end
 end
 return {1, throttles, waited}

@@ -13,6 +13,10 @@
 -- climbed back to since the last cut) times a factor, at least a floor (a
 -- fraction of the policy's rate); one cut per cooldown, so that the calls
 -- already on their way when the upstream said stop cut once, not once each.
+-- The tickets due after the pause spread out by as much as the interval
+-- grew, keeping their order: the jobs booked at the old rate come at the
+-- new one (a worker moves its parked tasks to their tickets' new times,
+-- Limiter.TicketDues).
 --
 -- KEYS[1] -> aux hash of the id      KEYS[2] -> the id's hold counter
 -- KEYS[3] -> the id's token bucket state ("tb"), whatever the algorithm
@@ -29,14 +33,16 @@
 
 local now = now_us()
 local factor = tonumber(ARGV[4])
+local k = 1 -- how much longer the interval became (a cut)
 if factor > 0 then
   local t = tonumber(redis.call('HGET', KEYS[4], 't')) or tonumber(ARGV[3])
   local l = redis.call('HMGET', KEYS[1], 'lr', 'lc')
   local lc = tonumber(l[2])
   if not lc or now - lc >= tonumber(ARGV[7]) then
     local recovery = tonumber(ARGV[6])
-    local rate = learned_rate(t, tonumber(l[1]), lc, now, recovery) * factor
-    rate = math.max(rate, 1e9 / t * tonumber(ARGV[5]))
+    local was = learned_rate(t, tonumber(l[1]), lc, now, recovery)
+    local rate = math.max(was * factor, 1e9 / t * tonumber(ARGV[5]))
+    if rate < was then k = was / rate end
     redis.call('HSET', KEYS[1], 'lr', string.format('%.17g', rate), 'lc', fmt(now))
     aux_extend(KEYS[1], now + recovery, now)
     if ARGV[2] == '1' then drop_cache(KEYS[3]) end
@@ -45,21 +51,30 @@ end
 local untl = now + tonumber(ARGV[1])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'h')) or 0
 local from = math.max(cur, now) -- where the pause ended before this call
+local shift = 0 -- µs
 if untl > from then
-  local shift = untl - from -- µs
+  shift = untl - from
   redis.call('HSET', KEYS[1], 'h', fmt(untl))
-  local last_due = untl
+end
+if shift > 0 or k > 1 then
+  -- tickets move back by the pause's growth, and those after the pause
+  -- spread out as the interval grew, keeping their order
+  local after = math.max(untl, from)
+  local last_due = after
   local aux = redis.call('HGETALL', KEYS[1])
   for i = 1, #aux, 2 do
     if string.sub(aux[i], 1, 2) == 'k:' then
       -- (-due: a ticket that holds its start too, and keeps it)
       local v = tonumber(aux[i + 1])
       local due = math.abs(v) + shift
+      if due > after then due = after + math.ceil((due - after) * k) end
       if v < 0 then redis.call('HSET', KEYS[1], aux[i], fmt(-due)) else redis.call('HSET', KEYS[1], aux[i], fmt(due)) end
       if due > last_due then last_due = due end
     end
   end
   aux_extend(KEYS[1], last_due, now)
+end
+if shift > 0 then
   if ARGV[2] == '1' then
     local v = redis.call('GET', KEYS[3])
     if v then
