@@ -38,6 +38,9 @@ local keep = ARGV[10] == '1'
 local recovery = tonumber(ARGV[11]) or 0
 local now = now_us()
 local MAXBOOK = 4000000000000000 -- ns (~46 days): keeps integers exact
+-- a job that comes back this much (ns) after its slot, or an interval if
+-- shorter, is late: a wake-up and a dequeue take less
+local LATE = 50000000
 
 local levels, redeem = {}, ticket ~= ''
 local wait, level, reason = 0, 1, 0
@@ -87,9 +90,9 @@ if redeem and mode ~= 'peek' and mode ~= 'cancel' then
     local w = math.max((due - now) * 1000, L.hold)
     if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
     -- without a start of its own, or later than its start by more than an
-    -- interval: its turn among the starts is decided now (tardy: it came
-    -- more than an interval after its slot)
-    if (now - due) * 1000 > L.t then tardy = true end
+    -- interval (at most LATE): its turn among the starts is decided now
+    -- (tardy: it came that much after its slot)
+    if (now - due) * 1000 > math.min(L.t, LATE) then tardy = true end
     if L.due >= 0 or tardy then late = true end
   end
   local paced = false
