@@ -160,9 +160,13 @@ func (t *Throttler) Middleware(next asynq.Handler) asynq.Handler {
 		if err := t.admit(ctx, j); err != nil {
 			return err
 		}
-		err = next.ProcessTask(ctx, task)
+		sink := &budgetSink{}
+		err = next.ProcessTask(context.WithValue(ctx, budgetKey{}, sink), task)
 		if ra, ok := asRetryAfter(err); ok {
 			return t.upstreamSaidStop(ctx, j, ra)
+		}
+		if d := sink.take(); d > 0 {
+			t.upstreamSpent(ctx, j, d)
 		}
 		return err
 	})
@@ -306,6 +310,22 @@ func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfter
 		delay, booked = max(res.Delay, ra.Delay), true
 	}
 	return t.putBack(ctx, j, delay, "upstream", booked)
+}
+
+// upstreamSpent handles a handler's UpstreamSpent: the upstream said its
+// budget is spent for d, so the tenant is held for d (without slowing it
+// down: the upstream refused nothing), and its parked tasks move with their
+// slots.
+func (t *Throttler) upstreamSpent(ctx context.Context, j *job, d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := t.limiter.Hold(ctx, j.tenant, d); err != nil {
+		t.countError(j, "hold")
+		t.logger.Warn("worker: could not hold tenant whose upstream budget is spent", "tenant", j.tenant, "delay", d, "err", err)
+		return
+	}
+	t.logger.Info("worker: upstream says its budget is spent; tenant held until it is back", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "delay", d)
+	t.retimeLater(j.tenant)
 }
 
 // putBack moves the task back to its queue, due after delay (at least the
