@@ -36,7 +36,8 @@ func TestBackoffLearnsTheUpstream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	p := throttle.Policy{Rate: 20, Burst: 1} // 50ms
-	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(p))
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(p),
+		throttle.WithLearning(throttle.Learning{Factor: 0.8, Floor: 0.1, Recovery: 2 * time.Minute}))
 	at := func(d time.Duration) { m.SetTime(t0.Add(d)) }
 	steps := []struct {
 		name   string
@@ -121,7 +122,8 @@ func TestLearningValidate(t *testing.T) {
 func TestBackoffSpreadsTheTicketsBooked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l, _ := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 20, Burst: 1}))
+	l, _ := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 20, Burst: 1}),
+		throttle.WithLearning(throttle.Learning{Factor: 0.8, Floor: 0.1, Recovery: 2 * time.Minute}))
 	mustAllowN(t, l, "acme", 1)
 	tickets := ticketNames(4)
 	delays := book(t, l, "acme", tickets) // 50, 100, 150, 200 ms
