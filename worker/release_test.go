@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 func TestQuotaResetReleasesParkedTasks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	tenant := "release-" + t.Name()
+	tenant := "release-" + strconv.FormatInt(time.Now().UnixNano(), 36) // Release looks in every queue of the server
 	b := setup(t, bundleConfig{policies: map[string]throttle.Policy{
 		tenant: {Rate: 50, Burst: 5, Quota: 4, QuotaPeriod: 24 * time.Hour},
 	}})
