@@ -152,7 +152,7 @@ entries:
     action: adjust
     tenant: acme
     rate: -5
-`, "night", "rate", "-5 must be a number > 0", 7},
+`, "night", "rate", "-5 must be a number from 1.1574074074074074e-06 to 1e+09", 7},
 		{"ZeroRate", `
 entries:
   - name: night
@@ -160,7 +160,15 @@ entries:
     action: adjust
     all: true
     rate: 0
-`, "night", "rate", "must be a number > 0", 7},
+`, "night", "rate", "0 must be a number from 1.1574074074074074e-06", 7},
+		{"RateTooSmallForItsInterval", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    rate: 1e-12
+`, "night", "rate", "1e-12 must be a number from 1.1574074074074074e-06 to 1e+09", 7},
 		{"RateNotANumber", `
 entries:
   - name: night
@@ -208,7 +216,7 @@ entries:
     cron: "0 22 * * *"
     action: adjust
     tenant: acme
-    rate: 0.000001
+    rate: 0.00001
     burst: 1000
 `, "night", "burst", "to refill", 0},
 		{"NothingToAdjust", `

@@ -78,8 +78,8 @@ func (a Adjust) Validate() error {
 	if a.Rate == nil && a.Burst == nil && a.Quota == nil && a.QuotaPeriod == nil {
 		return fieldErr("rate", "nothing to adjust: set at least one of rate, burst, quota, quota_period")
 	}
-	if a.Rate != nil && (!(*a.Rate > 0) || *a.Rate > maxRate) {
-		return fieldErr("rate", "%v must be a number > 0 and at most %g (tokens per second)", *a.Rate, maxRate)
+	if a.Rate != nil && throttle.ValidateRate(*a.Rate) != nil {
+		return fieldErr("rate", "%v must be a number from %v to %v (tokens per second)", *a.Rate, throttle.MinRate, throttle.MaxRate)
 	}
 	if a.Burst != nil && *a.Burst < 1 {
 		return fieldErr("burst", "%d must be >= 1 (bucket capacity in tokens)", *a.Burst)
@@ -101,9 +101,6 @@ func (a Adjust) Validate() error {
 	}
 	return nil
 }
-
-// maxRate is the highest rate throttle accepts.
-const maxRate = 1e9
 
 // apply returns p with a's fields set.
 func (a Adjust) apply(p throttle.Policy) throttle.Policy {

@@ -15,7 +15,7 @@ import (
 // ends when the quota is reset (Limiter.ResetQuota, which the scheduler calls
 // on its cron schedule: monthly, at midnight in a time zone, ...).
 type Policy struct {
-	Rate        float64       // tokens per second, > 0
+	Rate        float64       // tokens per second, MinRate to MaxRate
 	Burst       int64         // bucket capacity in tokens, >= 1
 	Quota       int64         // tokens per quota period; 0: no quota
 	QuotaPeriod time.Duration // length of an aligned quota period; 0: until reset
@@ -31,16 +31,22 @@ func PerMinute(n int64) Policy { return Policy{Rate: float64(n) / 60, Burst: n} 
 // scripts' integer nanoseconds below 2^53, where Lua's doubles are exact.
 const maxFill = 10 * 24 * time.Hour
 
+// The bounds of Policy.Rate, in tokens per second. The scripts count time in
+// whole nanoseconds per token: at MaxRate a token takes 1ns, at MinRate
+// (one token per 10 days, with a burst of 1) it takes the longest a bucket
+// may take to refill.
+const (
+	MinRate = float64(time.Second) / float64(maxFill) // ≈ 1.157e-06
+	MaxRate = 1e9
+)
+
 // Validate reports whether p can be enforced, and if not, which field is
 // wrong and why.
 func (p Policy) Validate() error {
+	if err := ValidateRate(p.Rate); err != nil {
+		return err
+	}
 	switch {
-	case math.IsNaN(p.Rate) || math.IsInf(p.Rate, 0):
-		return fmt.Errorf("%w: rate %v is not a number of tokens per second", ErrInvalidPolicy, p.Rate)
-	case p.Rate <= 0:
-		return fmt.Errorf("%w: rate %v must be above 0 tokens per second", ErrInvalidPolicy, p.Rate)
-	case p.Rate > 1e9:
-		return fmt.Errorf("%w: rate %v is above the most, 1e9 tokens per second", ErrInvalidPolicy, p.Rate)
 	case p.Burst < 1:
 		return fmt.Errorf("%w: burst %d must be at least 1", ErrInvalidPolicy, p.Burst)
 	case p.Quota < 0:
@@ -60,7 +66,26 @@ func (p Policy) Validate() error {
 	return nil
 }
 
+// ValidateRate reports whether rate, in tokens per second, is a Policy.Rate
+// that can be enforced: a number from MinRate to MaxRate.
+func ValidateRate(rate float64) error {
+	switch {
+	case math.IsNaN(rate) || math.IsInf(rate, 0):
+		return fmt.Errorf("%w: rate %v is not a number of tokens per second", ErrInvalidPolicy, rate)
+	case rate < MinRate:
+		// checked before interval(): 1e9/rate of a tiny rate does not fit
+		// an int64
+		return fmt.Errorf("%w: rate %v is below the least, %v tokens per second (one token per %s); raise the rate",
+			ErrInvalidPolicy, rate, MinRate, maxFill)
+	case rate > MaxRate:
+		return fmt.Errorf("%w: rate %v is above the most, %v tokens per second (one token per ns); lower the rate",
+			ErrInvalidPolicy, rate, MaxRate)
+	}
+	return nil
+}
+
 // interval is the time per token in nanoseconds, rounded to the nearest one.
+// Validate keeps it between 1 and maxFill; it is only exact for a valid p.
 func (p Policy) interval() int64 {
 	iv := int64(math.Round(1e9 / p.Rate))
 	if iv < 1 {

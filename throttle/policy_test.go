@@ -24,6 +24,12 @@ var badPolicies = []throttle.Policy{
 	{Rate: 1, Burst: 1, Quota: 10, QuotaPeriod: time.Microsecond},
 	{Rate: 0.0001, Burst: 1000},   // 115 days to refill
 	{Rate: 2.5e8, Burst: 1 << 62}, // interval x burst wraps int64
+	{Rate: 1e-10, Burst: 1},       // 1e9/rate wraps int64 to a 1ns interval
+	{Rate: 1e-12, Burst: 1},
+	{Rate: 5e-324, Burst: 1},                  // 1e9/rate is +Inf
+	{Rate: throttle.MinRate * 0.99, Burst: 1}, // a token every 10.1 days
+	{Rate: 1.5e9, Burst: 1},                   // 0.67ns a token
+	{Rate: 3e9, Burst: 1},                     // interval rounds to 0
 }
 
 func TestPolicyValidate(t *testing.T) {
@@ -37,6 +43,8 @@ func TestPolicyValidate(t *testing.T) {
 		throttle.PerSecond(1), throttle.PerMinute(600),
 		{Rate: 0.5, Burst: 1},
 		{Rate: 1e9, Burst: 1},
+		{Rate: throttle.MaxRate, Burst: 1000},
+		{Rate: throttle.MinRate, Burst: 1},
 		{Rate: 10, Burst: 10, Quota: 10000, QuotaPeriod: 24 * time.Hour},
 		{Rate: 10, Burst: 10, Quota: 10000},
 	}
@@ -57,6 +65,9 @@ func TestPolicyErrorNamesTheField(t *testing.T) {
 		{throttle.Policy{Rate: math.NaN(), Burst: 1}, "rate NaN"},
 		{throttle.Policy{Rate: 1, Burst: 0}, "burst 0"},
 		{throttle.Policy{Rate: 1, Burst: 1, Quota: -1}, "quota -1"},
+		{throttle.Policy{Rate: 1e-10, Burst: 1}, "rate 1e-10 is below the least, 1.1574074074074074e-06 tokens per second"},
+		{throttle.Policy{Rate: 0, Burst: 1}, "below the least, 1.1574074074074074e-06"},
+		{throttle.Policy{Rate: 2e9, Burst: 1}, "rate 2e+09 is above the most, 1e+09 tokens per second"},
 	}
 	for _, tt := range tests {
 		err := tt.p.Validate()

@@ -87,6 +87,7 @@ func FuzzPolicy(f *testing.F) {
 	f.Add(2.5e8, int64(1<<62+1), int64(0), int64(0)) // interval 4ns x burst wraps around int64
 	f.Add(1.0, int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64))
 	f.Add(5e-324, int64(1), int64(0), int64(0))
+	f.Add(1e-10, int64(1), int64(0), int64(0)) // 1e9/rate wraps int64: was stored as 1ns a token
 	f.Fuzz(func(t *testing.T, rate float64, burst, quota, period int64) {
 		p := Policy{Rate: rate, Burst: burst, Quota: quota, QuotaPeriod: time.Duration(period)}
 		_ = p.String()
@@ -96,6 +97,9 @@ func FuzzPolicy(f *testing.F) {
 				t.Fatalf("Validate(%+v) = %v, not ErrInvalidPolicy", p, err)
 			}
 			return
+		}
+		if iv, want := float64(p.interval()), 1e9/p.Rate; math.Abs(iv-want) > 0.5 {
+			t.Fatalf("Validate accepted %+v: its interval is %vns, not the %vns a token takes", p, iv, want)
 		}
 		fill := new(big.Int).Mul(big.NewInt(p.interval()), big.NewInt(p.Burst))
 		if fill.Cmp(big.NewInt(int64(maxFill))) > 0 {

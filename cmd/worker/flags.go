@@ -228,8 +228,8 @@ func (o *options) validate() error {
 	switch {
 	case o.concurrency < 1:
 		return fmt.Errorf("--concurrency %d: give at least 1", o.concurrency)
-	case o.defaultRate <= 0:
-		return fmt.Errorf("--default-rate %g: give a rate above 0 (tokens per second)", o.defaultRate)
+	case throttle.ValidateRate(o.defaultRate) != nil:
+		return fmt.Errorf("--default-rate %v: give a number of tokens per second from %v (one token per 240h) to %v", o.defaultRate, throttle.MinRate, throttle.MaxRate)
 	case o.defaultBurst < 1:
 		return fmt.Errorf("--default-burst %d: give at least 1", o.defaultBurst)
 	case o.maxWait < 0:
@@ -252,6 +252,9 @@ func (o *options) validate() error {
 		return fmt.Errorf("--shutdown-timeout %s: give a positive duration such as 10s", o.shutdownTimeout)
 	case o.httpTimeout <= 0:
 		return fmt.Errorf("--http-timeout %s: give a positive duration such as 30s", o.httpTimeout)
+	}
+	if err := (throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}).Validate(); err != nil {
+		return fmt.Errorf("--default-rate %v --default-burst %d: %v", o.defaultRate, o.defaultBurst, err)
 	}
 	if _, err := throttle.ParseAlgorithm(o.algorithm); err != nil {
 		return fmt.Errorf("--algorithm: %v", err)

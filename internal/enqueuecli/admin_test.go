@@ -60,6 +60,9 @@ func TestPolicyCommands(t *testing.T) {
 			{"policy", "set", "acme", "--burst", "0"},
 			{"policy", "set", "acme", "--quota", "0", "--quota-period", "1h"}, // a period without a quota
 			{"policy", "set", "acme", "--rate", "nan"},
+			{"policy", "set", "acme", "--rate", "1e-10", "--burst", "1"}, // 1e9/rate does not fit an int64
+			{"policy", "set", "--default", "--rate", "1e-12"},
+			{"policy", "set", "acme", "--rate", "2e9"},
 			{"policy", "set", "acme"},
 			{"policy", "set", "--default", "acme", "--rate", "1"},
 			{"policy", "show"},
@@ -300,6 +303,18 @@ func TestQuotaCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("TooSmallARateNamesTheSmallest", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"policy", "set", "acme", "--rate", "1e-10", "--burst", "1"},
+			{"quota", "adjust", "acme", "--rate", "1e-12", "--queue", f.queue + "-bad"},
+		} {
+			code, _, errOut := f.run("", args...)
+			if code != ExitUsage || !strings.Contains(errOut, "1.1574074074074074e-06") {
+				t.Errorf("%q: exit %d, stderr %q; want 2 and the smallest rate", args, code, errOut)
+			}
+		}
+	})
+
 	t.Run("BadUsageEnqueuesNothing", func(t *testing.T) {
 		q := f.queue + "-bad"
 		for _, args := range [][]string{
@@ -310,6 +325,8 @@ func TestQuotaCommands(t *testing.T) {
 			{"quota", "reset", "bad\x01id", "--queue", q},
 			{"quota", "adjust", "a", "--queue", q},
 			{"quota", "adjust", "a", "--rate", "-1", "--queue", q},
+			{"quota", "adjust", "a", "--rate", "1e-12", "--queue", q},
+			{"quota", "adjust", "--all", "--rate", "1e-10", "--burst", "1", "--queue", q},
 			{"quota", "adjust", "a", "--quota-period", "1d", "--queue", q},
 			{"quota", "adjust", "a", "--rate", "1", "--queue", ""},
 		} {

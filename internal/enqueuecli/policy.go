@@ -26,7 +26,7 @@ type policyFlags struct {
 }
 
 func (p *policyFlags) register(fs *flag.FlagSet) {
-	fs.Float64Var(&p.rate, "rate", 0, "tokens per `second` (> 0)")
+	fs.Float64Var(&p.rate, "rate", 0, fmt.Sprintf("tokens per `second` (%v to %v)", throttle.MinRate, throttle.MaxRate))
 	fs.Int64Var(&p.burst, "burst", 0, "bucket capacity in `tokens` (>= 1)")
 	fs.Int64Var(&p.quota, "quota", 0, "`tokens` per quota period; 0: no quota")
 	fs.DurationVar(&p.quotaPeriod, "quota-period", 0, "quota period (`duration`, e.g. 24h, aligned to UTC); 0: until reset")
@@ -37,8 +37,8 @@ func (p *policyFlags) collect(fs *flag.FlagSet) error {
 	p.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { p.set[f.Name] = true })
 	switch {
-	case p.set["rate"] && !(p.rate > 0):
-		return usagef("--rate %v: give a number of tokens per second above 0", p.rate)
+	case p.set["rate"] && throttle.ValidateRate(p.rate) != nil:
+		return usagef("--rate %v: give a number of tokens per second from %v (one token per 240h) to %v", p.rate, throttle.MinRate, throttle.MaxRate)
 	case p.set["burst"] && p.burst < 1:
 		return usagef("--burst %d: give 1 or more", p.burst)
 	case p.set["quota"] && p.quota < 0:
