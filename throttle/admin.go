@@ -117,14 +117,14 @@ func (l *Limiter) defaults(ctx context.Context) (*cachedPolicy, error) {
 	}
 	if m["rate"] != "" {
 		if d.p, err = policyFromFields(m); err != nil {
-			return &cachedPolicy{p: l.fallback}, err
+			return &cachedPolicy{p: l.fallback}, fmt.Errorf("%w: %w (store a valid one with SetDefaultPolicy)", ErrInvalidPolicy, err)
 		}
 	}
 	if m["next"] != "" {
 		d.next, _ = strconv.ParseInt(m["next"], 10, 64)
 	}
 	if err := d.p.Validate(); err != nil {
-		return d, fmt.Errorf("default policy: %w", err)
+		return d, fmt.Errorf("default policy %v: %w (store a valid one with SetDefaultPolicy)", d.p, err)
 	}
 	d.read = time.Now()
 	l.def.Store(d)

@@ -8,7 +8,9 @@ var (
 	// than MaxTenantLen bytes, or holds control characters.
 	ErrInvalidTenant = errors.New("throttle: invalid tenant id")
 
-	// ErrInvalidPolicy is returned for a policy that cannot be enforced.
+	// ErrInvalidPolicy is returned for a policy that cannot be enforced,
+	// and by every decision of a Limiter whose default policy is invalid
+	// (Limiter.Err): a configuration error, never failed open.
 	ErrInvalidPolicy = errors.New("throttle: invalid policy")
 
 	// ErrInvalidCost is returned for a cost n below 1.

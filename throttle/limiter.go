@@ -35,6 +35,8 @@ type Limiter struct {
 	batch   *batcher      // WithBatching; nil: off
 	leases  *leaseCache   // WithLeases; nil: off
 	general bool          // tests: decide every call with decide.lua, as for several ids
+
+	err error // an option New could not use; see Err
 }
 
 type cachedPolicy struct {
@@ -46,6 +48,11 @@ type cachedPolicy struct {
 // New returns a Limiter on rdb, which may be a single node, a Sentinel
 // failover client or a Cluster client. Defaults: prefix "quotaq", default
 // policy PerSecond(10), fail closed, TokenBucket.
+//
+// An option that cannot be used, such as an invalid WithDefaultPolicy, is
+// reported by Err, and every decision of the Limiter fails with that error
+// (ErrInvalidPolicy), refusing, whatever WithFailOpen says: check Err once
+// after New.
 func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 	l := &Limiter{
 		rdb:        rdb,
@@ -60,8 +67,17 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 	for _, o := range opts {
 		o(l)
 	}
+	if err := l.fallback.Validate(); err != nil {
+		l.err = fmt.Errorf("WithDefaultPolicy(%v): %w", l.fallback, err)
+	}
 	return l
 }
+
+// Err reports an option given to New that cannot be used (an invalid
+// WithDefaultPolicy), or nil. A Limiter with an error refuses every
+// decision with it: it is a mistake in the program's configuration, not an
+// outage, so it is never ErrUnavailable and never fails open.
+func (l *Limiter) Err() error { return l.err }
 
 // Prefix returns the prefix of the Limiter's keys.
 func (l *Limiter) Prefix() string { return l.prefix }
@@ -280,10 +296,16 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		k := l.keysFor(id)
 		ks = append(ks, k.policy, k.state, k.quota, k.aux)
 	}
+	if l.err != nil {
+		return l.misconfigured(req, l.err)
+	}
 	if l.breakerOpen() {
 		return l.failed(req, errBreakerOpen)
 	}
 	def, err := l.defaults(ctx)
+	if errors.Is(err, ErrInvalidPolicy) {
+		return l.misconfigured(req, err)
+	}
 	if err != nil {
 		return l.failed(req, err)
 	}
@@ -446,6 +468,12 @@ func (l *Limiter) failed(req Request, err error) (decision, error) {
 		how = "closed: refused"
 	}
 	return d, fmt.Errorf("%w (failing %s): %w", ErrUnavailable, how, err)
+}
+
+// misconfigured is the answer when the policy to decide with is invalid:
+// refused, whatever the fail-open setting, since Redis is not at fault.
+func (l *Limiter) misconfigured(req Request, err error) (decision, error) {
+	return decision{Result: Result{RetryAfter: -1, QuotaRemaining: -1, Tenant: req.IDs[0], Reason: ReasonRate}}, err
 }
 
 // parse reads the decision script's reply; see lua/decide.lua.

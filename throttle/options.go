@@ -16,14 +16,16 @@ func WithPrefix(prefix string) Option {
 
 // WithDefaultPolicy sets the policy of tenants that have none stored, until
 // a default is stored with SetDefaultPolicy. Default PerSecond(10). An
-// invalid policy makes every decision fail with ErrInvalidPolicy.
+// invalid policy is reported by Limiter.Err, and every decision refuses
+// with ErrInvalidPolicy, even with WithFailOpen(true).
 func WithDefaultPolicy(p Policy) Option {
 	return func(l *Limiter) { l.fallback = p }
 }
 
 // WithFailOpen sets what a decision says when Redis cannot be reached: admit
-// (true) or refuse (false). The error is returned either way. Default false:
-// fail closed.
+// (true) or refuse (false). The error (ErrUnavailable) is returned either
+// way. An invalid policy is not an outage: it always refuses. Default
+// false: fail closed.
 func WithFailOpen(open bool) Option {
 	return func(l *Limiter) { l.failOpen = open }
 }

@@ -1,7 +1,9 @@
 package throttle_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -74,5 +76,82 @@ func TestPolicyErrorNamesTheField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Validate(%+v) = %v, want it to name %q", tt.p, err, tt.want)
 		}
+	}
+}
+
+// An invalid default policy is a configuration error: New reports it, and
+// every decision refuses with ErrInvalidPolicy, never ErrUnavailable, even
+// when the Limiter fails open.
+func TestInvalidDefaultPolicyIsNeverAnOutage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		policy throttle.Policy
+	}{
+		{"NaN", throttle.Policy{Rate: math.NaN(), Burst: 10}},
+		{"Inf", throttle.Policy{Rate: math.Inf(1), Burst: 10}},
+		{"AboveTheMost", throttle.Policy{Rate: 2e9, Burst: 10}},
+		{"TooSmallForItsInterval", throttle.Policy{Rate: 1e-12, Burst: 1}},
+		{"NoBurst", throttle.Policy{Rate: 10}},
+	}
+	for _, tt := range tests {
+		for _, open := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/FailOpen=%v", tt.name, open), func(t *testing.T) {
+				t.Parallel()
+				l, _ := setup(t, throttle.WithDefaultPolicy(tt.policy), throttle.WithFailOpen(open))
+				if err := l.Err(); !errors.Is(err, throttle.ErrInvalidPolicy) {
+					t.Fatalf("Err() = %v, want ErrInvalidPolicy", err)
+				}
+				ctx := context.Background()
+				check := func(what string, allowed bool, err error) {
+					t.Helper()
+					if !errors.Is(err, throttle.ErrInvalidPolicy) || errors.Is(err, throttle.ErrUnavailable) || allowed {
+						t.Errorf("%s: allowed %v, err %v; want refused with ErrInvalidPolicy only", what, allowed, err)
+					}
+				}
+				r, err := l.Allow(ctx, "acme")
+				check("Allow", r.Allowed, err)
+				res, err := l.ReserveN(ctx, "acme", 1, 0)
+				check("ReserveN", res.OK, err)
+				r, err = l.AllowMulti(ctx, 1, "acme", "upstream")
+				check("AllowMulti", r.Allowed, err)
+				r, err = l.Peek(ctx, "acme")
+				check("Peek", r.Allowed, err)
+			})
+		}
+	}
+}
+
+// A default policy stored in Redis that cannot be enforced (written by hand,
+// or by another program) is a configuration error too.
+func TestInvalidStoredDefaultPolicyIsNeverAnOutage(t *testing.T) {
+	t.Parallel()
+	stored := map[string][]any{
+		"RateNaN":         {"rate", "NaN", "t", 1, "b", 10, "q", 0, "qp", 0},
+		"BurstNotANumber": {"rate", "5", "t", 200000000, "b", "many", "q", 0, "qp", 0},
+	}
+	for name, fields := range stored {
+		for _, open := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/FailOpen=%v", name, open), func(t *testing.T) {
+				t.Parallel()
+				l, c := setup(t, throttle.WithFailOpen(open))
+				ctx := context.Background()
+				if err := c.HSet(ctx, l.Prefix()+":default-policy", fields...).Err(); err != nil {
+					t.Fatal(err)
+				}
+				r, err := l.Allow(ctx, "acme")
+				if !errors.Is(err, throttle.ErrInvalidPolicy) || errors.Is(err, throttle.ErrUnavailable) || r.Allowed {
+					t.Errorf("Allow: allowed %v, err %v; want refused with ErrInvalidPolicy only", r.Allowed, err)
+				}
+			})
+		}
+	}
+}
+
+func TestValidDefaultPolicyHasNoError(t *testing.T) {
+	t.Parallel()
+	l, _ := setup(t, throttle.WithDefaultPolicy(throttle.Policy{Rate: throttle.MinRate, Burst: 1}))
+	if err := l.Err(); err != nil {
+		t.Fatalf("Err() = %v, want nil", err)
 	}
 }

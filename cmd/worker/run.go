@@ -92,6 +92,10 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		limiterOpts = append(limiterOpts, throttle.WithBatching(o.batch, 0))
 	}
 	limiter := throttle.New(conn.Redis, limiterOpts...)
+	if err := limiter.Err(); err != nil {
+		fmt.Fprintf(logw, "quotaq-worker: %v\n", err)
+		return 2
+	}
 	// quotaq-enqueue shows this default for tenants without a policy, until
 	// one is stored in Redis
 	if err := tenantstatus.RecordWorkerDefault(ctx, conn.Redis, o.prefix, throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}); err != nil {
