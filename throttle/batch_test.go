@@ -31,10 +31,10 @@ func TestBatchingAnswersLikeSingleDecisions(t *testing.T) {
 		{0, func(l *throttle.Limiter) (any, error) { return l.Peek(ctx, "acme") }},
 		{0, func(l *throttle.Limiter) (any, error) { return l.ReserveN(ctx, "acme", 2, 0) }},
 		{0, func(l *throttle.Limiter) (any, error) {
-			return l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: "job-1"})
+			return l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: "job-1"})
 		}},
 		{300 * time.Millisecond, func(l *throttle.Limiter) (any, error) {
-			return l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: "job-1"})
+			return l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: "job-1"})
 		}},
 		{time.Second, func(l *throttle.Limiter) (any, error) { return l.AllowMulti(ctx, 1, "acme", "upstream") }},
 		{time.Second, func(l *throttle.Limiter) (any, error) { return nil, l.CancelN(ctx, "acme", 1) }},

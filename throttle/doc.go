@@ -8,7 +8,8 @@
 // Limiter has four kinds of calls. Allow and AllowN answer now or never and
 // consume only when they admit. ReserveN books tokens that may only be due
 // later and says when: a job queue uses it to put a throttled job back at its
-// own slot instead of retrying in a herd. Peek answers without consuming.
+// own slot instead of retrying in a herd. Peek answers without consuming, as
+// does a cost of 0 (AllowN(ctx, tenant, 0), as in go-redis/redis_rate).
 // Hold pauses a tenant whose upstream said 429.
 //
 // Each tenant has a Policy (rate, burst and an optional period quota) stored

@@ -13,7 +13,7 @@ var (
 	// (Limiter.Err): a configuration error, never failed open.
 	ErrInvalidPolicy = errors.New("throttle: invalid policy")
 
-	// ErrInvalidCost is returned for a cost n below 1.
+	// ErrInvalidCost is returned for a cost n below 0 (0 is a peek).
 	ErrInvalidCost = errors.New("throttle: invalid cost")
 
 	// ErrUnavailable wraps the error of a decision that could not reach

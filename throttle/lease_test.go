@@ -25,7 +25,7 @@ func TestLeasesSaveRoundTrips(t *testing.T) {
 		throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000)))
 	const calls = 500
 	for i := range calls {
-		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"busy"}, Ticket: fmt.Sprint("job-", i)})
+		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"busy"}, N: 1, Ticket: fmt.Sprint("job-", i)})
 		if err != nil || !res.OK || res.Delay != 0 {
 			t.Fatalf("call %d: %+v, %v", i, res, err)
 		}
@@ -125,7 +125,7 @@ func TestLeasesOnlyWhenSafe(t *testing.T) {
 	}{
 		{"Quota", throttle.Policy{Rate: 1000, Burst: 1000, Quota: 100_000}, nil, allowOne},
 		{"KeepTicket", throttle.PerSecond(1000), nil, func(l *throttle.Limiter, i int) (bool, error) {
-			res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"t"}, Ticket: fmt.Sprint("shaped-", i), KeepTicket: true})
+			res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"t"}, N: 1, Ticket: fmt.Sprint("shaped-", i), KeepTicket: true})
 			return res.OK, err
 		}},
 		// 100 tokens, but not one refilled in a lease (an hour): none leased,

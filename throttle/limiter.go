@@ -88,7 +88,10 @@ func (l *Limiter) Allow(ctx context.Context, tenant string) (Result, error) {
 }
 
 // AllowN reports whether tenant may spend n tokens now, and spends them if
-// so. A refused call consumes nothing.
+// so. A refused call consumes nothing. With n = 0 it consumes nothing and
+// reports the state (a peek, as in go-redis/redis_rate): Allowed is false
+// only when the tenant is paused, its bucket is booked into the future, or
+// its quota is overspent.
 func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, error) {
 	return l.AllowMulti(ctx, n, tenant)
 }
@@ -98,7 +101,7 @@ func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, e
 // bucket (and quota) or from none. On Redis Cluster the ids must hash to one
 // slot; see the README.
 func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
-	if l.refused == nil {
+	if l.refused == nil || n == 0 {
 		d, err := l.run(ctx, "allow", Request{IDs: ids, N: n})
 		return d.Result, err
 	}
@@ -117,7 +120,9 @@ func (l *Limiter) Peek(ctx context.Context, tenant string) (Result, error) {
 // the delay would be longer than maxWait (maxWait <= 0: no cap).
 //
 // Only TokenBucket books future tokens; with the other algorithms a delayed
-// reservation is not OK and its Delay says when to ask again.
+// reservation is not OK and its Delay says when to ask again. With n = 0
+// nothing is booked: the Reservation reports the state, as AllowN(ctx,
+// tenant, 0) does.
 func (l *Limiter) ReserveN(ctx context.Context, tenant string, n int64, maxWait time.Duration) (Reservation, error) {
 	return l.Reserve(ctx, Request{IDs: []string{tenant}, N: n, MaxWait: maxWait})
 }
@@ -134,7 +139,8 @@ type Request struct {
 	// IDs are the ids to decide on, all or nothing: a tenant, then shared
 	// levels such as an upstream API, named by Upstream(name). At least one.
 	IDs []string
-	// N is the cost in tokens. 0 means 1.
+	// N is the cost in tokens. 0 books nothing and reports the state (a
+	// peek; see AllowN); CancelTicket treats 0 as 1.
 	N int64
 	// MaxWait caps how far ahead tokens are booked; 0: no cap.
 	MaxWait time.Duration
@@ -170,7 +176,14 @@ func (l *Limiter) Reserve(ctx context.Context, req Request) (Reservation, error)
 // a full bucket. It cannot tell whose tokens they were: with SlidingWindow it
 // takes out the n oldest entries of the window (never letting more in than
 // taking out the caller's own would). Prefer CancelTicket for bookings.
+// n = 0 gives back nothing.
 func (l *Limiter) CancelN(ctx context.Context, tenant string, n int64) error {
+	if n == 0 {
+		if err := ValidateID(tenant); err != nil {
+			return err
+		}
+		return nil
+	}
 	defer l.forgetRefusals(tenant)
 	_, err := l.run(ctx, "cancel", Request{IDs: []string{tenant}, N: n})
 	return err
@@ -279,11 +292,13 @@ type decision struct {
 // run validates req, runs the decision script and parses its reply.
 func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, error) {
 	n := req.N
-	if n == 0 {
-		n = 1
-	}
-	if n < 0 {
-		return decision{}, fmt.Errorf("%w: n=%d must be at least 1", ErrInvalidCost, n)
+	switch {
+	case n < 0:
+		return decision{}, fmt.Errorf("%w: n=%d must be 0 (a peek) or more", ErrInvalidCost, n)
+	case n == 0 && mode == "cancel":
+		n = 1 // CancelTicket: the ticket's booking (CancelN(0) returns before)
+	case n == 0:
+		mode = "peek" // nothing to consume: report the state
 	}
 	if len(req.IDs) == 0 {
 		return decision{}, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)

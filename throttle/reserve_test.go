@@ -46,7 +46,7 @@ func TestTicketIsRedeemedOnceWithoutConsumingAgain(t *testing.T) {
 	ctx := context.Background()
 	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 1}))
 	mustAllowN(t, l, "acme", 1)
-	req := throttle.Request{IDs: []string{"acme"}, Ticket: "task-1"}
+	req := throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: "task-1"}
 	res, err := l.Reserve(ctx, req)
 	if err != nil || !res.OK || res.Delay != 100*time.Millisecond {
 		t.Fatalf("booking: %+v %v", res, err)
@@ -210,7 +210,7 @@ func TestHoldMovesBookingsBackKeepingTheirSpacing(t *testing.T) {
 	mustAllowN(t, l, "acme", 1)
 	var dues []time.Duration
 	for k := 0; k < 20; k++ {
-		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: "job-" + strconv.Itoa(k)})
+		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: "job-" + strconv.Itoa(k)})
 		if err != nil || !res.OK {
 			t.Fatalf("booking %d: %+v %v", k, res, err)
 		}
@@ -221,7 +221,7 @@ func TestHoldMovesBookingsBackKeepingTheirSpacing(t *testing.T) {
 	}
 	// redeem each at its original due time plus the pause: one at a time
 	for k, due := range dues {
-		req := throttle.Request{IDs: []string{"acme"}, Ticket: "job-" + strconv.Itoa(k)}
+		req := throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: "job-" + strconv.Itoa(k)}
 		m.SetTime(t0.Add(time.Second + due - time.Millisecond))
 		if res, _ := l.Reserve(ctx, req); res.Result.Allowed {
 			t.Fatalf("ticket %d admitted 1ms before its slot moved by the pause", k)
@@ -245,7 +245,7 @@ func TestKeepTicketPrepaysAJobThatComesLater(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 1}))
-	req := throttle.Request{IDs: []string{"acme"}, Ticket: "q:job-1", KeepTicket: true}
+	req := throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: "q:job-1", KeepTicket: true}
 	res, err := l.Reserve(ctx, req)
 	if err != nil || !res.OK || res.Delay != 0 {
 		t.Fatalf("prepaying: %+v %v", res, err)

@@ -34,7 +34,7 @@ func book(t *testing.T, l *throttle.Limiter, tenant string, tickets []string) []
 	t.Helper()
 	out := make([]time.Duration, len(tickets))
 	for i, tk := range tickets {
-		res, err := l.Reserve(context.Background(), throttle.Request{IDs: []string{tenant}, Ticket: tk})
+		res, err := l.Reserve(context.Background(), throttle.Request{IDs: []string{tenant}, N: 1, Ticket: tk})
 		if err != nil || !res.OK {
 			t.Fatalf("booking %s: %+v %v", tk, res, err)
 		}
@@ -79,7 +79,7 @@ func TestLateTicketsTakeTheirTurn(t *testing.T) {
 	m.SetTime(now)
 	next := map[string]time.Time{}
 	for _, tk := range tickets[2:] {
-		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: tk})
+		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: tk})
 		if err != nil || !res.OK {
 			t.Fatalf("late %s: %+v %v", tk, res, err)
 		}
@@ -95,7 +95,7 @@ func TestLateTicketsTakeTheirTurn(t *testing.T) {
 	// each comes back when told, and starts then without paying again
 	for tk, at := range next {
 		m.SetTime(at)
-		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: tk})
+		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: tk})
 		if err != nil || !res.Result.Allowed {
 			t.Fatalf("%s back at %s: %+v %v", tk, at.Sub(now), res, err)
 		}
@@ -136,7 +136,7 @@ func TestOnTimeTicketsStartAtTheirSlot(t *testing.T) {
 					continue
 				}
 				m.SetTime(t0.Add(d + tt.late))
-				res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: tickets[i]})
+				res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: tickets[i]})
 				if err != nil || !res.Result.Allowed {
 					t.Fatalf("%s back at its slot %s (+%s): %+v %v", tickets[i], d, tt.late, res, err)
 				}
@@ -167,7 +167,7 @@ func TestLateTicketsTakeTheirTurnConcurrently(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, tk := range tickets[2:] {
 		wg.Go(func() {
-			res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: tk})
+			res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: tk})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

@@ -231,7 +231,7 @@ func TestShaperRefusesPastTheMaxWait(t *testing.T) {
 		t.Errorf("queue holds %d tasks, want only the first", q.Size)
 	}
 	// nothing booked for the refused one: the next slot is still 10 s away, not 20
-	res, err := b.limiter.Reserve(ctx, throttle.Request{IDs: []string{"acme"}})
+	res, err := b.limiter.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1})
 	if err != nil || !res.OK || res.Delay > 10*time.Second {
 		t.Errorf("next booking after the refusal: %+v %v; want due within 10s", res, err)
 	}

@@ -53,7 +53,7 @@ func TestEnqueueShapedBacklog(t *testing.T) {
 	// ticket: redeeming it charges nothing more
 	ti := pending[0]
 	before, _ := f.limiter().Peek(ctx, "acme")
-	res, err := f.limiter().Reserve(ctx, throttle.Request{IDs: []string{"acme"}, Ticket: worker.TaskTicket(ti.Queue, ti.ID)})
+	res, err := f.limiter().Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: worker.TaskTicket(ti.Queue, ti.ID)})
 	if err != nil || !res.Result.Allowed {
 		t.Fatalf("redeeming task %s: %+v %v; want it admitted on its booking", ti.ID, res, err)
 	}
@@ -119,7 +119,7 @@ func TestEnqueueShapeMaxWait(t *testing.T) {
 		t.Errorf("queue holds %d tasks, want 1", n)
 	}
 	// only the first task's token is spent: the next slot is 10 s away, not more
-	res, err := f.limiter().Reserve(ctx, throttle.Request{IDs: []string{"acme"}})
+	res, err := f.limiter().Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1})
 	if err != nil || !res.OK || res.Delay > 10*time.Second {
 		t.Errorf("next booking: %+v %v; want due within 10s", res, err)
 	}
