@@ -43,6 +43,12 @@ type Result struct {
 	// RetryAfter is, when refused, how long until n tokens (and the quota)
 	// are there, rounded up to the microsecond; -1 when they never will be
 	// (n above the burst). 0 when allowed.
+	//
+	// go-redis/redis_rate's Result.RetryAfter differs at both ends: it is
+	// -1 when allowed (here 0), and for n above the burst it is a duration
+	// (here -1: no wait makes such a cost admissible, see ReasonCost).
+	// Code ported from redis_rate should test Allowed rather than
+	// RetryAfter < 0.
 	RetryAfter time.Duration
 	// ResetAfter is how long until the bucket is full again.
 	ResetAfter time.Duration
