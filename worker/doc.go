@@ -66,7 +66,8 @@
 // A handler whose API answered 429 or 503 with Retry-After returns
 // RetryAfter(d, err). The task goes back (not a failure) and the tenant is
 // held for d, so its other tasks wait too; its next run is booked after the
-// pause.
+// pause. d is cut to WithMaxRetryAfter (default one hour), logged and
+// counted, so an upstream's "Retry-After: 31536000" cannot strand a task.
 //
 // # Giving up
 //

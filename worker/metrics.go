@@ -22,21 +22,23 @@ import (
 //	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be throttled again: the waste to keep near 0
 //	quotaq_worker_waited_in_process_total{type}      waits of a task in the process for its slot, due within WithWaitInProcess (instead of being put back)
 //	quotaq_worker_upstream_retry_after_total{type,[tenant]}  handlers that returned RetryAfter (upstream 429/503)
+//	quotaq_worker_upstream_retry_after_capped_total{type}  of those, delays cut to WithMaxRetryAfter
 //	quotaq_worker_archived_total{type,reason}        tasks archived by the Throttler: reason "max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid", "unknown_upstream"
 //	quotaq_worker_errors_total{type,op}              failed calls: op "limiter", "requeue", "hold"
 //	quotaq_worker_throttle_delay_seconds{type}       delay given to each re-queued task
 type Metrics struct {
-	perTenant   bool
-	types       typeLabels
-	allowed     *prometheus.CounterVec
-	throttled   *prometheus.CounterVec
-	requeued    *prometheus.CounterVec
-	rethrottled *prometheus.CounterVec
-	retryAfter  *prometheus.CounterVec
-	waited      *prometheus.CounterVec
-	archived    *prometheus.CounterVec
-	errors      *prometheus.CounterVec
-	delay       *prometheus.HistogramVec
+	perTenant        bool
+	types            typeLabels
+	allowed          *prometheus.CounterVec
+	throttled        *prometheus.CounterVec
+	requeued         *prometheus.CounterVec
+	rethrottled      *prometheus.CounterVec
+	retryAfter       *prometheus.CounterVec
+	retryAfterCapped *prometheus.CounterVec
+	waited           *prometheus.CounterVec
+	archived         *prometheus.CounterVec
+	errors           *prometheus.CounterVec
+	delay            *prometheus.HistogramVec
 }
 
 // DefaultMaxTypes is how many distinct task types get their own "type" label
@@ -79,6 +81,8 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 		retryAfter:  counter("upstream_retry_after_total", "Handlers that returned RetryAfter (upstream 429 or 503)."),
 		waited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "waited_in_process_total",
 			Help: "Waits of a task in the process for its slot, due soon (instead of being put back)."}, []string{"type"}),
+		retryAfterCapped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "upstream_retry_after_capped_total",
+			Help: "Upstream Retry-After delays cut to the most allowed (WithMaxRetryAfter)."}, []string{"type"}),
 		archived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "archived_total",
 			Help: "Tasks the throttle archived (bad tenant, over the max wait, ...)."}, []string{"type", "reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "errors_total",
@@ -90,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 	for _, o := range opts {
 		o(m)
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.waited, m.archived, m.errors, m.delay} {
+	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -145,11 +149,12 @@ func (tl *typeLabels) label(t string) string {
 // Stats are a Throttler's counts since it was made, over all task types and
 // tenants. The names match Metrics.
 type Stats struct {
-	Allowed     int64 // tasks let through (now, on tokens booked when they were put back, or failing open)
-	Throttled   int64 // tasks put back to run later (limiter said wait, or upstream said 429)
-	Requeued    int64 // re-queues done
-	Rethrottled int64 // dequeues of a task that had been put back, only to be throttled again
-	RetryAfter  int64 // handlers that returned RetryAfter
+	Allowed          int64 // tasks let through (now, on tokens booked when they were put back, or failing open)
+	Throttled        int64 // tasks put back to run later (limiter said wait, or upstream said 429)
+	Requeued         int64 // re-queues done
+	Rethrottled      int64 // dequeues of a task that had been put back, only to be throttled again
+	RetryAfter       int64 // handlers that returned RetryAfter
+	RetryAfterCapped int64 // of those, delays cut to WithMaxRetryAfter
 	// WaitedInProcess counts waits of a task in the process for its slot,
 	// due within WithWaitInProcess, instead of being put back.
 	WaitedInProcess int64
@@ -158,13 +163,13 @@ type Stats struct {
 }
 
 type counters struct {
-	allowed, throttled, requeued, rethrottled, retryAfter, archived, errors, waitedInProcess atomic.Int64
+	allowed, throttled, requeued, rethrottled, retryAfter, retryAfterCapped, archived, errors, waitedInProcess atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Allowed: c.allowed.Load(), Throttled: c.throttled.Load(),
-		Requeued: c.requeued.Load(), Rethrottled: c.rethrottled.Load(), RetryAfter: c.retryAfter.Load(),
+		Requeued: c.requeued.Load(), Rethrottled: c.rethrottled.Load(), RetryAfter: c.retryAfter.Load(), RetryAfterCapped: c.retryAfterCapped.Load(),
 		Archived: c.archived.Load(), Errors: c.errors.Load(), WaitedInProcess: c.waitedInProcess.Load(),
 	}
 }

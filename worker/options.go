@@ -25,6 +25,9 @@ const (
 	// DefaultMaxTracked is how many re-queued tasks one Throttler wakes at
 	// their exact due time; beyond that asynq's forwarder brings them back.
 	DefaultMaxTracked = 100_000
+	// DefaultMaxRetryAfter caps how long an upstream's Retry-After puts a
+	// task back and holds its tenant.
+	DefaultMaxRetryAfter = time.Hour
 )
 
 // Option configures a Throttler.
@@ -158,6 +161,15 @@ func WithMaxTracked(n int) Option {
 // DefaultWaitInProcess.
 func WithWaitInProcess(d time.Duration) Option {
 	return func(t *Throttler) { t.waitIn = d }
+}
+
+// WithMaxRetryAfter caps the delay of a handler's RetryAfter (an upstream's
+// 429 or 503 Retry-After): the task is put back, and its tenant held, for at
+// most d. A longer delay ("Retry-After: 31536000", a date years ahead) is
+// cut to d, logged and counted (Stats.RetryAfterCapped). d <= 0: the
+// default, DefaultMaxRetryAfter.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(t *Throttler) { t.maxRetryAfter = max(d, 0) }
 }
 
 func defaultExempt(task *asynq.Task) bool { return strings.HasPrefix(task.Type(), "quotaq:") }

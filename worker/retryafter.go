@@ -48,6 +48,26 @@ func asRetryAfter(err error) (*RetryAfterError, bool) {
 	return nil, false
 }
 
+// capRetryAfter returns ra with its delay cut to the Throttler's
+// WithMaxRetryAfter, logging and counting a cut: an upstream's Retry-After of
+// a year must not strand the task (and its tenant) for a year.
+func (t *Throttler) capRetryAfter(j *job, ra *RetryAfterError) *RetryAfterError {
+	most := t.maxRetryAfter
+	if most <= 0 {
+		most = DefaultMaxRetryAfter
+	}
+	if ra.Delay <= most {
+		return ra
+	}
+	t.stats.retryAfterCapped.Add(1)
+	if m := t.metrics; m != nil {
+		m.retryAfterCapped.WithLabelValues(m.typ(j.task.Type())).Inc()
+	}
+	t.logger.Warn("worker: upstream asked to retry after more than the most allowed; delay cut (WithMaxRetryAfter, --max-retry-after)",
+		"type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "asked", ra.Delay, "delay", most, "err", ra.Err)
+	return &RetryAfterError{Delay: most, Err: ra.Err}
+}
+
 // ParseRetryAfter reads an HTTP Retry-After value, either a number of
 // seconds or an HTTP date (taken relative to now). It reports false when v is
 // neither; a date in the past gives 0.

@@ -69,6 +69,8 @@ type Throttler struct {
 	stats          counters
 	revoked        revokedSet
 	warnUntenanted sync.Map // task type -> struct{}: logged once at Warn
+
+	maxRetryAfter time.Duration // WithMaxRetryAfter; 0: DefaultMaxRetryAfter
 }
 
 // New returns a Throttler that asks l and re-queues on asynqRedis, the
@@ -289,6 +291,7 @@ func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfter
 	if m := t.metrics; m != nil {
 		m.retryAfter.WithLabelValues(m.labels(j.task.Type(), j.tenant)...).Inc()
 	}
+	ra = t.capRetryAfter(j, ra)
 	t.logger.Info("worker: upstream asked to retry later; tenant held", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "delay", ra.Delay, "err", ra.Err)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

@@ -50,6 +50,7 @@ type options struct {
 	schedule         string
 	scheduleQueue    string
 	httpTimeout      time.Duration
+	maxRetryAfter    time.Duration
 	echoTypes        string
 	logLevel         string
 	logFormat        string
@@ -111,7 +112,7 @@ var ownFlags = []string{
 	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "algorithm", "default-rate", "default-burst",
 	"max-wait", "min-delay", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
 	"upstreams", "delayed-task-check-interval", "task-check-interval",
-	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "echo-types",
+	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "max-retry-after", "echo-types",
 	"log-level", "log-format",
 }
 
@@ -189,6 +190,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.StringVar(&o.schedule, "schedule", "", "a quota schedule `file` (YAML: cron entries that reset or adjust tenants' quotas) to run in this worker")
 	fs.StringVar(&o.scheduleQueue, "schedule-queue", "", "queue of the schedule's tasks (default: the first of --queues by weight, then name); every replica must use the same")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 30*time.Second, "timeout of one http:call request")
+	fs.DurationVar(&o.maxRetryAfter, "max-retry-after", worker.DefaultMaxRetryAfter, "the longest an upstream's Retry-After (429/503, seconds or a date) puts a task back and holds its tenant; a longer one is cut to it, logged and counted (quotaq_worker_upstream_retry_after_capped_total)")
 	fs.StringVar(&o.echoTypes, "echo-types", "", "comma-separated task `types` to handle by logging them and succeeding (to try quotaq with quotaq-enqueue)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (debug logs every throttled task)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -252,6 +254,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--shutdown-timeout %s: give a positive duration such as 10s", o.shutdownTimeout)
 	case o.httpTimeout <= 0:
 		return fmt.Errorf("--http-timeout %s: give a positive duration such as 30s", o.httpTimeout)
+	case o.maxRetryAfter <= 0:
+		return fmt.Errorf("--max-retry-after %s: give a positive duration such as 1h", o.maxRetryAfter)
 	}
 	if err := (throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}).Validate(); err != nil {
 		return fmt.Errorf("--default-rate %v --default-burst %d: %v", o.defaultRate, o.defaultBurst, err)

@@ -121,6 +121,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		worker.WithWaitInProcess(o.waitInProcess),
 		worker.WithUntenanted(untenanted),
 		worker.WithAllowedUpstreams(o.upstreamList()...),
+		worker.WithMaxRetryAfter(o.maxRetryAfter),
 	)
 	if err != nil {
 		return fail("cannot start", err)

@@ -51,6 +51,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"QueueTwice", []string{"--queues", "a,a=2"}, nil, `queue "a" is listed twice`},
 		{"BadLogLevel", []string{"--log-level", "loud"}, nil, `--log-level "loud"`},
 		{"BadAlgorithm", []string{"--algorithm", "leaky"}, nil, "--algorithm"},
+		{"MaxRetryAfterZero", []string{"--max-retry-after", "0"}, nil, "--max-retry-after 0s: give a positive duration"},
 		{"DefaultRateNaN", []string{"--default-rate", "NaN"}, nil, "--default-rate NaN: give a number of tokens per second from 1.1574074074074074e-06"},
 		{"DefaultRateInf", []string{"--default-rate", "Inf"}, nil, "--default-rate +Inf"},
 		{"DefaultRateAboveTheMost", []string{"--default-rate", "2e9"}, nil, "to 1e+09"},
@@ -176,13 +177,32 @@ func (w *runningWorker) get(t *testing.T, path string) (int, string) {
 
 // TestHTTPCallsAreThrottledAndHonour429: http:call tasks against a fake
 // upstream that answers 429 once: all of them succeed in the end, none is
-// archived, and the metrics say what happened.
+// archived, and the metrics say what happened. A Retry-After of a year is
+// cut to --max-retry-after.
 func TestHTTPCallsAreThrottledAndHonour429(t *testing.T) {
 	t.Parallel()
+	tests := []struct {
+		name, retryAfter string
+		args             []string
+		capped           bool
+	}{
+		{"RetryAfterOneSecond", "1", nil, false},
+		{"RetryAfterAYearIsCut", "31536000", []string{"--max-retry-after", "1s"}, true},
+		{"RetryAfterIn2099IsCut", "Thu, 01 Jan 2099 00:00:00 GMT", []string{"--max-retry-after", "1s"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			httpCallsHonour429(t, tt.retryAfter, tt.args, tt.capped)
+		})
+	}
+}
+
+func httpCallsHonour429(t *testing.T, retryAfter string, args []string, capped bool) {
 	var calls, ok atomic.Int64
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", retryAfter)
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
@@ -196,7 +216,7 @@ func TestHTTPCallsAreThrottledAndHonour429(t *testing.T) {
 	if err := l.SetPolicy(context.Background(), "acme", throttle.Policy{Rate: 20, Burst: 2}); err != nil {
 		t.Fatal(err)
 	}
-	w := startWorker(t, []string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix, "--per-tenant-metrics"}, nil)
+	w := startWorker(t, append([]string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix, "--per-tenant-metrics"}, args...), nil)
 
 	client := asynq.NewClientFromRedisClient(rdb)
 	const n = 12
@@ -228,6 +248,10 @@ func TestHTTPCallsAreThrottledAndHonour429(t *testing.T) {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics (%d) lacks %q", code, want)
 		}
+	}
+	const cut = `quotaq_worker_upstream_retry_after_capped_total{type="http:call"} 1`
+	if strings.Contains(body, cut) != capped {
+		t.Errorf("/metrics has %q: %v, want %v", cut, !capped, capped)
 	}
 	if code, body := w.get(t, "/healthz"); code != 200 || body != "ok\nmaxmemory-policy noeviction\n" {
 		t.Errorf("/healthz = %d %q", code, body)
