@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,12 +80,23 @@ const DefaultRetryAfter = time.Second
 //     DefaultRetryAfter for a 429 without one), so the task goes back and
 //     its tenant is held;
 //   - 408, other 5xx, network errors: an error, retried by asynq;
-//   - other 4xx, a bad payload: archived at once (asynq.SkipRetry), since
-//     sending it again cannot help.
-func NewHTTPCallHandler(client *http.Client) asynq.Handler {
+//   - other 4xx, a bad payload, a host the AllowList refuses: archived at
+//     once (asynq.SkipRetry), since sending it again cannot help.
+//
+// Every request, redirect and dialled address is checked against the
+// WithAllowList option (by default: any host but link-local, cloud metadata
+// and unspecified addresses); a redirect to another host carries none of the
+// task's headers but a few harmless ones (Accept, Content-Type, ...), so no
+// Authorization, Cookie or API key leaves the host it was meant for.
+func NewHTTPCallHandler(client *http.Client, opts ...HTTPCallOption) asynq.Handler {
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
+	var cfg httpCallConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	client = guardClient(client, cfg.allow)
 	return asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
 		var c HTTPCall
 		dec := json.NewDecoder(strings.NewReader(string(task.Payload())))
@@ -108,10 +120,16 @@ func NewHTTPCallHandler(client *http.Client) asynq.Handler {
 			return fmt.Errorf("worker: http call %s %s: %s: %w", method, redactURL(c.URL),
 				strings.ReplaceAll(err.Error(), c.URL, redactURL(c.URL)), asynq.SkipRetry)
 		}
+		if err := cfg.allow.checkURL(req.URL); err != nil {
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
 		for k, v := range c.Header {
 			req.Header.Set(k, v)
 		}
 		resp, err := client.Do(req)
+		if de := (*DeniedHostError)(nil); errors.As(err, &de) {
+			return fmt.Errorf("worker: http call %s %s: %w: %w", method, redactURL(c.URL), de, asynq.SkipRetry)
+		}
 		if err != nil {
 			return fmt.Errorf("worker: http call %s %s: %w", method, redactURL(c.URL), err)
 		}

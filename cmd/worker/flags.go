@@ -51,6 +51,8 @@ type options struct {
 	scheduleQueue    string
 	httpTimeout      time.Duration
 	maxRetryAfter    time.Duration
+	httpAllow        string
+	allow            *worker.AllowList // httpAllow, parsed
 	echoTypes        string
 	logLevel         string
 	logFormat        string
@@ -112,7 +114,7 @@ var ownFlags = []string{
 	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "algorithm", "default-rate", "default-burst",
 	"max-wait", "min-delay", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
 	"upstreams", "delayed-task-check-interval", "task-check-interval",
-	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "max-retry-after", "echo-types",
+	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "http-allow", "max-retry-after", "echo-types",
 	"log-level", "log-format",
 }
 
@@ -190,6 +192,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.StringVar(&o.schedule, "schedule", "", "a quota schedule `file` (YAML: cron entries that reset or adjust tenants' quotas) to run in this worker")
 	fs.StringVar(&o.scheduleQueue, "schedule-queue", "", "queue of the schedule's tasks (default: the first of --queues by weight, then name); every replica must use the same")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 30*time.Second, "timeout of one http:call request")
+	fs.StringVar(&o.httpAllow, "http-allow", "", "comma-separated `hosts` http:call may reach: names (api.example.com), wildcards (*.example.com), IPs and CIDR blocks (10.0.0.0/8); every redirect and resolved address is checked. Default \"\": any host, loopback and private networks included, except link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200, 168.63.129.16) and 0.0.0.0, which stay denied unless an IP or CIDR entry names them. Set it in production")
 	fs.DurationVar(&o.maxRetryAfter, "max-retry-after", worker.DefaultMaxRetryAfter, "the longest an upstream's Retry-After (429/503, seconds or a date) puts a task back and holds its tenant; a longer one is cut to it, logged and counted (quotaq_worker_upstream_retry_after_capped_total)")
 	fs.StringVar(&o.echoTypes, "echo-types", "", "comma-separated task `types` to handle by logging them and succeeding (to try quotaq with quotaq-enqueue)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (debug logs every throttled task)")
@@ -260,6 +263,11 @@ func (o *options) validate() error {
 	if err := (throttle.Policy{Rate: o.defaultRate, Burst: o.defaultBurst}).Validate(); err != nil {
 		return fmt.Errorf("--default-rate %v --default-burst %d: %v", o.defaultRate, o.defaultBurst, err)
 	}
+	allow, err := worker.ParseAllowList(strings.Split(o.httpAllow, ",")...)
+	if err != nil {
+		return fmt.Errorf("--http-allow: %v", err)
+	}
+	o.allow = allow
 	if _, err := throttle.ParseAlgorithm(o.algorithm); err != nil {
 		return fmt.Errorf("--algorithm: %v", err)
 	}

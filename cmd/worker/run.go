@@ -148,7 +148,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	mux := asynq.NewServeMux()
 	mux.Use(th.Middleware)
 	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRelease(th.Release))
-	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(&http.Client{Timeout: o.httpTimeout}))
+	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(&http.Client{Timeout: o.httpTimeout}, worker.WithAllowList(o.allow)))
 	for _, typ := range strings.Split(o.echoTypes, ",") {
 		if typ = strings.TrimSpace(typ); typ != "" {
 			mux.HandleFunc(typ, echo(logger))
@@ -183,7 +183,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		}
 	}
 	logger.Info("quotaq-worker: started", "redis", conn.Addr, "embedded", conn.Embedded, "maxmemory_policy", orUnknown(conn.MaxmemoryPolicy), "queues", o.queues.String(),
-		"concurrency", o.concurrency, "fail_open", o.failOpen, "max_wait", o.maxWait)
+		"concurrency", o.concurrency, "fail_open", o.failOpen, "max_wait", o.maxWait, "http_allow", o.allow.String())
 
 	<-ctx.Done()
 	logger.Info("quotaq-worker: shutting down: no new tasks; running ones may finish", "timeout", o.shutdownTimeout)

@@ -51,6 +51,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"QueueTwice", []string{"--queues", "a,a=2"}, nil, `queue "a" is listed twice`},
 		{"BadLogLevel", []string{"--log-level", "loud"}, nil, `--log-level "loud"`},
 		{"BadAlgorithm", []string{"--algorithm", "leaky"}, nil, "--algorithm"},
+		{"BadHTTPAllow", []string{"--http-allow", "api.example.com,http://x"}, nil, `--http-allow: worker: allow-list entry "http://x"`},
+		{"BadHTTPAllowCIDR", nil, map[string]string{"QUOTAQ_HTTP_ALLOW": "10.0.0.0/40"}, `"10.0.0.0/40" is not a CIDR block`},
 		{"MaxRetryAfterZero", []string{"--max-retry-after", "0"}, nil, "--max-retry-after 0s: give a positive duration"},
 		{"DefaultRateNaN", []string{"--default-rate", "NaN"}, nil, "--default-rate NaN: give a number of tokens per second from 1.1574074074074074e-06"},
 		{"DefaultRateInf", []string{"--default-rate", "Inf"}, nil, "--default-rate +Inf"},
@@ -99,7 +101,7 @@ func TestHelpExitsZeroAndExplains(t *testing.T) {
 		t.Fatalf("--help exit %d", code)
 	}
 	for _, want := range []string{"QUOTAQ_<FLAG>", "-max-wait", "-delayed-task-check-interval", "-metrics-addr", "-fail-open", "-queues", "REDIS_URL", "--embedded",
-		"-allow-eviction", "noeviction", "loopback only", "-metrics-max-types"} {
+		"-allow-eviction", "noeviction", "loopback only", "-metrics-max-types", "-http-allow", "169.254.0.0/16", "-max-retry-after"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not mention %q", want)
 		}
@@ -261,6 +263,41 @@ func httpCallsHonour429(t *testing.T, retryAfter string, args []string, capped b
 	}
 	if logs := w.logs.String(); !strings.Contains(logs, "upstream asked to retry later") || strings.Contains(logs, "revoke task") {
 		t.Errorf("logs should report the 429 and not asynq's revoke warnings:\n%s", logs)
+	}
+}
+
+// TestHTTPAllowArchivesCallsToOtherHosts: with --http-allow, an http:call
+// to a host not on the list (127.0.0.1) is archived without being sent;
+// one on the list (localhost) is sent.
+func TestHTTPAllowArchivesCallsToOtherHosts(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+	t.Cleanup(upstream.Close)
+	rdb, prefix := redistest.Client(t)
+	queue := "q-" + prefix
+	w := startWorker(t, []string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix,
+		"--http-allow", "api.example.com,localhost"}, nil)
+	client := asynq.NewClientFromRedisClient(rdb)
+	for _, url := range []string{"http://localhost" + upstream.URL[strings.LastIndex(upstream.URL, ":"):], upstream.URL} {
+		task, err := worker.NewHTTPCallTask(worker.HTTPCall{Tenant: "acme", URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Enqueue(task, asynq.Queue(queue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	wait.For(t, 20*time.Second, "one call archived, one done", func() bool {
+		q, err := insp.GetQueueInfo(queue)
+		return err == nil && q.Archived == 1 && q.Processed == 2
+	})
+	if n := calls.Load(); n != 1 {
+		t.Errorf("upstream called %d times, want once (localhost allowed, 127.0.0.1 not)", n)
+	}
+	if c := w.stop(t); c != 0 {
+		t.Errorf("exit %d after shutdown, want 0", c)
 	}
 }
 
