@@ -23,8 +23,10 @@
 // Who a client is comes from KeyFuncs, tried in order until one names it:
 // ClientIP (the connection's address), ForwardedFor (the address a trusted
 // reverse proxy reports in X-Forwarded-For; opt-in, because anyone can send
-// that header), APIKey (a request header, stored hashed), or any function of
-// the request.
+// that header), ValidAPIKey (a request header the application checks, stored
+// hashed; APIKey believes any value, so random keys escape a per-address
+// limit), or any function of the request. IPv6 addresses are grouped by
+// their /64 (WithIPv6Prefix).
 //
 // When Redis cannot be reached the middleware fails closed (503 Service
 // Unavailable) unless WithFailOpen(true) lets requests through unlimited.

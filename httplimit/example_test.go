@@ -43,3 +43,34 @@ func Example() {
 	// 10: 200 remaining=0 RateLimit: "default";r=0;t=10 Retry-After: ""
 	// 11: 429 remaining=0 RateLimit: "default";r=0;t=10 Retry-After: "10"
 }
+
+// Key on an API key only once the application knows it: made-up keys fall
+// through to the client's address and share its limit.
+func ExampleValidAPIKey() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+
+	known := map[string]bool{"k-7f3a": true} // your key store, behind a cache
+	limit, err := httplimit.New(rdb, httplimit.WithKey(
+		httplimit.ValidAPIKey("X-API-Key", func(_ *http.Request, key string) bool { return known[key] }),
+		httplimit.ClientIP(),
+	))
+	if err != nil {
+		panic(err)
+	}
+	for _, key := range []string{"k-7f3a", "made-up", ""} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "203.0.113.9:51000"
+		r.Header.Set("X-API-Key", key)
+		k := limit.Key(r)
+		if key != "" && k == httplimit.APIKeyID(key) {
+			k = "APIKeyID(" + key + ")"
+		}
+		fmt.Printf("%q: %s\n", key, k)
+	}
+	// Output:
+	// "k-7f3a": APIKeyID(k-7f3a)
+	// "made-up": ip:203.0.113.9
+	// "": ip:203.0.113.9
+}

@@ -27,7 +27,8 @@ type KeyFunc func(r *http.Request) string
 const AnonymousKey = "anonymous"
 
 // ClientIP keys a request by the IP address of the connection it came on
-// (http.Request.RemoteAddr), as "ip:<address>". Behind a reverse proxy every
+// (http.Request.RemoteAddr), as "ip:<address>"; the Middleware groups IPv6
+// addresses by their /64 (WithIPv6Prefix). Behind a reverse proxy every
 // request comes from the proxy: use ForwardedFor then. Requests whose
 // RemoteAddr holds no IP address (a Unix socket) share the key "ip:unknown".
 func ClientIP() KeyFunc {
@@ -40,7 +41,8 @@ func ClientIP() KeyFunc {
 }
 
 // ForwardedFor keys a request by the client address that trusted reverse
-// proxies report in X-Forwarded-For, as "ip:<address>".
+// proxies report in X-Forwarded-For, as "ip:<address>"; the Middleware
+// groups IPv6 addresses by their /64 (WithIPv6Prefix).
 //
 // Any client can send X-Forwarded-For, so the header is only believed when
 // the connection comes from a trusted proxy, and only as far as the proxies
@@ -154,10 +156,34 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 // APIKey keys a request by the value of header (e.g. "X-API-Key"), as
 // APIKeyID(value): the key itself is never written to Redis, only its hash.
 // Requests without the header are left to the next KeyFunc.
+//
+// APIKey believes any value. A client that sends a new made-up key with each
+// request gets a fresh limit each time, so WithKey(APIKey(h), ClientIP())
+// limits nobody who wants to escape: use APIKey only when the requests that
+// reach the middleware have already had their key checked (an
+// authentication handler in front of it that rejects unknown keys).
+// Otherwise use ValidAPIKey.
 func APIKey(header string) KeyFunc {
 	return func(r *http.Request) string {
 		v := strings.TrimSpace(r.Header.Get(header))
 		if v == "" {
+			return ""
+		}
+		return APIKeyID(v)
+	}
+}
+
+// ValidAPIKey keys a request by the API key in header, as APIKey does, but
+// only when valid reports that the key is one the application gave out.
+// Requests without a key, or with one valid refuses, are left to the next
+// KeyFunc: WithKey(ValidAPIKey(h, valid), ClientIP()) limits made-up keys
+// per client address, together with the requests that carry none. valid is
+// called on every request that carries the header; make it cheap (a cache
+// in front of the key store).
+func ValidAPIKey(header string, valid func(r *http.Request, apiKey string) bool) KeyFunc {
+	return func(r *http.Request) string {
+		v := strings.TrimSpace(r.Header.Get(header))
+		if v == "" || !valid(r, v) {
 			return ""
 		}
 		return APIKeyID(v)
@@ -170,6 +196,24 @@ func APIKey(header string) KeyFunc {
 func APIKeyID(apiKey string) string {
 	sum := sha256.Sum256([]byte(apiKey))
 	return "key:" + hex.EncodeToString(sum[:])
+}
+
+// groupIPv6 returns key, or when key is "ip:" and an IPv6 address, "ip:"
+// and the address's prefix of the given bits ("ip:2001:db8:1:2::/64").
+func groupIPv6(key string, bits int) string {
+	rest, ok := strings.CutPrefix(key, "ip:")
+	if !ok || bits >= 128 {
+		return key
+	}
+	a, err := netip.ParseAddr(rest)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return key
+	}
+	p, err := a.WithZone("").Prefix(bits)
+	if err != nil {
+		return key
+	}
+	return "ip:" + p.String()
 }
 
 // storable returns key, or, when the limiter cannot store it as it is, a

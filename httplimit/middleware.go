@@ -24,6 +24,7 @@ type Middleware struct {
 	lookup   bool
 	denied   http.Handler
 	log      *slog.Logger
+	v6bits   int
 }
 
 // New returns a Middleware whose limits live in rdb, which may be a single
@@ -38,12 +39,16 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Middleware, error) {
 		prefix: "quotaq-http",
 		lookup: true,
 		log:    slog.Default(),
+		v6bits: DefaultIPv6Prefix,
 	}
 	for _, o := range opts {
 		o(m)
 	}
 	if err := m.policy.Validate(); err != nil {
 		return nil, fmt.Errorf("httplimit: policy %s: %w", m.policy, err)
+	}
+	if m.v6bits < 1 || m.v6bits > 128 {
+		return nil, fmt.Errorf("httplimit: WithIPv6Prefix(%d): give a prefix length from 1 to 128 (64: a household or a server; 128: each address)", m.v6bits)
 	}
 	if len(m.keys) == 0 {
 		m.keys = []KeyFunc{ClientIP()}
@@ -69,11 +74,12 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Middleware, error) {
 func (m *Middleware) Limiter() *throttle.Limiter { return m.lim }
 
 // Key returns the key the middleware gives r: the first non-empty answer of
-// its KeyFuncs, made storable, or AnonymousKey.
+// its KeyFuncs, with an IPv6 address grouped by its prefix (WithIPv6Prefix),
+// made storable, or AnonymousKey.
 func (m *Middleware) Key(r *http.Request) string {
 	for _, k := range m.keys {
 		if key := k(r); key != "" {
-			return storable(key)
+			return storable(groupIPv6(key, m.v6bits))
 		}
 	}
 	return AnonymousKey

@@ -37,10 +37,25 @@ func WithPrefix(prefix string) Option {
 
 // WithKey sets who a client is: the KeyFuncs are tried in order and the
 // first non-empty key is the client's. Default ClientIP(). For example,
-// WithKey(APIKey("X-API-Key"), ClientIP()) limits per API key, and requests
-// without one per address.
+// WithKey(ValidAPIKey("X-API-Key", valid), ClientIP()) limits per API key
+// the keys valid accepts, and other requests per address. (With APIKey
+// instead, random made-up keys each get a fresh limit: see APIKey.)
 func WithKey(keys ...KeyFunc) Option {
 	return func(m *Middleware) { m.keys = keys }
+}
+
+// DefaultIPv6Prefix is the prefix length by which the Middleware groups
+// IPv6 client addresses: one /64 is one household or one server, which can
+// pick a new address in it for every request.
+const DefaultIPv6Prefix = 64
+
+// WithIPv6Prefix sets how IPv6 client addresses (keys "ip:<IPv6 address>",
+// from ClientIP, ForwardedFor or a KeyFunc of your own) are grouped: all the
+// addresses of one /bits prefix share one limit, keyed
+// "ip:2001:db8:1:2::/64". 128 limits each address on its own. Default
+// DefaultIPv6Prefix (64). IPv4 addresses are never grouped.
+func WithIPv6Prefix(bits int) Option {
+	return func(m *Middleware) { m.v6bits = bits }
 }
 
 // WithFailOpen sets what happens when Redis cannot be reached: true lets the
