@@ -1,6 +1,7 @@
 package httplimit
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -127,8 +128,16 @@ func (m *Middleware) policyOf(r *http.Request, key string) (throttle.Policy, boo
 	return p, true
 }
 
-// unavailable answers a request the limiter could not decide on.
+// unavailable answers a request the limiter could not decide on. A policy
+// that cannot be enforced (one stored in Redis by hand) is a configuration
+// error, not an outage: 500, never failing open.
 func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request, next http.Handler, key string, err error) {
+	if errors.Is(err, throttle.ErrInvalidPolicy) {
+		m.log.Error("httplimit: the client's policy cannot be enforced, request refused (fix it with Limiter().SetPolicy or SetDefaultPolicy)",
+			"key", key, "path", r.URL.Path, "err", err)
+		http.Error(w, "500 Internal Server Error: rate limiter misconfigured", http.StatusInternalServerError)
+		return
+	}
 	if m.failOpen {
 		m.log.Warn("httplimit: limiter unavailable, request let through (fail open)",
 			"key", key, "path", r.URL.Path, "err", err)

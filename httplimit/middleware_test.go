@@ -467,6 +467,25 @@ func TestRedisUnreachable(t *testing.T) {
 	}
 }
 
+// A default policy stored in Redis that cannot be enforced is a
+// configuration error: 500, even with WithFailOpen(true).
+func TestInvalidStoredPolicyNeverFailsOpen(t *testing.T) {
+	t.Parallel()
+	for _, open := range []bool{false, true} {
+		t.Run(fmt.Sprintf("FailOpen=%v", open), func(t *testing.T) {
+			t.Parallel()
+			rdb, prefix := redistest.Client(t)
+			if err := rdb.HSet(context.Background(), prefix+":default-policy", "rate", "NaN", "t", 1, "b", 10, "q", 0, "qp", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			b := setupOn(t, rdb, WithPrefix(prefix), WithFailOpen(open), WithLogger(nil))
+			if w := b.do(request("192.0.2.1:1")); w.Code != http.StatusInternalServerError || b.reached.Load() != 0 {
+				t.Errorf("status %d, handler reached %d times; want 500, 0", w.Code, b.reached.Load())
+			}
+		})
+	}
+}
+
 func TestNewRejectsAnInvalidPolicy(t *testing.T) {
 	t.Parallel()
 	rdb, _ := redistest.Client(t)
