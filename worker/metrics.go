@@ -17,7 +17,7 @@ import (
 // producer that makes up task types cannot grow the series without end.
 //
 //	quotaq_worker_allowed_total{type,[tenant],via}   tasks let through: via "now" (including on tokens booked when put back) or "fail_open"
-//	quotaq_worker_throttled_total{type,[tenant],reason}  tasks put back: reason "rate", "quota", "paused", "upstream", "unavailable"
+//	quotaq_worker_throttled_total{type,[tenant],reason}  tasks put back: reason "rate", "quota", "paused", "upstream", "unavailable" (Redis), "invalid" (a policy that cannot be enforced)
 //	quotaq_worker_requeued_total{type,[tenant]}      re-queues done (the task went back to its queue, not a failure)
 //	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be throttled again: the waste to keep near 0
 //	quotaq_worker_waited_in_process_total{type}      waits of a task in the process for its slot, due within WithWaitInProcess (instead of being put back)

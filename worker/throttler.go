@@ -262,12 +262,14 @@ func (t *Throttler) admit(ctx context.Context, j *job) error {
 			t.countAllowed(j, "fail_open")
 			return nil
 		}
+		reason := "unavailable"
 		if errors.Is(err, throttle.ErrInvalidTenant) || errors.Is(err, throttle.ErrInvalidCost) || errors.Is(err, throttle.ErrInvalidPolicy) {
 			t.logger.Error("worker: limiter refused the request", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "err", err)
+			reason = "invalid"
 		} else {
 			t.logger.Warn("worker: limiter unavailable; failing closed, task put back", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "delay", t.errorDelay, "err", err)
 		}
-		return t.putBack(ctx, j, t.errorDelay, "unavailable", false)
+		return t.putBack(ctx, j, t.errorDelay, reason, false)
 	}
 	switch {
 	case res.OK && res.Delay <= 0:
