@@ -32,7 +32,9 @@ import (
 // the local host.
 //
 // The zero AllowList (and nil) allows every other host, loopback and
-// private networks included: give one in production.
+// private networks included: give one in production. Behind an HTTP proxy
+// (HTTP_PROXY), list the proxy too: the handler then dials only the proxy,
+// and checks the target's name and IP literal, not what the proxy resolves.
 type AllowList struct {
 	names    map[string]bool // exact host names, lower case
 	suffixes []string        // ".example.com" for "*.example.com"
@@ -41,13 +43,14 @@ type AllowList struct {
 
 // deniedPrefixes are refused unless an IP or CIDR entry allows them.
 var deniedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("169.254.0.0/16"),     // IPv4 link-local: AWS, GCP, Azure, OpenStack metadata
-	netip.MustParsePrefix("fe80::/10"),          // IPv6 link-local
-	netip.MustParsePrefix("fd00:ec2::254/128"),  // AWS instance metadata over IPv6
-	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud metadata
-	netip.MustParsePrefix("168.63.129.16/32"),   // Azure platform (WireServer)
-	netip.MustParsePrefix("0.0.0.0/8"),          // "this host"
-	netip.MustParsePrefix("::/128"),             // unspecified
+	netip.MustParsePrefix("169.254.0.0/16"),      // IPv4 link-local: AWS, GCP, Azure, OpenStack metadata
+	netip.MustParsePrefix("fe80::/10"),           // IPv6 link-local
+	netip.MustParsePrefix("fd00:ec2::254/128"),   // AWS instance metadata over IPv6
+	netip.MustParsePrefix("100.100.100.200/32"),  // Alibaba Cloud metadata
+	netip.MustParsePrefix("168.63.129.16/32"),    // Azure platform (WireServer)
+	netip.MustParsePrefix("64:ff9b::a9fe:0/112"), // 169.254.0.0/16 through NAT64
+	netip.MustParsePrefix("0.0.0.0/8"),           // "this host"
+	netip.MustParsePrefix("::/128"),              // unspecified
 }
 
 // ParseAllowList reads allow-list entries (see AllowList); empty entries are
@@ -149,7 +152,7 @@ func (a *AllowList) nameAllowed(host string) bool {
 // addrAllowed reports whether ip may be dialled, for a host whose name was
 // allowed (or not) by nameAllowed.
 func (a *AllowList) addrAllowed(ip netip.Addr, nameOK bool) error {
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("") // a zoned address is in no prefix
 	if a != nil {
 		for _, p := range a.prefixes {
 			if p.Contains(ip) {

@@ -104,6 +104,8 @@ func TestHTTPCallAllowList(t *testing.T) {
 		{"IPv6MetadataDeniedByDefault", nil, "http://[fd00:ec2::254]/latest/meta-data/", true},
 		{"IPv4MappedMetadataDenied", nil, "http://[::ffff:169.254.169.254]/", true},
 		{"IPv6LinkLocalDenied", nil, "http://[fe80::1]/", true},
+		{"IPv6LinkLocalWithAZoneDenied", nil, "http://[fe80::1%25eth0]/", true},
+		{"MetadataThroughNAT64Denied", nil, "http://[64:ff9b::a9fe:a9fe]/", true},
 		{"UnspecifiedDenied", nil, "http://0.0.0.0:" + port + "/", true},
 		{"AlibabaMetadataDenied", nil, "http://100.100.100.200/latest/meta-data/", true},
 		{"LoopbackAllowedByCIDR", allow("127.0.0.0/8"), byIP, false},
