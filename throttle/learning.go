@@ -58,7 +58,8 @@ func (lr Learning) Validate() error {
 
 // WithLearning sets how the Limiter learns an upstream's limit from its
 // refusals (Backoff). Default DefaultLearning; NoLearning turns it off. An
-// invalid Learning makes Backoff fail with ErrInvalidPolicy.
+// invalid Learning is reported by Limiter.Err, like an invalid default
+// policy, and every decision refuses with ErrInvalidPolicy.
 func WithLearning(lr Learning) Option {
 	return func(l *Limiter) { l.learn = lr }
 }

@@ -69,6 +69,8 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 	}
 	if err := l.fallback.Validate(); err != nil {
 		l.err = fmt.Errorf("WithDefaultPolicy(%v): %w", l.fallback, err)
+	} else if err := l.learn.Validate(); err != nil {
+		l.err = fmt.Errorf("WithLearning: %w", err)
 	}
 	return l
 }

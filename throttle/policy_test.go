@@ -148,6 +148,17 @@ func TestInvalidStoredDefaultPolicyIsNeverAnOutage(t *testing.T) {
 	}
 }
 
+func TestInvalidLearningIsReportedByNew(t *testing.T) {
+	t.Parallel()
+	l, _ := setup(t, throttle.WithLearning(throttle.Learning{Factor: 1.5, Floor: 0.1, Recovery: time.Minute}), throttle.WithFailOpen(true))
+	if err := l.Err(); !errors.Is(err, throttle.ErrInvalidPolicy) {
+		t.Fatalf("Err() = %v, want ErrInvalidPolicy", err)
+	}
+	if r, err := l.Allow(context.Background(), "acme"); r.Allowed || !errors.Is(err, throttle.ErrInvalidPolicy) {
+		t.Errorf("Allow = %v, %v; want refused with ErrInvalidPolicy", r, err)
+	}
+}
+
 func TestValidDefaultPolicyHasNoError(t *testing.T) {
 	t.Parallel()
 	l, _ := setup(t, throttle.WithDefaultPolicy(throttle.Policy{Rate: throttle.MinRate, Burst: 1}))
