@@ -42,7 +42,10 @@ func TestRetryAfterIsCapped(t *testing.T) {
 			b.enqueue(t, "acme", 1)
 			waitFor(t, 10*time.Second, "the upstream 429", func() bool { return b.throttler.Stats().RetryAfter == 1 })
 			due := b.dueOfTheOneScheduled(t)
-			if latest := time.Now().Add(tt.most + time.Minute); due.After(latest) {
+			// the pause is the cap; the booking after it may come later at
+			// the rate the limiter learned from the 429, never near the
+			// asked delay
+			if latest := time.Now().Add(2 * tt.most); due.After(latest) {
 				t.Errorf("the task is due at %s, after %s: Retry-After %s was not cut to %s", due, latest, tt.asked, tt.most)
 			}
 			if s := b.throttler.Stats(); s.RetryAfterCapped != 1 {
