@@ -254,6 +254,9 @@ func (l *Limiter) hold(ctx context.Context, tenant string, d time.Duration, cut 
 		factor = l.learn.Factor
 	}
 	def, err := l.defaults(ctx)
+	if errors.Is(err, ErrInvalidPolicy) {
+		return fmt.Errorf("throttle: hold %q: %w", tenant, err) // not an outage
+	}
 	if err != nil {
 		return fmt.Errorf("%w: hold %q: %w", ErrUnavailable, tenant, err)
 	}

@@ -143,6 +143,9 @@ func TestInvalidStoredDefaultPolicyIsNeverAnOutage(t *testing.T) {
 				if !errors.Is(err, throttle.ErrInvalidPolicy) || errors.Is(err, throttle.ErrUnavailable) || r.Allowed {
 					t.Errorf("Allow: allowed %v, err %v; want refused with ErrInvalidPolicy only", r.Allowed, err)
 				}
+				if err := l.Backoff(ctx, "acme", time.Second); !errors.Is(err, throttle.ErrInvalidPolicy) || errors.Is(err, throttle.ErrUnavailable) {
+					t.Errorf("Backoff: %v; want ErrInvalidPolicy only", err)
+				}
 			})
 		}
 	}
