@@ -164,8 +164,8 @@ func WithWaitInProcess(d time.Duration) Option {
 }
 
 // WithMaxRetryAfter caps the delay of a handler's RetryAfter (an upstream's
-// 429 or 503 Retry-After): the task is put back, and its tenant held, for at
-// most d. A longer delay ("Retry-After: 31536000", a date years ahead) is
+// 429 or 503 Retry-After) and of UpstreamSpent (a spent budget's reset): the
+// task is put back, and its tenant held, for at most d. A longer delay ("Retry-After: 31536000", a date years ahead) is
 // cut to d, logged and counted (Stats.RetryAfterCapped). d <= 0: the
 // default, DefaultMaxRetryAfter.
 func WithMaxRetryAfter(d time.Duration) Option {

@@ -52,20 +52,31 @@ func asRetryAfter(err error) (*RetryAfterError, bool) {
 // WithMaxRetryAfter, logging and counting a cut: an upstream's Retry-After of
 // a year must not strand the task (and its tenant) for a year.
 func (t *Throttler) capRetryAfter(j *job, ra *RetryAfterError) *RetryAfterError {
+	d := t.capUpstreamDelay(j, ra.Delay, ra.Err)
+	if d == ra.Delay {
+		return ra
+	}
+	return &RetryAfterError{Delay: d, Err: ra.Err}
+}
+
+// capUpstreamDelay returns d, a delay an upstream asked for (Retry-After, or
+// the reset of a spent budget), cut to WithMaxRetryAfter, logging and
+// counting a cut.
+func (t *Throttler) capUpstreamDelay(j *job, d time.Duration, cause error) time.Duration {
 	most := t.maxRetryAfter
 	if most <= 0 {
 		most = DefaultMaxRetryAfter
 	}
-	if ra.Delay <= most {
-		return ra
+	if d <= most {
+		return d
 	}
 	t.stats.retryAfterCapped.Add(1)
 	if m := t.metrics; m != nil {
 		m.retryAfterCapped.WithLabelValues(m.typ(j.task.Type())).Inc()
 	}
 	t.logger.Warn("worker: upstream asked to retry after more than the most allowed; delay cut (WithMaxRetryAfter, --max-retry-after)",
-		"type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "asked", ra.Delay, "delay", most, "err", ra.Err)
-	return &RetryAfterError{Delay: most, Err: ra.Err}
+		"type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "asked", d, "delay", most, "err", cause)
+	return most
 }
 
 // ParseRetryAfter reads an HTTP Retry-After value, either a number of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,4 +95,28 @@ func (b *testBundle) dueOfTheOneScheduled(t *testing.T) time.Time {
 		return true
 	})
 	return due
+}
+
+// A spent budget whose reset is a year away (X-RateLimit-Reset) holds the
+// tenant for at most WithMaxRetryAfter too.
+func TestSpentBudgetHoldIsCapped(t *testing.T) {
+	t.Parallel()
+	const most = 10 * time.Minute
+	var once sync.Once
+	b := setup(t, bundleConfig{
+		opts: []worker.Option{worker.WithMaxRetryAfter(most)},
+		handler: func(ctx context.Context, _ *asynq.Task) error {
+			once.Do(func() { worker.UpstreamSpent(ctx, 365*24*time.Hour) })
+			return nil
+		},
+	})
+	b.enqueue(t, "acme", 1)
+	waitFor(t, 10*time.Second, "the cut to be counted", func() bool { return b.throttler.Stats().RetryAfterCapped == 1 })
+	res, err := b.limiter.ReserveN(context.Background(), "acme", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Delay > most+time.Minute {
+		t.Errorf("the tenant's next token is due in %s, after the cap of %s: the year-long budget reset was not cut", res.Delay, most)
+	}
 }

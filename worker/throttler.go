@@ -322,6 +322,7 @@ func (t *Throttler) upstreamSaidStop(ctx context.Context, j *job, ra *RetryAfter
 // down: the upstream refused nothing), and its parked tasks move with their
 // slots.
 func (t *Throttler) upstreamSpent(ctx context.Context, j *job, d time.Duration) {
+	d = t.capUpstreamDelay(j, d, errors.New("upstream budget spent"))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := t.limiter.Hold(ctx, j.tenant, d); err != nil {
