@@ -1,10 +1,14 @@
 package worker_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
 )
 
@@ -42,5 +46,36 @@ func TestParseBudget(t *testing.T) {
 				t.Fatalf("ParseBudget(%v) = %d, %s, %v; want %d, %s, %v", tt.h, r, d, ok, tt.remaining, tt.reset, tt.ok)
 			}
 		})
+	}
+}
+
+// A handler whose upstream says its budget is spent (UpstreamSpent) holds
+// its tenant for that long: the tenant's next task waits, though the upstream
+// refused nothing.
+func TestUpstreamSpentHoldsTheTenant(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, bundleConfig{
+		policies: map[string]throttle.Policy{"spender": {Rate: 100, Burst: 10}},
+		asynqCfg: asynq.Config{Concurrency: 1}, // one task at a time: the first holds the rest
+		handler: func(ctx context.Context, task *asynq.Task) error {
+			worker.UpstreamSpent(ctx, time.Hour)
+			return nil
+		},
+	})
+	b.enqueue(t, "spender", 3)
+	waitFor(t, 10*time.Second, "one task to run and the others to wait", func() bool {
+		q, err := b.inspector.GetQueueInfo(b.queue)
+		return err == nil && b.runs.count() >= 1 && q.Pending == 0 && q.Active == 0
+	})
+	if n := b.runs.count(); n != 1 {
+		t.Fatalf("%d tasks ran, want 1: the first said the budget is spent for an hour", n)
+	}
+	r, err := b.limiter.Peek(ctx, "spender")
+	if err != nil || r.Allowed || r.Reason != throttle.ReasonPaused || r.RetryAfter < 59*time.Minute {
+		t.Fatalf("tenant after a spent budget: %+v %v; want held for about an hour", r, err)
+	}
+	if st := b.throttler.Stats(); st.RetryAfter != 0 || st.Archived != 0 {
+		t.Fatalf("stats %+v: a spent budget is neither a 429 nor a failure", st)
 	}
 }

@@ -75,10 +75,13 @@ const DefaultRetryAfter = time.Second
 // request with client (nil: a client with a 30 s timeout) and maps the
 // answer:
 //
-//   - 2xx: done;
-//   - 429, or 503 with Retry-After: RetryAfter(the header's delay, or
-//     DefaultRetryAfter for a 429 without one), so the task goes back and
-//     its tenant is held;
+//   - 2xx: done; when the answer says the upstream's budget is spent
+//     (ParseBudget: RateLimit, X-RateLimit-Remaining 0), the tenant is held
+//     until it is back (UpstreamSpent), before it draws a 429;
+//   - 429, or 503 with Retry-After: RetryAfter(the header's delay, or the
+//     budget's reset, or DefaultRetryAfter for a 429 without either), so
+//     the task goes back, its tenant is held and slowed down (see
+//     throttle.Limiter.Backoff);
 //   - 408, other 5xx, network errors: an error, retried by asynq;
 //   - other 4xx, a bad payload, a host the AllowList refuses: archived at
 //     once (asynq.SkipRetry), since sending it again cannot help.
@@ -138,9 +141,17 @@ func NewHTTPCallHandler(client *http.Client, opts ...HTTPCallOption) asynq.Handl
 		status := fmt.Errorf("worker: http call %s %s: %s", method, redactURL(c.URL), resp.Status)
 		switch code := resp.StatusCode; {
 		case code >= 200 && code < 300:
+			// the upstream says its budget is spent: the tenant waits for
+			// it, instead of drawing a 429 with its next call
+			if left, d, ok := ParseBudget(resp.Header, time.Now()); ok && left == 0 {
+				UpstreamSpent(ctx, d)
+			}
 			return nil
 		case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 			d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			if !ok {
+				_, d, ok = ParseBudget(resp.Header, time.Now())
+			}
 			switch {
 			case ok:
 				return RetryAfter(d, status)

@@ -112,6 +112,15 @@ func TestHTTPCallHandler(t *testing.T) {
 			w.WriteHeader(http.StatusTooManyRequests)
 		case "/429-bare":
 			w.WriteHeader(http.StatusTooManyRequests)
+		case "/429-budget":
+			w.Header().Set("RateLimit", `"default";r=0;t=3`)
+			w.WriteHeader(http.StatusTooManyRequests)
+		case "/spent":
+			w.Header().Set("X-RateLimit-Remaining", "0")
+			w.Header().Set("X-RateLimit-Reset", "5")
+		case "/left":
+			w.Header().Set("X-RateLimit-Remaining", "4")
+			w.Header().Set("X-RateLimit-Reset", "5")
 		case "/503":
 			w.Header().Set("Retry-After", "2")
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -137,21 +146,29 @@ func TestHTTPCallHandler(t *testing.T) {
 		skip       bool          // want asynq.SkipRetry
 		ok         bool
 		wantErr    string
+		spent      time.Duration // want UpstreamSpent with this delay
 	}{
-		{"Success", task("/ok"), 0, false, true, ""},
-		{"TooManyRequests", task("/429"), 7 * time.Second, false, false, "429"},
-		{"TooManyRequestsWithoutHeader", task("/429-bare"), DefaultRetryAfter, false, false, "429"},
-		{"UnavailableWithRetryAfter", task("/503"), 2 * time.Second, false, false, "503"},
-		{"UnavailableIsRetried", task("/503-bare"), 0, false, false, "503"},
-		{"NotFoundIsArchived", task("/404"), 0, true, false, "404"},
-		{"BadJSONIsArchived", asynq.NewTask(TypeHTTPCall, []byte(`{"url":`)), 0, true, false, "not a valid HTTPCall JSON object"},
-		{"UnknownFieldIsArchived", asynq.NewTask(TypeHTTPCall, []byte(`{"tenant":"a","url":"http://x","methd":"GET"}`)), 0, true, false, `unknown field "methd"`},
-		{"RelativeURLIsArchived", asynq.NewTask(TypeHTTPCall, []byte(`{"tenant":"a","url":"/path"}`)), 0, true, false, "absolute http"},
+		{"Success", task("/ok"), 0, false, true, "", 0},
+		{"SuccessBudgetSpent", task("/spent"), 0, false, true, "", 5 * time.Second},
+		{"SuccessBudgetLeft", task("/left"), 0, false, true, "", 0},
+		{"TooManyRequestsWithBudget", task("/429-budget"), 3 * time.Second, false, false, "429", 0},
+		{"TooManyRequests", task("/429"), 7 * time.Second, false, false, "429", 0},
+		{"TooManyRequestsWithoutHeader", task("/429-bare"), DefaultRetryAfter, false, false, "429", 0},
+		{"UnavailableWithRetryAfter", task("/503"), 2 * time.Second, false, false, "503", 0},
+		{"UnavailableIsRetried", task("/503-bare"), 0, false, false, "503", 0},
+		{"NotFoundIsArchived", task("/404"), 0, true, false, "404", 0},
+		{"BadJSONIsArchived", asynq.NewTask(TypeHTTPCall, []byte(`{"url":`)), 0, true, false, "not a valid HTTPCall JSON object", 0},
+		{"UnknownFieldIsArchived", asynq.NewTask(TypeHTTPCall, []byte(`{"tenant":"a","url":"http://x","methd":"GET"}`)), 0, true, false, `unknown field "methd"`, 0},
+		{"RelativeURLIsArchived", asynq.NewTask(TypeHTTPCall, []byte(`{"tenant":"a","url":"/path"}`)), 0, true, false, "absolute http", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			err := h.ProcessTask(context.Background(), tc.task)
+			sink := &budgetSink{}
+			err := h.ProcessTask(context.WithValue(context.Background(), budgetKey{}, sink), tc.task)
+			if got := sink.take(); got != tc.spent {
+				t.Errorf("budget spent for %s, want %s", got, tc.spent)
+			}
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("err = %v, want nil", err)
