@@ -145,3 +145,24 @@ func TestBackoffSpreadsTheTicketsBooked(t *testing.T) {
 		t.Errorf("a ticket never booked is due at %s", dues[4])
 	}
 }
+
+// A cut does not lengthen the pause it comes with: after Backoff(d) the
+// next slot is due d later plus the bookings, spread at the new rate.
+func TestBackoffPauseIsNotStretchedByTheCut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 20, Burst: 1}),
+		throttle.WithLearning(throttle.Learning{Factor: 0.8, Floor: 0.1, Recovery: 2 * time.Minute}))
+	mustAllowN(t, l, "acme", 1) // one token in use: 50 ms of backlog
+	if err := l.Backoff(ctx, "acme", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.ReserveN(ctx, "acme", 1, 0)
+	if err != nil || !res.OK {
+		t.Fatalf("reserve: %+v %v", res, err)
+	}
+	// the hour, then the token in use and this one at 16/s (62.5 ms each)
+	if lo, hi := time.Hour, time.Hour+200*time.Millisecond; res.Delay < lo || res.Delay > hi {
+		t.Fatalf("first slot after a 1h pause with a cut: %s, want within [%s, %s]", res.Delay, lo, hi)
+	}
+}

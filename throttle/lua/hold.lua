@@ -83,7 +83,9 @@ if shift > 0 then
       -- a full bucket's state without one goes
       local backlog, last, t, u, e = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)')
       backlog = tonumber(backlog) - (now - tonumber(last)) * 1000
-      if backlog > 0 then backlog = backlog + shift * 1000 end
+      -- (a cut reprices the backlog by k at the next decision, as the
+      -- interval stored is the old one: the pause is not to grow with it)
+      if backlog > 0 then backlog = backlog + math.ceil(shift * 1000 / k) end
       store_bucket(KEYS[3], backlog, now, tonumber(t), tonumber(u), tonumber(e))
     end
   else
