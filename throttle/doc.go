@@ -16,13 +16,18 @@
 // in Redis, so a change takes effect on every worker's next decision (with
 // leases, at most one lease later on other processes); tenants
 // without one get the default policy. The algorithm is the token bucket by
-// default; FixedWindow and SlidingWindow are the seeds' other two, behind the
-// same calls.
+// default; FixedWindow and SlidingWindow (fixed-window counter and
+// sliding-window log) are the other two, behind the same calls.
 //
-// The common call, one tenant with the token bucket, costs an active tenant
-// three Redis calls inside its script (TIME, GET, SET): the tenant's policy,
-// pause and bookings are cached in its bucket's state, and whatever changes
-// them drops that cache atomically. Three options go past one round trip per
+// The common call, one tenant with the token bucket and nothing booked,
+// costs an active tenant three Redis calls inside its script (TIME, GET,
+// SET): the tenant's policy is cached in its bucket's state, and whatever
+// changes it drops that cache atomically. A tenant with bookings or a pause
+// is decided by the general script, which also paces the calls that start:
+// a booking redeemed late takes its turn among them (burst + rate × window
+// holds for the starts, whatever made the jobs late), and an upstream's
+// refusals (Backoff) teach the rate the tenant runs at (WithLearning).
+// Three options go past one round trip per
 // decision: WithRefusalCache refuses locally a tenant known to be empty,
 // WithBatching lets concurrent decisions share a round trip and a script run,
 // and WithLeases lets a process spend a few tokens of a tenant far under its
