@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -20,9 +21,24 @@ func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error 
 		return fmt.Errorf("tenant %q: %w", tenant, err)
 	}
 	defer l.forgetRefusals(tenant)
+	return l.writePolicy(ctx, tenant, p.fields())
+}
+
+// writePolicy sets tenant's own policy hash to fields (none: deletes it),
+// re-spacing its bookings at the new rate (see lua/policy.lua).
+func (l *Limiter) writePolicy(ctx context.Context, tenant string, fields []any) error {
 	k := l.keysFor(tenant)
-	if err := policyScript.Run(ctx, l.rdb, []string{k.policy, k.tb}, p.fields()...).Err(); err != nil {
-		return fmt.Errorf("%w: set policy of tenant %q: %w", ErrUnavailable, tenant, err)
+	var defInterval int64 // 0: unknown (an invalid stored default), no re-spacing from it
+	def, err := l.defaults(ctx)
+	switch {
+	case err == nil:
+		defInterval = def.p.interval()
+	case !errors.Is(err, ErrInvalidPolicy):
+		return fmt.Errorf("%w: write policy of tenant %q: %w", ErrUnavailable, tenant, err)
+	}
+	args := append([]any{defInterval}, fields...)
+	if err := policyScript.Run(ctx, l.rdb, []string{k.policy, k.tb, k.aux}, args...).Err(); err != nil {
+		return fmt.Errorf("%w: write policy of tenant %q: %w", ErrUnavailable, tenant, err)
 	}
 	return nil
 }
@@ -51,11 +67,7 @@ func (l *Limiter) DeletePolicy(ctx context.Context, tenant string) error {
 		return err
 	}
 	defer l.forgetRefusals(tenant)
-	k := l.keysFor(tenant)
-	if err := policyScript.Run(ctx, l.rdb, []string{k.policy, k.tb}).Err(); err != nil {
-		return fmt.Errorf("%w: delete policy of tenant %q: %w", ErrUnavailable, tenant, err)
-	}
-	return nil
+	return l.writePolicy(ctx, tenant, nil)
 }
 
 func (l *Limiter) defaultKey() string { return l.prefix + ":default-policy" }

@@ -86,7 +86,7 @@ var (
 	holdScript = redis.NewScript(commonLua + dropCacheLua + holdLua)
 	// leanScript decides one or more single-id token-bucket calls.
 	leanScript   = redis.NewScript(leanLua)
-	policyScript = redis.NewScript(dropCacheLua + policyLua)
+	policyScript = redis.NewScript(commonLua + dropCacheLua + policyLua)
 	ticketScript = redis.NewScript(dropCacheLua + ticketLua)
 )
 

@@ -166,3 +166,47 @@ func TestBackoffPauseIsNotStretchedByTheCut(t *testing.T) {
 		t.Fatalf("first slot after a 1h pause with a cut: %s, want within [%s, %s]", res.Delay, lo, hi)
 	}
 }
+
+// A new rate re-spaces the bookings made under the old one: the jobs booked
+// come at the new rate, sooner for a higher one, later for a lower one.
+func TestSetPolicyRespacesTheBookings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		rate float64
+		want func(d time.Duration) time.Duration
+	}{
+		{"Faster", 20, func(d time.Duration) time.Duration { return d / 2 }},
+		{"Slower", 5, func(d time.Duration) time.Duration { return d * 2 }},
+		{"Same", 10, func(d time.Duration) time.Duration { return d }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l, _ := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 1}))
+			if err := l.SetPolicy(ctx, "acme", throttle.Policy{Rate: 10, Burst: 1}); err != nil {
+				t.Fatal(err)
+			}
+			mustAllowN(t, l, "acme", 1)
+			tickets := ticketNames(4)
+			delays := book(t, l, "acme", tickets) // 100 ... 400 ms
+			if err := l.SetPolicy(ctx, "acme", throttle.Policy{Rate: tt.rate, Burst: 1}); err != nil {
+				t.Fatal(err)
+			}
+			dues, err := l.TicketDues(ctx, "acme", tickets...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, d := range delays {
+				if got, want := dues[i].Sub(t0), tt.want(d); !near(got, want) {
+					t.Errorf("%s due at +%s after the rate became %v/s, want +%s", tickets[i], got, tt.rate, want)
+				}
+			}
+			// a booking made now comes after them, at the new rate
+			res, err := l.ReserveN(ctx, "acme", 1, 0)
+			if err != nil || !res.OK || !near(res.Delay, tt.want(delays[3])+time.Duration(float64(time.Second)/tt.rate)) {
+				t.Errorf("next booking: %+v %v, want after the last at the new rate", res, err)
+			}
+		})
+	}
+}

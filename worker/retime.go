@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"time"
+
+	"github.com/quotaq/quotaq/throttle"
 )
 
 // After the limiter moved a tenant's booked slots (a pause, a slower rate
@@ -42,16 +44,22 @@ func (t *Throttler) retimeLater(tenant string) {
 	}()
 }
 
-func (t *Throttler) retime(tenant string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	moved, err := t.requeuer.Retime(ctx, tenant, func(queue string, ids []string) ([]time.Time, error) {
+// ticketDues gives Requeuer.Retime the due times of tenant's tasks'
+// bookings.
+func ticketDues(ctx context.Context, l *throttle.Limiter, tenant string) func(string, []string) ([]time.Time, error) {
+	return func(queue string, ids []string) ([]time.Time, error) {
 		tickets := make([]string, len(ids))
 		for i, id := range ids {
 			tickets[i] = TaskTicket(queue, id)
 		}
-		return t.limiter.TicketDues(ctx, tenant, tickets...)
-	})
+		return l.TicketDues(ctx, tenant, tickets...)
+	}
+}
+
+func (t *Throttler) retime(tenant string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	moved, err := t.requeuer.Retime(ctx, tenant, ticketDues(ctx, t.limiter, tenant))
 	n := 0
 	for queue, dues := range moved {
 		for _, d := range dues {

@@ -121,11 +121,32 @@ func (t *Throttler) Close() error {
 // when none is given) that were put back to wait for nothing booked: a
 // quota used up, a pause, the limiter unavailable. Call it when that ended
 // early: a quota reset, a higher policy. They are decided again when
-// dequeued, so the limiter spreads them at the new allowance. It returns
-// how many tasks it brought back. The CLI's quota and policy commands and
-// the scheduler's resets (scheduler.WithRelease) call it.
+// dequeued, so the limiter spreads them at the new allowance. The named
+// tenants' tasks that wait for a booked slot move to their slots' times
+// (a new rate re-spaces the bookings) and are woken then. It returns how
+// many tasks it brought back. The scheduler's resets and adjustments
+// (scheduler.WithRelease) call it; the CLI does the same (ReleaseParked).
 func (t *Throttler) Release(ctx context.Context, tenants ...string) (int, error) {
-	return t.requeuer.Release(ctx, tenants...)
+	n, err := t.requeuer.Release(ctx, tenants...)
+	for _, tenant := range tenants {
+		t.retime(tenant)
+	}
+	return n, err
+}
+
+// ReleaseParked is Throttler.Release for a program without a Throttler (the
+// CLI): asynqRedis is the Redis asynq's tasks are on, l the limiter whose
+// bookings the tasks hold. Moved tasks come back by asynq's forwarder, at
+// the whole second after their slot.
+func ReleaseParked(ctx context.Context, asynqRedis redis.UniversalClient, l *throttle.Limiter, tenants ...string) (int, error) {
+	r := asynqrequeue.New(asynqRedis)
+	n, err := r.Release(ctx, tenants...)
+	for _, tenant := range tenants {
+		if _, rerr := r.Retime(ctx, tenant, ticketDues(ctx, l, tenant)); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return n, err
 }
 
 // Stats returns the Throttler's counts so far.
@@ -249,10 +270,9 @@ func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) 
 func (t *Throttler) admit(ctx context.Context, j *job) error {
 	req := throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()}
 	res, err := t.limiter.Reserve(ctx, req)
-	for i := 0; err == nil && res.OK && res.Delay > 0 && i < maxWaitsInProcess; i++ {
-		if !t.waitFor(ctx, j.task.Type(), res) {
-			break
-		}
+	var waited time.Duration // in all, for this dequeue
+	for err == nil && res.OK && res.Delay > 0 && t.waitFor(ctx, j.task.Type(), res, waited) {
+		waited += res.Delay
 		res, err = t.limiter.Reserve(ctx, req)
 	}
 	if err != nil {

@@ -17,8 +17,6 @@ const (
 	// a slot booked before it was dequeued (WithWaitInProcess): a second,
 	// asynq's forwarder's unit.
 	DefaultWaitInProcess = time.Second
-	// maxWaitsInProcess bounds the asks of one dequeue.
-	maxWaitsInProcess = 4
 	// defaultWaitSlots is how many tasks may wait in process at once, until
 	// ServerConfig sets the server's concurrency.
 	defaultWaitSlots = 8
@@ -41,17 +39,18 @@ func (w *waitSlots) give() { w.n.Add(-1) }
 
 // waitFor waits for the slot of a reservation, and reports whether it did
 // (false: put the task back instead). It waits when a wait slot is free and
-// the slot is due within WithWaitInProcess, for a slot booked before the
+// the slot is due within WithWaitInProcess, counting what this dequeue
+// waited already (waited), for a slot booked before the
 // task was dequeued (it came early, or was given a turn among late tasks),
 // or within the min delay, for one booked now (a put-back could not bring
 // the task back sooner; a longer wait would hold the worker while other
 // tasks could be booked).
-func (t *Throttler) waitFor(ctx context.Context, taskType string, res throttle.Reservation) bool {
+func (t *Throttler) waitFor(ctx context.Context, taskType string, res throttle.Reservation, waited time.Duration) bool {
 	limit, d := min(t.minDelay, t.waitIn), res.Delay
 	if res.Booked {
 		limit = t.waitIn
 	}
-	if d > limit || !t.waiting.take() {
+	if waited+d > limit || !t.waiting.take() {
 		return false
 	}
 	defer t.waiting.give()

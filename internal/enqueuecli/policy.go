@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/quotaq/quotaq/internal/asynqrequeue"
 	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
 )
 
 // policyFlags are the policy fields a command may set; set records which
@@ -206,7 +206,7 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 			if err := newPolicyView("", p, true).print(cio.stdout, c.json, "set "); err != nil {
 				return err
 			}
-			return releaseParked(ctx, conn.Redis, cio, c.json)
+			return releaseParked(ctx, conn.Redis, l, cio, c.json)
 		}
 		if err := l.SetPolicy(ctx, tenant, p); err != nil {
 			if errors.Is(err, throttle.ErrInvalidPolicy) {
@@ -217,7 +217,7 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 		if err := newPolicyView(tenant, p, true).print(cio.stdout, c.json, "set "); err != nil {
 			return err
 		}
-		return releaseParked(ctx, conn.Redis, cio, c.json, tenant)
+		return releaseParked(ctx, conn.Redis, l, cio, c.json, tenant)
 	default: // delete
 		if err := l.DeletePolicy(ctx, tenant); err != nil {
 			return err
@@ -232,9 +232,10 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 
 // releaseParked brings back the tasks of tenants (none: every tenant)
 // parked to wait for a quota or a pause, so that they are decided again
-// under the new policy, and says so when there were any.
-func releaseParked(ctx context.Context, rdb redis.UniversalClient, cio cmdIO, quiet bool, tenants ...string) error {
-	n, err := asynqrequeue.New(rdb).Release(ctx, tenants...)
+// under the new policy, moves their booked ones to their re-spaced slots,
+// and says so when there were any.
+func releaseParked(ctx context.Context, rdb redis.UniversalClient, l *throttle.Limiter, cio cmdIO, quiet bool, tenants ...string) error {
+	n, err := worker.ReleaseParked(ctx, rdb, l, tenants...)
 	if err != nil {
 		return fmt.Errorf("policy set, but the parked tasks still wait for their time: %w", err)
 	}
