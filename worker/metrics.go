@@ -17,10 +17,10 @@ import (
 // producer that makes up task types cannot grow the series without end.
 //
 //	quotaq_worker_allowed_total{type,[tenant],via}   tasks let through: via "now" (including on tokens booked when put back) or "fail_open"
-//	quotaq_worker_throttled_total{type,[tenant],reason}  tasks put back: reason "rate", "quota", "paused", "upstream", "unavailable" (Redis), "invalid" (a policy that cannot be enforced)
-//	quotaq_worker_requeued_total{type,[tenant]}      re-queues done (the task went back to its queue, not a failure)
-//	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be throttled again: the waste to keep near 0
-//	quotaq_worker_waited_in_process_total{type}      waits of a task in the process for its slot, due within WithWaitInProcess (instead of being put back)
+//	quotaq_worker_throttled_total{type,[tenant],reason}  dequeues not let start at once, by cause: reason "rate", "quota", "paused", "upstream", "unavailable" (Redis), "invalid" (a policy that cannot be enforced); each then waited in the worker and ran, or was put back
+//	quotaq_worker_requeued_total{type,[tenant]}      of those, the dequeues that did not run: the task went back to its queue (not a failure)
+//	quotaq_worker_waited_in_process_total{type,[tenant]}  of those, the dequeues that waited in the worker for their slot (within WithWaitInProcess), then ran
+//	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be put back again: the waste to keep near 0
 //	quotaq_worker_upstream_retry_after_total{type,[tenant]}  handlers that returned RetryAfter (upstream 429/503)
 //	quotaq_worker_upstream_retry_after_capped_total{type}  of those, delays cut to WithMaxRetryAfter
 //	quotaq_worker_archived_total{type,reason}        tasks archived by the Throttler: reason "max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid", "unknown_upstream"
@@ -75,12 +75,11 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 		perTenant:   perTenant,
 		types:       typeLabels{max: DefaultMaxTypes},
 		allowed:     counter("allowed_total", "Tasks the throttle let through.", "via"),
-		throttled:   counter("throttled_total", "Tasks the throttle put back to run later.", "reason"),
-		requeued:    counter("requeued_total", "Tasks moved back to their queue by the throttle (not failures)."),
+		throttled:   counter("throttled_total", "Dequeues the throttle did not let start at once, by cause (then waited in the worker, or put back).", "reason"),
+		requeued:    counter("requeued_total", "Dequeues that did not run: the task went back to its queue (not a failure)."),
 		rethrottled: counter("rethrottled_total", "Dequeues of a task that had been put back, only to be throttled again."),
 		retryAfter:  counter("upstream_retry_after_total", "Handlers that returned RetryAfter (upstream 429 or 503)."),
-		waited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "waited_in_process_total",
-			Help: "Waits of a task in the process for its slot, due soon (instead of being put back)."}, []string{"type"}),
+		waited:      counter("waited_in_process_total", "Dequeues that waited in the worker for their slot, then ran (instead of being put back)."),
 		retryAfterCapped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "upstream_retry_after_capped_total",
 			Help: "Upstream Retry-After delays cut to the most allowed (WithMaxRetryAfter)."}, []string{"type"}),
 		archived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "archived_total",
@@ -150,13 +149,13 @@ func (tl *typeLabels) label(t string) string {
 // tenants. The names match Metrics.
 type Stats struct {
 	Allowed          int64 // tasks let through (now, on tokens booked when they were put back, or failing open)
-	Throttled        int64 // tasks put back to run later (limiter said wait, or upstream said 429)
-	Requeued         int64 // re-queues done
+	Throttled        int64 // dequeues not let start at once (limiter said wait, or upstream said 429): Requeued + WaitedInProcess
+	Requeued         int64 // of those, the task put back in its queue: dequeues that did not run
 	Rethrottled      int64 // dequeues of a task that had been put back, only to be throttled again
 	RetryAfter       int64 // handlers that returned RetryAfter
 	RetryAfterCapped int64 // of those, delays cut to WithMaxRetryAfter
-	// WaitedInProcess counts waits of a task in the process for its slot,
-	// due within WithWaitInProcess, instead of being put back.
+	// WaitedInProcess counts, of the Throttled, the dequeues that waited in
+	// the process for their slot (within WithWaitInProcess), then ran.
 	WaitedInProcess int64
 	Archived        int64 // tasks archived by the Throttler
 	Errors          int64 // failed limiter or Redis calls

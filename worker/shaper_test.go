@@ -91,10 +91,12 @@ func TestShapedBacklogRunsOncePerTaskAtThePolicysRate(t *testing.T) {
 	if q.Processed != n || q.Archived != 0 || q.Failed != 0 {
 		t.Errorf("asynq stats: processed=%d archived=%d failed=%d, want %d 0 0", q.Processed, q.Archived, q.Failed, n)
 	}
-	// One dequeue per task: each was let through at once, none put back.
+	// One dequeue per task: each was let through, at once or after a wait
+	// in the worker for its exact slot (asynq's forwarder brings a whole
+	// second of them at once), none put back.
 	st := b.throttler.Stats()
-	if st.Requeued != 0 || st.Throttled != 0 || st.Allowed != n || st.Archived != 0 {
-		t.Errorf("stats %+v: want %d allowed, 0 throttled, re-queued or archived", st, n)
+	if st.Requeued != 0 || st.Throttled != st.WaitedInProcess || st.Allowed != n || st.Archived != 0 {
+		t.Errorf("stats %+v: want %d allowed, none re-queued or archived, every throttle a wait in process", st, n)
 	}
 	if v := b.counter(t, "quotaq_worker_requeued_total"); v != 0 {
 		t.Errorf("requeued metric %v, want 0", v)

@@ -270,10 +270,14 @@ func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) 
 func (t *Throttler) admit(ctx context.Context, j *job) error {
 	req := throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()}
 	res, err := t.limiter.Reserve(ctx, req)
-	var waited time.Duration // in all, for this dequeue
+	why := reasonLabel(res.Result.Reason) // of the first answer, when it said wait
+	var waited time.Duration              // in all, for this dequeue
 	for err == nil && res.OK && res.Delay > 0 && t.waitFor(ctx, j.task.Type(), res, waited) {
 		waited += res.Delay
 		res, err = t.limiter.Reserve(ctx, req)
+	}
+	if waited > 0 && err == nil && res.OK && res.Delay <= 0 {
+		t.countWaited(j, why)
 	}
 	if err != nil {
 		t.countError(j, "limiter")
@@ -414,6 +418,18 @@ func (t *Throttler) archive(j *job, reason string, err error) error {
 	}
 	t.logger.Warn("worker: task archived", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "reason", reason, "err", err)
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// countWaited counts a dequeue that was told to wait (why) and waited in
+// the process, then ran: throttled, not put back.
+func (t *Throttler) countWaited(j *job, why string) {
+	t.stats.throttled.Add(1)
+	t.stats.waitedInProcess.Add(1)
+	if m := t.metrics; m != nil {
+		who := m.labels(j.task.Type(), j.tenant)
+		m.throttled.WithLabelValues(append(who, why)...).Inc()
+		m.waited.WithLabelValues(who...).Inc()
+	}
 }
 
 func (t *Throttler) countAllowed(j *job, via string) {

@@ -58,10 +58,6 @@ func (t *Throttler) waitFor(ctx context.Context, taskType string, res throttle.R
 	defer timer.Stop()
 	select {
 	case <-timer.C:
-		t.stats.waitedInProcess.Add(1)
-		if m := t.metrics; m != nil {
-			m.waited.WithLabelValues(m.typ(taskType)).Inc()
-		}
 		return true
 	case <-ctx.Done():
 		return false

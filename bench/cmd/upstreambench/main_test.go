@@ -48,6 +48,7 @@ quotaq_worker_allowed_total{tenant="acme",type="http:call",via="now"} 7
 quotaq_worker_allowed_total{tenant="beta",type="http:call",via="now"} 100
 quotaq_worker_throttled_total{reason="rate",tenant="acme",type="http:call"} 5
 quotaq_worker_throttled_total{reason="upstream",tenant="acme",type="http:call"} 2
+quotaq_worker_waited_in_process_total{tenant="acme",type="http:call"} 3
 quotaq_worker_rethrottled_total{tenant="acme",type="http:call"} 1
 go_goroutines 12
 `
@@ -57,8 +58,10 @@ go_goroutines 12
 		tenant   string
 		want     float64
 	}{
-		{name: "RanPlusPutBackNotCountingUpstreamTwice", readings: []string{metrics}, tenant: "acme", want: 12},
-		{name: "SummedOverWorkers", readings: []string{metrics, metrics}, tenant: "acme", want: 24},
+		// ran 7, told to wait 5 (rate) of which 3 waited in the worker and ran:
+		// 7 + 5 - 3; the upstream's 2 ran and are among the 7
+		{name: "RanPlusPutBackNotCountingUpstreamOrWaitsTwice", readings: []string{metrics}, tenant: "acme", want: 9},
+		{name: "SummedOverWorkers", readings: []string{metrics, metrics}, tenant: "acme", want: 18},
 		{name: "OnlyTheTenantsOwnSeries", readings: []string{metrics}, tenant: "beta", want: 100},
 		{name: "NoSeriesNoDequeues", readings: []string{metrics}, tenant: "gamma", want: 0},
 	}

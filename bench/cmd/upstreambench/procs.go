@@ -273,16 +273,18 @@ func parseMetrics(r io.Reader) []sample {
 // dequeues are a tenant's dequeues, from the workers' counters.
 type dequeues struct {
 	allowed     float64            // quotaq_worker_allowed_total: the task ran
-	putBack     map[string]float64 // quotaq_worker_throttled_total by reason
+	throttled   map[string]float64 // quotaq_worker_throttled_total by reason: not let start at once
+	waited      float64            // quotaq_worker_waited_in_process_total: of those, waited in the worker and ran
 	rethrottled float64            // quotaq_worker_rethrottled_total
 }
 
 // total is the dequeues the Throttler decided on: each ran (allowed) or was
-// put back without running. A task put back because the upstream answered
-// 429 (reason "upstream") ran first and is counted once, as allowed.
+// put back without running (throttled, less those that waited in the worker
+// and ran). A task put back because the upstream answered 429 (reason
+// "upstream") ran first and is counted once, as allowed.
 func (d dequeues) total() float64 {
-	n := d.allowed
-	for reason, v := range d.putBack {
+	n := d.allowed - d.waited
+	for reason, v := range d.throttled {
 		if reason != "upstream" {
 			n += v
 		}
@@ -292,7 +294,7 @@ func (d dequeues) total() float64 {
 
 // dequeuesOf sums tenant's counters over the readings of several workers.
 func dequeuesOf(tenant string, readings ...[]sample) dequeues {
-	d := dequeues{putBack: map[string]float64{}}
+	d := dequeues{throttled: map[string]float64{}}
 	for _, r := range readings {
 		for _, s := range r {
 			if s.labels["tenant"] != tenant {
@@ -302,7 +304,9 @@ func dequeuesOf(tenant string, readings ...[]sample) dequeues {
 			case "quotaq_worker_allowed_total":
 				d.allowed += s.value
 			case "quotaq_worker_throttled_total":
-				d.putBack[s.labels["reason"]] += s.value
+				d.throttled[s.labels["reason"]] += s.value
+			case "quotaq_worker_waited_in_process_total":
+				d.waited += s.value
 			case "quotaq_worker_rethrottled_total":
 				d.rethrottled += s.value
 			}

@@ -296,12 +296,13 @@ func (r result) detail() string {
 	}
 	d := r.dequeues
 	var reasons []string
-	for _, k := range slices.Sorted(maps.Keys(d.putBack)) {
-		reasons = append(reasons, fmt.Sprintf("%s %.0f", k, d.putBack[k]))
+	for _, k := range slices.Sorted(maps.Keys(d.throttled)) {
+		reasons = append(reasons, fmt.Sprintf("%s %.0f", k, d.throttled[k]))
 	}
 	parts := []string{
 		fmt.Sprintf("%d tasks answered 200, %d not, %d answered 200 more than once", r.seen.done, r.tenant.tasks-r.seen.done, r.seen.duplicated),
-		fmt.Sprintf("dequeues: ran %.0f, put back %s, rethrottled %.0f", d.allowed, orNone(strings.Join(reasons, ", ")), d.rethrottled),
+		fmt.Sprintf("dequeues: ran %.0f, told to wait %s, of those waited in the worker and ran %.0f, rethrottled %.0f",
+			d.allowed, orNone(strings.Join(reasons, ", ")), d.waited, d.rethrottled),
 	}
 	if len(r.seen.arrivals) > 0 && r.worst.Excess > 0 {
 		parts = append(parts, fmt.Sprintf("worst window from %s after the drain began", seconds(r.seen.arrivals[r.worst.First].Sub(r.t0))))
