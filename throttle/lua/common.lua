@@ -122,27 +122,44 @@ end
 -- that actually start are paced by a second token bucket over the same
 -- policy, kept while an id has tickets: 's' in the aux hash, the time (µs)
 -- until which its starts are booked (its backlog is s - now). A job that
--- redeems its ticket takes a token from it, at the time it starts. Jobs
--- that come back more than an interval after their slot keep one token of
--- the burst in reserve (a burst of one stays one): a late job that starts
--- up to an interval after its turn (see decide.lua), and the calls' own
--- jitter between their start and their arrival at the upstream, then stay
--- within the policy there.
+-- redeems its ticket takes a token from it, at the time it starts. The
+-- starts keep one token of the burst in reserve (a burst of one stays one):
+-- a late job that starts up to an interval after its turn (see decide.lua),
+-- and the calls' own jitter between their start and their arrival at the
+-- upstream, then stay within the policy there. The starts are counted from
+-- the tenant's first booking ('s' set from the bucket, see starts_backlog)
+-- until its last ticket is redeemed or cancelled ('n' counts them).
 -- Without 's', the starts are those the bucket admitted, so the bucket's
--- own backlog (at most a full burst's worth) stands for them.
+-- own backlog stands for them, up to the starts' own burst (less the
+-- reserve): counted low by at most the reserved token, they still never
+-- exceed the policy's burst.
 
 -- starts_backlog returns the starts' backlog (ns) as of now: from 's', or
 -- else from the bucket's backlog bl.
 local function starts_backlog(s, bl, t, b, now)
   if s then return math.max(0, (s - now) * 1000) end
-  return math.min(bl, b * t)
+  return math.min(bl, math.max(b - 1, 1) * t)
 end
 
--- starts_wait returns how long (ns) until n more calls may start: calls
--- of jobs that come back late (late) keep the reserve.
-local function starts_wait(sb, t, b, n, late)
-  if late then b = math.max(b - 1, n) end
-  return math.max(0, sb + (n - b) * t)
+-- starts_wait returns how long (ns) until n more calls may start.
+local function starts_wait(sb, t, b, n)
+  return math.max(0, sb + (n - math.max(b - 1, n)) * t)
+end
+
+-- ticket_add records ticket's due time on an aux hash, counting it in 'n'
+-- when new.
+local function ticket_add(key, ticket, due)
+  if redis.call('HSET', key, 'k:' .. ticket, fmt(due)) == 1 then
+    redis.call('HINCRBY', key, 'n', 1)
+  end
+end
+
+-- ticket_del takes a ticket out of an aux hash; with the last one gone the
+-- starts are no longer counted ('s' and 'n' go).
+local function ticket_del(key, ticket)
+  if redis.call('HDEL', key, 'k:' .. ticket) == 1 and redis.call('HINCRBY', key, 'n', -1) <= 0 then
+    redis.call('HDEL', key, 's', 'n')
+  end
 end
 
 -- starts_take books the start of n calls (now, or after the starts already

@@ -57,7 +57,7 @@ for i = 1, #KEYS / 4 do
   if L.s and algo.books and L.wait == 0 then
     -- jobs that came back late may have started since the bucket's
     -- tokens were counted: a call starts only when the starts allow it
-    L.wait = starts_wait(starts_backlog(L.s, 0, L.t, L.b, now), L.t, L.b, n, false)
+    L.wait = starts_wait(starts_backlog(L.s, 0, L.t, L.b, now), L.t, L.b, n)
   end
   if L.wait == -1 then
     L.reason = 4
@@ -84,22 +84,20 @@ if redeem and mode ~= 'peek' and mode ~= 'cancel' then
   -- tokens already booked for this ticket: due yet, and not paused since?
   -- (a due time below 0 is -due of a ticket that holds its start too)
   wait, reason = 0, 0
-  local late, tardy = false, false
+  local late = false
   for i, L in ipairs(levels) do
     local due = math.abs(L.due)
     local w = math.max((due - now) * 1000, L.hold)
     if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
     -- without a start of its own, or later than its start by more than an
     -- interval (at most LATE): its turn among the starts is decided now
-    -- (tardy: it came that much after its slot)
-    if (now - due) * 1000 > math.min(L.t, LATE) then tardy = true end
-    if L.due >= 0 or tardy then late = true end
+    if L.due >= 0 or (now - due) * 1000 > math.min(L.t, LATE) then late = true end
   end
   local paced = false
   if wait == 0 and late and algo.books then
     for i, L in ipairs(levels) do
       L.sb = starts_backlog(L.s, L.bl, L.t, L.b, now)
-      local w = starts_wait(L.sb, L.t, L.b, n, tardy)
+      local w = starts_wait(L.sb, L.t, L.b, n)
       if w > wait then wait, level, reason = w, i, 1 end
     end
     if wait == 0 or mode == 'reserve' then
@@ -109,7 +107,7 @@ if redeem and mode ~= 'peek' and mode ~= 'cancel' then
   end
   if wait == 0 then
     allowed = 1
-    for _, L in ipairs(levels) do redis.call('HDEL', L.ak, 'k:' .. ticket) end
+    for _, L in ipairs(levels) do ticket_del(L.ak, ticket) end
   elseif paced then
     booked = 2 -- its start is booked: it comes back then
     local due = now + math.ceil(wait / 1000)
@@ -127,7 +125,7 @@ elseif mode == 'cancel' then
     if ticket == '' or L.due then
       L.st = algo.give(L.sk, L.st, L.t, L.b, n, now, L.due)
       if L.q > 0 and L.used > 0 then quota_store(L.qk, math.max(0, L.used - n), L.win, L.qp, now) end
-      if L.due then redis.call('HDEL', L.ak, 'k:' .. ticket) end
+      if L.due then ticket_del(L.ak, ticket) end
     end
   end
   wait, reason = 0, 0
@@ -153,7 +151,7 @@ elseif (wait == 0 or (mode == 'reserve' and algo.books and
       quota_store(L.qk, L.used, L.win, L.qp, now)
     end
     if ticket ~= '' and (booked == 1 or keep) then
-      redis.call('HSET', L.ak, 'k:' .. ticket, fmt(due))
+      ticket_add(L.ak, ticket, due)
       aux_extend(L.ak, due, now)
     end
   end

@@ -6,7 +6,7 @@
 -- ARGV[1] -> the ticket          ARGV[2] -> keep the aux hash at least this long, ms
 -- Returns 1.
 
-redis.call('HSET', KEYS[1], 'k:' .. ARGV[1], '0')
+if redis.call('HSET', KEYS[1], 'k:' .. ARGV[1], '0') == 1 then redis.call('HINCRBY', KEYS[1], 'n', 1) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 drop_cache(KEYS[2])
