@@ -3,6 +3,8 @@ package throttle_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -97,13 +99,23 @@ func TestLateTicketsTakeTheirTurn(t *testing.T) {
 		t.Fatalf("a new job started while late ones still had their turn: %+v", r)
 	}
 	// each comes back when told, and starts then without paying again
-	for tk, at := range next {
+	order := slices.SortedFunc(maps.Keys(next), func(a, b string) int { return next[a].Compare(next[b]) })
+	for _, tk := range order {
+		at := next[tk]
 		m.SetTime(at)
 		res, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: tk})
 		if err != nil || !res.Result.Allowed {
 			t.Fatalf("%s back at %s: %+v %v", tk, at.Sub(now), res, err)
 		}
 		starts = append(starts, at)
+	}
+	// new jobs right after the last late one: they see the late ones'
+	// starts, though no ticket is left
+	last := next[order[len(order)-1]]
+	for range p.Burst + 1 {
+		if r := mustAllowN(t, l, "acme", 1); r.Allowed {
+			starts = append(starts, last)
+		}
 	}
 	if ex := worstExcess(starts, p); ex > 0 {
 		t.Fatalf("starts exceed the policy by %.2f: %v", ex, starts)

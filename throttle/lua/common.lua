@@ -84,12 +84,19 @@ end
 -- -due, once the ticket also holds its start: see starts_wait), the
 -- starts ('s', see starts_wait) and the rate learned from the upstream's
 -- refusals ('lr' per second, cut at 'lc' µs: see learned_t).
--- aux_load returns the pause (ns), the ticket's due time, 's', 'lr', 'lc'.
+-- aux_load returns the pause (ns), the ticket's due time, 's' (nil when
+-- the starts are no longer counted: no ticket left and their backlog
+-- gone; see ticket_del), 'lr', 'lc'.
 local function aux_load(key, ticket, now)
-  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket, 's', 'lr', 'lc')
+  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket, 's', 'lr', 'lc', 'n')
   local hold = 0
   if v[1] and tonumber(v[1]) > now then hold = (tonumber(v[1]) - now) * 1000 end
-  return hold, tonumber(v[2]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
+  local s = tonumber(v[3])
+  if s and s <= now and (tonumber(v[6]) or 0) <= 0 then
+    redis.call('HDEL', key, 's')
+    s = nil
+  end
+  return hold, tonumber(v[2]), s, tonumber(v[4]), tonumber(v[5])
 end
 
 -- Learning the upstream: when an id's upstream refuses a call (429, 503),
@@ -154,11 +161,12 @@ local function ticket_add(key, ticket, due)
   end
 end
 
--- ticket_del takes a ticket out of an aux hash; with the last one gone the
--- starts are no longer counted ('s' and 'n' go).
+-- ticket_del takes a ticket out of an aux hash. With the last one gone the
+-- starts are counted only until their backlog is gone ('s' then goes, see
+-- aux_load): calls that start right after late ones still see them.
 local function ticket_del(key, ticket)
   if redis.call('HDEL', key, 'k:' .. ticket) == 1 and redis.call('HINCRBY', key, 'n', -1) <= 0 then
-    redis.call('HDEL', key, 's', 'n')
+    redis.call('HDEL', key, 'n')
   end
 end
 
