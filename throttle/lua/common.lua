@@ -153,6 +153,24 @@ local function starts_wait(sb, t, b, n)
   return math.max(0, sb + (n - math.max(b - 1, n)) * t)
 end
 
+-- tickets_move rewrites the due time of every ticket on an aux hash as
+-- move(due) (a ticket that holds its start keeps its sign: -due), and
+-- returns the latest.
+local function tickets_move(key, move)
+  local last = 0
+  local aux = redis.call('HGETALL', key)
+  for i = 1, #aux, 2 do
+    if string.sub(aux[i], 1, 2) == 'k:' then
+      local v = tonumber(aux[i + 1])
+      local due = move(math.abs(v))
+      last = math.max(last, due)
+      if v < 0 then due = -due end
+      redis.call('HSET', key, aux[i], fmt(due))
+    end
+  end
+  return last
+end
+
 -- ticket_add records ticket's due time on an aux hash, counting it in 'n'
 -- when new.
 local function ticket_add(key, ticket, due)

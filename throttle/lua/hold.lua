@@ -60,19 +60,12 @@ if shift > 0 or k > 1 then
   -- tickets move back by the pause's growth, and those after the pause
   -- spread out as the interval grew, keeping their order
   local after = math.max(untl, from)
-  local last_due = after
-  local aux = redis.call('HGETALL', KEYS[1])
-  for i = 1, #aux, 2 do
-    if string.sub(aux[i], 1, 2) == 'k:' then
-      -- (-due: a ticket that holds its start too, and keeps it)
-      local v = tonumber(aux[i + 1])
-      local due = math.abs(v) + shift
-      if due > after then due = after + math.ceil((due - after) * k) end
-      if v < 0 then redis.call('HSET', KEYS[1], aux[i], fmt(-due)) else redis.call('HSET', KEYS[1], aux[i], fmt(due)) end
-      if due > last_due then last_due = due end
-    end
-  end
-  aux_extend(KEYS[1], last_due, now)
+  local last_due = tickets_move(KEYS[1], function(due)
+    due = due + shift
+    if due > after then due = after + math.ceil((due - after) * k) end
+    return due
+  end)
+  aux_extend(KEYS[1], math.max(last_due, after), now)
 end
 if shift > 0 then
   if ARGV[2] == '1' then

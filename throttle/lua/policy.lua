@@ -31,21 +31,10 @@ drop_cache(KEYS[2])
 
 if new_t > 0 and old_t > 0 and new_t ~= old_t and redis.call('EXISTS', KEYS[3]) == 1 then
   local r = new_t / old_t
-  local last = now
-  local aux = redis.call('HGETALL', KEYS[3])
-  for i = 1, #aux, 2 do
-    if string.sub(aux[i], 1, 2) == 'k:' then
-      -- (-due: a ticket that holds its start too, and keeps it)
-      local d = tonumber(aux[i + 1])
-      local due = math.abs(d)
-      if due > now then
-        due = now + math.ceil((due - now) * r)
-        if d < 0 then due = -due end
-        redis.call('HSET', KEYS[3], aux[i], fmt(due))
-        last = math.max(last, math.abs(due))
-      end
-    end
-  end
-  aux_extend(KEYS[3], last, now)
+  local last = tickets_move(KEYS[3], function(due)
+    if due > now then due = now + math.ceil((due - now) * r) end
+    return due
+  end)
+  aux_extend(KEYS[3], math.max(last, now), now)
 end
 return 1
