@@ -104,7 +104,7 @@ func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, e
 // slot; see the README.
 func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
 	if l.refused == nil || n == 0 {
-		d, err := l.run(ctx, "allow", Request{IDs: ids, N: n})
+		d, err := l.run(ctx, modeAllow, Request{IDs: ids, N: n})
 		return d.Result, err
 	}
 	return l.allowCached(ctx, n, ids)
@@ -112,7 +112,7 @@ func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Resul
 
 // Peek reports what AllowN(ctx, tenant, 1) would answer, consuming nothing.
 func (l *Limiter) Peek(ctx context.Context, tenant string) (Result, error) {
-	d, err := l.run(ctx, "peek", Request{IDs: []string{tenant}, N: 1})
+	d, err := l.run(ctx, modePeek, Request{IDs: []string{tenant}, N: 1})
 	return d.Result, err
 }
 
@@ -162,7 +162,7 @@ type Request struct {
 // Reserve books req.N tokens of every id in req.IDs; see ReserveN and
 // Request.Ticket.
 func (l *Limiter) Reserve(ctx context.Context, req Request) (Reservation, error) {
-	d, err := l.run(ctx, "reserve", req)
+	d, err := l.run(ctx, modeReserve, req)
 	if err != nil {
 		return Reservation{OK: d.Result.Allowed, Result: d.Result}, err
 	}
@@ -187,7 +187,7 @@ func (l *Limiter) CancelN(ctx context.Context, tenant string, n int64) error {
 		return nil
 	}
 	defer l.forgetRefusals(tenant)
-	_, err := l.run(ctx, "cancel", Request{IDs: []string{tenant}, N: n})
+	_, err := l.run(ctx, modeCancel, Request{IDs: []string{tenant}, N: n})
 	return err
 }
 
@@ -205,7 +205,7 @@ func (l *Limiter) CancelTicket(ctx context.Context, req Request) error {
 		return fmt.Errorf("throttle: CancelTicket needs a ticket")
 	}
 	defer l.forgetRefusals(req.IDs...)
-	_, err := l.run(ctx, "cancel", req)
+	_, err := l.run(ctx, modeCancel, req)
 	return err
 }
 
@@ -287,6 +287,17 @@ func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
 	return n, nil
 }
 
+// mode is what a decision does; the scripts read it as ARGV (decide.lua's
+// ARGV[1], lean.lua's per-decision mode).
+type mode string
+
+const (
+	modeAllow   mode = "allow"   // spend now, or refuse
+	modeReserve mode = "reserve" // spend now, or book for later
+	modePeek    mode = "peek"    // report, spend nothing
+	modeCancel  mode = "cancel"  // give back
+)
+
 // decision is a parsed script reply.
 type decision struct {
 	Result
@@ -295,15 +306,15 @@ type decision struct {
 }
 
 // run validates req, runs the decision script and parses its reply.
-func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, error) {
+func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, error) {
 	n := req.N
 	switch {
 	case n < 0:
 		return decision{}, fmt.Errorf("%w: n=%d must be 0 (a peek) or more", ErrInvalidCost, n)
-	case n == 0 && mode == "cancel":
+	case n == 0 && mode == modeCancel:
 		n = 1 // CancelTicket: the ticket's booking (CancelN(0) returns before)
 	case n == 0:
-		mode = "peek" // nothing to consume: report the state
+		mode = modePeek // nothing to consume: report the state
 	}
 	if len(req.IDs) == 0 {
 		return decision{}, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
@@ -337,7 +348,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 	// (it hands the others, and a tenant with tickets or a pause, to
 	// decide.lua, which knows the rules for tickets and starts)
 	keeps := req.KeepTicket && req.Ticket != ""
-	if len(req.IDs) == 1 && l.algo.books && !l.general && !keeps && (mode == "allow" || mode == "reserve") {
+	if len(req.IDs) == 1 && l.algo.books && !l.general && !keeps && (mode == modeAllow || mode == modeReserve) {
 		// the common call: lean.lua, three Redis calls for an active tenant
 		var want, settle, unspent, at int64
 		var sent time.Time
@@ -369,7 +380,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 			}
 		}
 		shared := append(def.p.args(), def.next, ttl.Microseconds())
-		own := []any{mode, n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at}
+		own := []any{string(mode), n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at}
 		reply, err := l.decideLean(ctx, ks, shared, own)
 		if err != nil {
 			return l.failed(req, err)
@@ -389,7 +400,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 		// during an upgrade: decide.lua reads its head and writes a state
 		// both know)
 	}
-	args := append([]any{mode, n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
+	args := append([]any{string(mode), n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
 	args = append(args, def.next, keep, l.learn.Recovery.Microseconds())
 	reply, err := l.decide(ctx, ks, args)
 	var rerr redis.Error
@@ -412,7 +423,7 @@ func (l *Limiter) run(ctx context.Context, mode string, req Request) (decision, 
 // earlier ids took when a later one refuses. It never admits more than the
 // atomic decision would; while it runs, the tokens it may give back again are
 // unavailable to others, so it can briefly admit less.
-func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decision, error) {
+func (l *Limiter) runSplit(ctx context.Context, mode mode, req Request) (decision, error) {
 	var worst decision
 	var now []string      // ids admitted at once, while a later id may book
 	var ticketed []string // ids that recorded req.Ticket (CancelTicket gives back only those)
@@ -424,7 +435,7 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 		if err == nil && (i == 0 || d.RetryAfter > worst.RetryAfter || (worst.Allowed && !d.Allowed)) {
 			worst = d
 		}
-		if mode == "peek" || mode == "cancel" {
+		if mode == modePeek || mode == modeCancel {
 			if err != nil {
 				return d, err
 			}
@@ -437,7 +448,7 @@ func (l *Limiter) runSplit(ctx context.Context, mode string, req Request) (decis
 				if !slices.Contains(ticketed, prev) {
 					undo.Ticket = "" // it holds no ticket: give back its n plainly
 				}
-				if _, uerr := l.run(ctx, "cancel", undo); uerr != nil && err == nil {
+				if _, uerr := l.run(ctx, modeCancel, undo); uerr != nil && err == nil {
 					err = uerr
 				}
 			}

@@ -64,7 +64,7 @@ func (l *Limiter) allowCached(ctx context.Context, n int64, ids []string) (Resul
 		}
 	}
 	sent, epoch := c.now(), c.epoch.Load()
-	d, err := l.run(ctx, "allow", Request{IDs: ids, N: n})
+	d, err := l.run(ctx, modeAllow, Request{IDs: ids, N: n})
 	if err == nil {
 		c.remember(d.Result, cost, sent, epoch)
 	}
