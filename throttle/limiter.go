@@ -386,11 +386,11 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 			return l.failed(req, err)
 		}
 		l.reached()
-		if reply[0] != -1 {
-			d, err := l.parse(reply, req.IDs)
-			if err == nil && reply[9] > 0 {
-				l.leases.grant(req.IDs[0], reply[9], reply[10], sent)
-				d.Remaining += reply[9]
+		d, lease, handOff, err := l.parseLean(reply, req.IDs)
+		if !handOff {
+			if err == nil && lease.tokens > 0 {
+				l.leases.grant(req.IDs[0], lease.tokens, lease.at, sent)
+				d.Remaining += lease.tokens
 			}
 			return d, err
 		}
@@ -505,6 +505,24 @@ func (l *Limiter) failed(req Request, err error) (decision, error) {
 // refused, whatever the fail-open setting, since Redis is not at fault.
 func (l *Limiter) misconfigured(req Request, err error) (decision, error) {
 	return decision{Result: Result{RetryAfter: -1, QuotaRemaining: -1, Tenant: req.IDs[0], Reason: ReasonRate}}, err
+}
+
+// leaseGrant is the lease a lean.lua reply carries: tokens leased besides
+// the decision's own, and when Redis granted them (its µs).
+type leaseGrant struct{ tokens, at int64 }
+
+// parseLean reads a lean.lua reply, as leanReplies puts it (decide.lua's
+// form, then the lease): handOff when lean.lua left the decision to
+// decide.lua.
+func (l *Limiter) parseLean(v []int64, ids []string) (d decision, lease leaseGrant, handOff bool, err error) {
+	if len(v) > 0 && v[0] == -1 {
+		return decision{}, leaseGrant{}, true, nil
+	}
+	d, err = l.parse(v, ids)
+	if err == nil && len(v) > 10 && v[9] > 0 {
+		lease = leaseGrant{tokens: v[9], at: v[10]}
+	}
+	return d, lease, false, err
 }
 
 // parse reads the decision script's reply; see lua/decide.lua.
