@@ -10,7 +10,7 @@ import (
 
 func TestSetHeaders(t *testing.T) {
 	t.Parallel()
-	seed := throttle.Policy{Rate: 1, Burst: 10}
+	base := throttle.Policy{Rate: 1, Burst: 10}
 	daily := throttle.Policy{Rate: 5, Burst: 10, Quota: 1000, QuotaPeriod: 24 * time.Hour}
 	tests := []struct {
 		name  string
@@ -20,7 +20,7 @@ func TestSetHeaders(t *testing.T) {
 		want  map[string]string // "" means absent
 	}{
 		{
-			name: "AllowedSeedPolicy", p: seed, known: true,
+			name: "AllowedBasePolicy", p: base, known: true,
 			r: throttle.Result{Allowed: true, Remaining: 7, ResetAfter: 8200 * time.Millisecond, QuotaRemaining: -1},
 			want: map[string]string{
 				"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "7", "X-RateLimit-Reset": "9",
@@ -29,7 +29,7 @@ func TestSetHeaders(t *testing.T) {
 			},
 		},
 		{
-			name: "RefusedByRateRetryAfterIsT", p: seed, known: true,
+			name: "RefusedByRateRetryAfterIsT", p: base, known: true,
 			r: throttle.Result{Remaining: 0, RetryAfter: 2100 * time.Millisecond, ResetAfter: 9 * time.Second,
 				QuotaRemaining: -1, Reason: throttle.ReasonRate},
 			want: map[string]string{
@@ -38,7 +38,7 @@ func TestSetHeaders(t *testing.T) {
 			},
 		},
 		{
-			name: "SubMillisecondWaitIsOneSecond", p: seed, known: true,
+			name: "SubMillisecondWaitIsOneSecond", p: base, known: true,
 			r:    throttle.Result{RetryAfter: time.Microsecond, ResetAfter: time.Microsecond, QuotaRemaining: -1, Reason: throttle.ReasonRate},
 			want: map[string]string{"Retry-After": "1", "RateLimit": `"default";r=0;t=1`, "X-RateLimit-Reset": "1"},
 		},

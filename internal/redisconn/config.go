@@ -126,7 +126,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*addrList)(&c.SentinelAddrs), "redis-sentinel-addrs", "comma-separated Sentinel `host:port`s (env REDIS_SENTINEL_ADDRS); needs --redis-sentinel-master")
 	fs.StringVar(&c.SentinelMaster, "redis-sentinel-master", c.SentinelMaster, "Sentinel master `name` (env REDIS_SENTINEL_MASTER)")
 	fs.StringVar(&c.SentinelPassword, "redis-sentinel-password", c.SentinelPassword, "`password` of the Sentinels themselves (env REDIS_SENTINEL_PASSWORD)")
-	fs.Var((*addrList)(&c.ClusterAddrs), "redis-cluster-addrs", "comma-separated Redis Cluster seed `host:port`s (env REDIS_CLUSTER_ADDRS)")
+	fs.Var((*addrList)(&c.ClusterAddrs), "redis-cluster-addrs", "comma-separated `host:port`s of Redis Cluster nodes to start from (env REDIS_CLUSTER_ADDRS)")
 	fs.BoolVar(&c.TLS, "redis-tls", c.TLS, "use TLS (env REDIS_TLS; implied by rediss://)")
 	fs.StringVar(&c.TLSCAFile, "redis-tls-ca", c.TLSCAFile, "PEM `file` of CAs to trust (env REDIS_TLS_CA; default: system roots)")
 	fs.StringVar(&c.TLSCertFile, "redis-tls-cert", c.TLSCertFile, "PEM client certificate `file` (env REDIS_TLS_CERT)")
