@@ -37,7 +37,7 @@ func (l *Limiter) writePolicy(ctx context.Context, tenant string, fields []any) 
 		return fmt.Errorf("%w: write policy of tenant %q: %w", ErrUnavailable, tenant, err)
 	}
 	args := append([]any{defInterval}, fields...)
-	if err := policyScript.Run(ctx, l.rdb, []string{k.policy, k.tb, k.aux}, args...).Err(); err != nil {
+	if err := policyScript.Run(ctx, l.rdb, []string{k.tb, k.policy, k.aux}, args...).Err(); err != nil {
 		return fmt.Errorf("%w: write policy of tenant %q: %w", ErrUnavailable, tenant, err)
 	}
 	return nil
@@ -167,8 +167,8 @@ func (l *Limiter) Reset(ctx context.Context, tenant string) error {
 	k := l.keysFor(tenant)
 	// one slot, one transaction: the tenant is reset atomically
 	pipe := l.rdb.TxPipeline()
-	for _, a := range []Algorithm{TokenBucket, FixedWindow, SlidingWindow} {
-		pipe.Del(ctx, l.base(tenant)+a.script().short)
+	for _, a := range algorithms {
+		pipe.Del(ctx, l.base(tenant)+a.short)
 	}
 	pipe.Del(ctx, k.quota, k.aux)
 	if _, err := pipe.Exec(ctx); err != nil {

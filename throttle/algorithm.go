@@ -3,6 +3,7 @@ package throttle
 import (
 	_ "embed"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -24,14 +25,42 @@ const (
 	SlidingWindow
 )
 
+// algorithms is every algorithm, one entry each: adding one adds an entry
+// here and its Lua file (an algo table as in lua/tokenbucket.lua).
+var algorithms = []*algorithm{
+	TokenBucket:   {name: "token-bucket", short: "tb", books: true, lua: tokenBucketLua},
+	FixedWindow:   {name: "fixed-window", short: "fw", lua: fixedWindowLua},
+	SlidingWindow: {name: "sliding-window", short: "sw", lua: slidingWindowLua},
+}
+
+// algorithm is what a Limiter needs of its Algorithm.
+type algorithm struct {
+	name  string
+	short string // the kind of its state key: "<prefix>:{<id>}:<short>"
+	books bool   // books future tokens (reservations, tickets, leases)
+	lua   string
+	// decide is common.lua + lua + decide.lua, loaded once per process
+	decide *redis.Script
+}
+
+func init() {
+	for _, a := range algorithms {
+		a.decide = redis.NewScript(commonLua + a.lua + decideLua)
+	}
+}
+
+// Algorithms returns every algorithm.
+func Algorithms() []Algorithm {
+	out := make([]Algorithm, len(algorithms))
+	for i := range algorithms {
+		out[i] = Algorithm(i)
+	}
+	return out
+}
+
 func (a Algorithm) String() string {
-	switch a {
-	case TokenBucket:
-		return "token-bucket"
-	case FixedWindow:
-		return "fixed-window"
-	case SlidingWindow:
-		return "sliding-window"
+	if a >= 0 && int(a) < len(algorithms) {
+		return algorithms[a].name
 	}
 	return fmt.Sprintf("Algorithm(%d)", int(a))
 }
@@ -39,12 +68,21 @@ func (a Algorithm) String() string {
 // ParseAlgorithm returns the algorithm named by s ("token-bucket",
 // "fixed-window" or "sliding-window").
 func ParseAlgorithm(s string) (Algorithm, error) {
-	for _, a := range []Algorithm{TokenBucket, FixedWindow, SlidingWindow} {
+	var names []string
+	for _, a := range Algorithms() {
 		if a.String() == s {
 			return a, nil
 		}
+		names = append(names, a.String())
 	}
-	return 0, fmt.Errorf("throttle: unknown algorithm %q (use token-bucket, fixed-window or sliding-window)", s)
+	return 0, fmt.Errorf("throttle: unknown algorithm %q (use %s)", s, strings.Join(names, ", "))
+}
+
+func (a Algorithm) script() *algorithm {
+	if a >= 0 && int(a) < len(algorithms) {
+		return algorithms[a]
+	}
+	return algorithms[TokenBucket]
 }
 
 var (
@@ -52,47 +90,32 @@ var (
 	commonLua string
 	//go:embed lua/decide.lua
 	decideLua string
-	//go:embed lua/hold.lua
-	holdLua string
 	//go:embed lua/tokenbucket.lua
 	tokenBucketLua string
 	//go:embed lua/fixedwindow.lua
 	fixedWindowLua string
 	//go:embed lua/slidingwindow.lua
 	slidingWindowLua string
-	//go:embed lua/lean.lua
-	leanLua string
-	//go:embed lua/dropcache.lua
-	dropCacheLua string
+	//go:embed lua/hold.lua
+	holdLua string
 	//go:embed lua/policy.lua
 	policyLua string
 	//go:embed lua/ticket.lua
 	ticketLua string
 )
 
-// algoScript is an algorithm's decision script, loaded once per process.
-type algoScript struct {
-	short  string // the state key's kind
-	books  bool   // books future tokens (reservations, tickets)
-	decide *redis.Script
-}
-
+// The scripts that change an id's policy or aux hash without deciding.
 var (
-	scripts = map[Algorithm]*algoScript{
-		TokenBucket:   {short: "tb", books: true, decide: redis.NewScript(commonLua + tokenBucketLua + decideLua)},
-		FixedWindow:   {short: "fw", decide: redis.NewScript(commonLua + fixedWindowLua + decideLua)},
-		SlidingWindow: {short: "sw", decide: redis.NewScript(commonLua + slidingWindowLua + decideLua)},
-	}
-	holdScript = redis.NewScript(commonLua + dropCacheLua + holdLua)
-	// leanScript decides one or more single-id token-bucket calls.
-	leanScript   = redis.NewScript(leanLua)
-	policyScript = redis.NewScript(commonLua + dropCacheLua + policyLua)
-	ticketScript = redis.NewScript(dropCacheLua + ticketLua)
+	holdScript   = changeScript(holdLua)
+	policyScript = changeScript(policyLua)
+	ticketScript = changeScript(ticketLua)
 )
 
-func (a Algorithm) script() *algoScript {
-	if s, ok := scripts[a]; ok {
-		return s
-	}
-	return scripts[TokenBucket]
+// changeScript builds a script that changes an id's policy or aux hash:
+// src, which takes the id's token bucket state as KEYS[1], then
+// drop_cache(KEYS[1]), so that the next decision reads what src changed
+// instead of what the state caches (see lua/tokenbucket.lua).
+func changeScript(src string) *redis.Script {
+	return redis.NewScript(commonLua + tokenBucketLua +
+		"local function change()\n" + src + "\nend\nlocal changed = change()\ndrop_cache(KEYS[1])\nreturn changed\n")
 }

@@ -11,13 +11,10 @@ import (
 )
 
 // WithBatching lets concurrent decisions share round trips: decisions of
-// any tenants made at the same time by this Limiter are sent together in one
-// pipeline. On one Redis node (not a Cluster), the common decisions (one
-// tenant, TokenBucket, Allow, AllowN or Reserve) of a pipeline are decided in
-// one script run, and every other decision is its own EVALSHA. Each decision
-// is still decided atomically, exactly as without batching; only the trips
-// to Redis and the script runs are shared. Default off: each decision is its
-// own round trip.
+// any tenants made at the same time by this Limiter are sent together, in
+// one script run on one Redis node (one run each on a Cluster, in one
+// pipeline). Each decision is still decided atomically, exactly as without
+// batching. Default off: each decision is its own round trip.
 //
 // A decision made while nothing else is in flight goes at once, on its own,
 // as without batching. Otherwise a pipeline is sent as soon as one of the
@@ -62,29 +59,18 @@ type batcher struct {
 type batchCall struct {
 	ctx  context.Context
 	keys []string
-	args []any
-	// lean: a lean.lua decision, whose arguments are shared (the default
-	// policy, ARGV[1..5]) then own (args)
-	lean   bool
-	shared []any
-	reply  []int64
-	err    error
-	done   chan struct{}
+	// shared are decide.lua's arguments that every decision of a run
+	// shares (the default policy...), own the decision's own
+	shared, own []any
+	reply       []int64
+	err         error
+	done        chan struct{}
 }
 
-// decide runs the decision script with keys and args: in its own round trip,
-// or with batching in a shared one.
-func (l *Limiter) decide(ctx context.Context, keys []string, args []any) ([]int64, error) {
-	if l.batch == nil {
-		return l.algo.decide.Run(ctx, l.rdb, keys, args...).Int64Slice()
-	}
-	return l.batch.do(ctx, l, &batchCall{ctx: ctx, keys: keys, args: args})
-}
-
-// decideLean runs lean.lua for one decision: in its own round trip, or with
-// batching in one script run with the other lean decisions of the batch.
-func (l *Limiter) decideLean(ctx context.Context, keys []string, shared, own []any) ([]int64, error) {
-	c := &batchCall{ctx: ctx, keys: keys, args: own, lean: true, shared: shared}
+// decide runs one decision with decide.lua: in its own round trip, or with
+// batching in a run it shares with other decisions.
+func (l *Limiter) decide(ctx context.Context, c *batchCall) ([]int64, error) {
+	c.ctx = ctx
 	if l.batch == nil {
 		return l.decideNow(ctx, c)
 	}
@@ -137,101 +123,7 @@ func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, er
 
 // decideNow runs one decision on its own, as without batching.
 func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]int64, error) {
-	if !c.lean {
-		return l.algo.decide.Run(ctx, l.rdb, c.keys, c.args...).Int64Slice()
-	}
-	// alone in its run: the trailing arguments that say "none" can go
-	own := c.args
-	for len(own) > 2 && isNone(own[len(own)-1]) {
-		own = own[:len(own)-1]
-	}
-	v, err := leanScript.Run(ctx, l.rdb, c.keys, append(c.shared, own...)...).Result()
-	if err != nil {
-		return nil, err
-	}
-	reply, err := leanReply(v)
-	if err != nil {
-		return nil, err
-	}
-	ds, err := leanReplies(reply, 1)
-	if err != nil {
-		return nil, err
-	}
-	return ds[0], nil
-}
-
-// isNone reports whether a lean.lua argument says "none" (0 or ""), which it
-// also reads from an argument left out.
-func isNone(a any) bool {
-	switch a := a.(type) {
-	case int64:
-		return a == 0
-	case int:
-		return a == 0
-	case string:
-		return a == ""
-	}
-	return false
-}
-
-// leanReply reads lean.lua's reply to one decision: a list of integers, or
-// one integer packing code + 128*remaining + 2^27*reset_us for a decision
-// with no wait, quota or lease, or -(2 + code + 128*wait_us + 2^30*reset_us)
-// for one with nothing remaining, no quota or lease (see lean.lua).
-func leanReply(v any) ([]int64, error) {
-	switch v := v.(type) {
-	case int64:
-		if v < 0 {
-			u := -v - 2
-			return []int64{u & 127, 0, u >> 7 & (1<<23 - 1), u >> 30}, nil
-		}
-		return []int64{v & 127, v >> 7 & (1<<20 - 1), 0, v >> 27}, nil
-	case []any:
-		out := make([]int64, len(v))
-		for i, x := range v {
-			n, ok := x.(int64)
-			if !ok {
-				return nil, fmt.Errorf("throttle: unexpected lean script reply %v", v)
-			}
-			out[i] = n
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("throttle: unexpected lean script reply %v", v)
-}
-
-// leanReplies turns lean.lua's reply for k decisions into k replies in
-// decide.lua's form (nine integers; the first is -1 for a state lean.lua
-// does not know), then the tokens leased and when Redis granted them.
-func leanReplies(v []int64, k int) ([][]int64, error) {
-	out := make([][]int64, 0, k)
-	for len(v) >= 4 && len(out) < k {
-		code, d := v[0], make([]int64, 11)
-		d[0], d[1], d[2], d[3], d[4], d[6] = -1, v[1], v[2], v[3], -1, 1
-		v = v[4:]
-		if code >= 0 {
-			d[0], d[8], d[7], d[9] = code&1, code>>1&1, code>>2&7, code>>6
-			if code&32 != 0 {
-				if len(v) < 2 {
-					break
-				}
-				d[4], d[5] = v[0], v[1]
-				v = v[2:]
-			}
-			if d[9] > 0 {
-				if len(v) < 1 {
-					break
-				}
-				d[10] = v[0]
-				v = v[1:]
-			}
-		}
-		out = append(out, d)
-	}
-	if len(out) != k || len(v) != 0 {
-		return nil, fmt.Errorf("throttle: unexpected lean script reply for %d decisions", k)
-	}
-	return out, nil
+	return l.algo.decide.Run(ctx, l.rdb, c.keys, append(c.shared, c.own...)...).Int64Slice()
 }
 
 // flush sends queued batches while holding a pipeline slot, until the
@@ -286,35 +178,30 @@ func (b *batcher) take() []*batchCall {
 	return batch
 }
 
-// send runs one pipeline and answers each live call. Lean decisions go in
-// one lean.lua run per group of calls with the same shared arguments (on a
-// Cluster, where one script cannot reach every tenant's slot, one run
-// each); every other decision is its own EVALSHA.
+// send runs one pipeline and answers each live call. The decisions go in
+// one decide.lua run per group of calls with the same shared arguments (on
+// a Cluster, where one script cannot reach every tenant's slot, one run
+// each).
 func (b *batcher) send(l *Limiter, batch []*batchCall) {
 	ctx := context.Background()
 	_, oneNode := l.rdb.(*redis.Client)
 	var runs []*batchRun
-	var group *batchRun // the lean run that takes the next lean decision
 	for _, c := range batch {
 		if c.ctx.Err() != nil {
 			continue // its caller has gone: do not decide for nobody
 		}
-		if c.lean && oneNode && group != nil && sameArgs(group.args, c.shared) {
-			group.add(c)
+		if n := len(runs); oneNode && n > 0 && sameArgs(runs[n-1].shared, c.shared) {
+			runs[n-1].add(c)
 			continue
 		}
-		r := &batchRun{lean: c.lean, script: l.algo.decide}
-		if c.lean {
-			r.script, r.args = leanScript, append([]any(nil), c.shared...)
-			group = r
-		}
+		r := &batchRun{shared: c.shared, args: append([]any(nil), c.shared...)}
 		r.add(c)
 		runs = append(runs, r)
 	}
 	exec := func(runs []*batchRun) {
 		pipe := l.rdb.Pipeline()
 		for _, r := range runs {
-			r.cmd = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
+			r.cmd = l.algo.decide.EvalSha(ctx, pipe, r.keys, r.args...)
 		}
 		if pipe.Len() > 0 {
 			_, _ = pipe.Exec(ctx) // errors are read per command
@@ -328,10 +215,9 @@ func (b *batcher) send(l *Limiter, batch []*batchCall) {
 		}
 	}
 	if len(again) > 0 {
-		// first use, or the script cache was flushed: load the scripts once
+		// first use, or the script cache was flushed: load the script once
 		// and send again the decisions that did not run
 		_ = l.algo.decide.Load(ctx, l.rdb).Err()
-		_ = leanScript.Load(ctx, l.rdb).Err()
 		exec(again)
 	}
 	for _, r := range runs {
@@ -348,10 +234,9 @@ func (b *batcher) send(l *Limiter, batch []*batchCall) {
 	}
 }
 
-// batchRun is one script run of a batch: one decision, or several lean ones.
+// batchRun is one script run of a batch: one or more decisions.
 type batchRun struct {
-	lean   bool
-	script *redis.Script
+	shared []any
 	keys   []string
 	args   []any
 	calls  []*batchCall
@@ -361,40 +246,27 @@ type batchRun struct {
 func (r *batchRun) add(c *batchCall) {
 	r.calls = append(r.calls, c)
 	r.keys = append(r.keys, c.keys...)
-	r.args = append(r.args, c.args...)
+	r.args = append(r.args, c.own...)
 }
 
-// answer gives each call its part of the reply.
+// answer gives each call its part of the reply: replyLen integers each.
 func (r *batchRun) answer() {
-	var reply []int64
-	var ds [][]int64
-	var err error
-	if r.lean {
-		var v any
-		if v, err = r.cmd.Result(); err == nil {
-			reply, err = leanReply(v)
-		}
-		if err == nil {
-			ds, err = leanReplies(reply, len(r.calls))
-		}
-	} else {
-		reply, err = r.cmd.Int64Slice()
+	reply, err := r.cmd.Int64Slice()
+	if err == nil && len(reply) != replyLen*len(r.calls) {
+		err = fmt.Errorf("throttle: unexpected script reply for %d decisions: %v", len(r.calls), reply)
 	}
 	for i, c := range r.calls {
-		switch {
-		case err != nil:
+		if err != nil {
 			c.err = err
-		case r.lean:
-			c.reply = ds[i]
-		default:
-			c.reply = reply
+			continue
 		}
+		c.reply = reply[i*replyLen : (i+1)*replyLen]
 	}
 }
 
-// sameArgs reports whether two lean runs' shared arguments are equal.
+// sameArgs reports whether two runs' shared arguments are equal.
 func sameArgs(a, b []any) bool {
-	if len(a) < len(b) {
+	if len(a) != len(b) {
 		return false
 	}
 	for i := range b {

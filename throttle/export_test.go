@@ -1,10 +1,18 @@
 package throttle
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
-// WithGeneralPath makes a Limiter decide every call with decide.lua, as it
-// does for several ids, instead of lean.lua: tests compare the two.
-func WithGeneralPath() Option { return func(l *Limiter) { l.general = true } }
+var forgetScript = changeScript("return 1")
+
+// ForgetCache makes the next decision on id read its policy and aux hash
+// again, as every change script does (see lua/tokenbucket.lua): tests
+// compare decisions with and without what the state caches.
+func ForgetCache(ctx context.Context, l *Limiter, id string) error {
+	return forgetScript.Run(ctx, l.rdb, []string{l.keysFor(id).tb}).Err()
+}
 
 // WithLeaseClock gives the leases of a Limiter (WithLeases, given before)
 // the clock now, so that tests can move it with miniredis's.

@@ -379,10 +379,10 @@ func TestLeaseHoldsBackTheRefill(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name string
-		opts []throttle.Option // of the other process
+		ids  []string // the other process's decisions
 	}{
-		{"Lean", nil},
-		{"General", []throttle.Option{throttle.WithGeneralPath()}}, // decide.lua, as for several ids
+		{"OneID", []string{"t"}},
+		{"TwoIDs", []string{"t", "u"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -391,25 +391,29 @@ func TestLeaseHoldsBackTheRefill(t *testing.T) {
 			m, c := miniClient(t, t0)
 			p := throttle.Policy{Rate: 1000, Burst: 20}
 			a := throttle.New(c, throttle.WithDefaultPolicy(p), throttle.WithLeases(time.Second, 64), throttle.WithLeaseClock(clock))
-			b := throttle.New(c, append([]throttle.Option{throttle.WithDefaultPolicy(p)}, tt.opts...)...)
-			count := func(l *throttle.Limiter, calls int) (n int) {
+			b := throttle.New(c, throttle.WithDefaultPolicy(p))
+			count := func(l *throttle.Limiter, calls int, ids ...string) (n int) {
 				for range calls {
-					if mustAllowN(t, l, "t", 1).Allowed {
+					r, err := l.AllowMulti(context.Background(), 1, ids...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.Allowed {
 						n++
 					}
 				}
 				return n
 			}
 			// a takes 1 + lease 1, spends it, 1 + lease 2, spends them, 1 + lease 4
-			if got := count(a, 6); got != 6 {
+			if got := count(a, 6, "t"); got != 6 {
 				t.Fatalf("a admitted %d of 6", got)
 			}
 			// the bucket holds 10 and a holds 4 tokens; 10ms later the bucket
 			// would be full
 			now = now.Add(10 * time.Millisecond)
 			m.SetTime(now)
-			fromB := count(b, 40)
-			fromA := count(a, 4) // from its lease, at the same instant
+			fromB := count(b, 40, tt.ids...)
+			fromA := count(a, 4, "t") // from its lease, at the same instant
 			if fromA != 4 || fromB+fromA != int(p.Burst) {
 				t.Fatalf("at one instant after a full refill: b %d, a %d from its lease; want a 4 and %d in all", fromB, fromA, p.Burst)
 			}

@@ -21,7 +21,7 @@ type Limiter struct {
 	prefix     string
 	fallback   Policy
 	failOpen   bool
-	algo       *algoScript
+	algo       *algorithm
 	refresh    time.Duration
 	quotaRetry time.Duration
 	learn      Learning
@@ -34,7 +34,6 @@ type Limiter struct {
 	refused *refusalCache // WithRefusalCache; nil: off
 	batch   *batcher      // WithBatching; nil: off
 	leases  *leaseCache   // WithLeases; nil: off
-	general bool          // tests: decide every call with decide.lua, as for several ids
 
 	err error // an option New could not use; see Err
 }
@@ -260,7 +259,7 @@ func (l *Limiter) hold(ctx context.Context, tenant string, d time.Duration, cut 
 	if err != nil {
 		return fmt.Errorf("%w: hold %q: %w", ErrUnavailable, tenant, err)
 	}
-	err = holdScript.Run(ctx, l.rdb, []string{k.aux, k.holds, k.tb, k.policy}, int64(us), books,
+	err = holdScript.Run(ctx, l.rdb, []string{k.tb, k.aux, k.holds, k.policy}, int64(us), books,
 		def.p.args()[0], factor, l.learn.Floor, l.learn.Recovery.Microseconds(), learnCooldown.Microseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("%w: hold %q: %w", ErrUnavailable, tenant, err)
@@ -287,45 +286,12 @@ func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
 	return n, nil
 }
 
-// mode is what a decision does; the scripts read it as ARGV (decide.lua's
-// ARGV[1], lean.lua's per-decision mode).
-type mode string
-
-const (
-	modeAllow   mode = "allow"   // spend now, or refuse
-	modeReserve mode = "reserve" // spend now, or book for later
-	modePeek    mode = "peek"    // report, spend nothing
-	modeCancel  mode = "cancel"  // give back
-)
-
-// decision is a parsed script reply.
-type decision struct {
-	Result
-	booked bool
-	before bool // booked under the ticket before this call
-}
-
-// run validates req, runs the decision script and parses its reply.
+// run makes one decision: validate req, answer it locally from a lease if
+// it can, else run decide.lua and read its reply.
 func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, error) {
-	n := req.N
-	switch {
-	case n < 0:
-		return decision{}, fmt.Errorf("%w: n=%d must be 0 (a peek) or more", ErrInvalidCost, n)
-	case n == 0 && mode == modeCancel:
-		n = 1 // CancelTicket: the ticket's booking (CancelN(0) returns before)
-	case n == 0:
-		mode = modePeek // nothing to consume: report the state
-	}
-	if len(req.IDs) == 0 {
-		return decision{}, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
-	}
-	ks := make([]string, 0, 4*len(req.IDs))
-	for _, id := range req.IDs {
-		if err := ValidateID(id); err != nil {
-			return decision{}, err
-		}
-		k := l.keysFor(id)
-		ks = append(ks, k.policy, k.state, k.quota, k.aux)
+	mode, n, keys, err := l.validate(mode, req)
+	if err != nil {
+		return decision{}, err
 	}
 	if l.err != nil {
 		return l.misconfigured(req, l.err)
@@ -340,82 +306,99 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 	if err != nil {
 		return l.failed(req, err)
 	}
+
+	// local: a lease of the tenant's tokens
+	var want, settle, unspent, at int64
+	var sent time.Time
+	var ttl time.Duration
+	leases := l.leases != nil && !req.noLease && len(req.IDs) == 1 && l.algo.books &&
+		(mode == modeAllow || mode == modeReserve)
+	if leases {
+		id := req.IDs[0]
+		if !req.KeepTicket {
+			if r, ok := l.leases.take(id, n); ok {
+				return decision{Result: r}, nil
+			}
+			// while another decision asks Redis for this tenant, its
+			// answer may bring a new lease to spend from
+			for w := l.leases.renewing(id); w != nil && ctx.Err() == nil; w = l.leases.renewing(id) {
+				select {
+				case <-w:
+				case <-ctx.Done():
+				}
+				if r, ok := l.leases.take(id, n); ok {
+					return decision{Result: r}, nil
+				}
+			}
+		}
+		sent, ttl = l.leases.now(), l.leases.ttl
+		var renew chan struct{}
+		want, settle, unspent, at, renew = l.leases.ask(id, !req.KeepTicket)
+		defer l.leases.asked(id, renew)
+		if req.KeepTicket {
+			want = 0
+		}
+	}
+
+	// the script
 	keep := 0
 	if req.KeepTicket {
 		keep = 1
 	}
-	// lean.lua decides the common call: one id, no ticket to keep or redeem
-	// (it hands the others, and a tenant with tickets or a pause, to
-	// decide.lua, which knows the rules for tickets and starts)
-	keeps := req.KeepTicket && req.Ticket != ""
-	if len(req.IDs) == 1 && l.algo.books && !l.general && !keeps && (mode == modeAllow || mode == modeReserve) {
-		// the common call: lean.lua, three Redis calls for an active tenant
-		var want, settle, unspent, at int64
-		var sent time.Time
-		var ttl time.Duration
-		if l.leases != nil && !req.noLease {
-			id := req.IDs[0]
-			if !req.KeepTicket {
-				if r, ok := l.leases.take(id, n); ok {
-					return decision{Result: r}, nil
-				}
-				// while another decision asks Redis for this tenant, its
-				// answer may bring a new lease to spend from
-				for w := l.leases.renewing(id); w != nil && ctx.Err() == nil; w = l.leases.renewing(id) {
-					select {
-					case <-w:
-					case <-ctx.Done():
-					}
-					if r, ok := l.leases.take(id, n); ok {
-						return decision{Result: r}, nil
-					}
-				}
-			}
-			sent, ttl = l.leases.now(), l.leases.ttl
-			var renew chan struct{}
-			want, settle, unspent, at, renew = l.leases.ask(id, !req.KeepTicket)
-			defer l.leases.asked(id, renew)
-			if req.KeepTicket {
-				want = 0
-			}
-		}
-		shared := append(def.p.args(), def.next, ttl.Microseconds())
-		own := []any{string(mode), n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at}
-		reply, err := l.decideLean(ctx, ks, shared, own)
-		if err != nil {
-			return l.failed(req, err)
-		}
-		l.reached()
-		d, lease, handOff, err := l.parseLean(reply, req.IDs)
-		if !handOff {
-			if err == nil && lease.tokens > 0 {
-				l.leases.grant(req.IDs[0], lease.tokens, lease.at, sent)
-				d.Remaining += lease.tokens
-			}
-			return d, err
-		}
-		// lean.lua left it to decide.lua: the tenant has tickets or a
-		// pause, the decision would book under a ticket, or the state is
-		// one lean.lua does not know (another version of quotaq wrote it,
-		// during an upgrade: decide.lua reads its head and writes a state
-		// both know)
+	c := &batchCall{
+		keys:   keys,
+		shared: append(def.p.args(), def.next, ttl.Microseconds(), l.learn.Recovery.Microseconds()),
+		own:    []any{string(mode), len(req.IDs), n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at},
 	}
-	args := append([]any{string(mode), n, req.MaxWait.Microseconds(), req.Ticket}, def.p.args()...)
-	args = append(args, def.next, keep, l.learn.Recovery.Microseconds())
-	reply, err := l.decide(ctx, ks, args)
+	v, err := l.decide(ctx, c)
 	var rerr redis.Error
-	if err != nil && len(req.IDs) == 1 && errors.As(err, &rerr) && strings.Contains(err.Error(), "user_script") {
-		// the script itself failed on what it read: not an outage
-		return decision{}, fmt.Errorf("throttle: the token bucket state of tenant %q is not one quotaq wrote (%w); Reset the tenant", req.IDs[0], err)
-	}
-	if err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT") {
+	switch {
+	case err != nil && len(req.IDs) > 1 && strings.Contains(err.Error(), "CROSSSLOT"):
 		return l.runSplit(ctx, mode, req)
-	}
-	if err != nil {
+	case err != nil && errors.As(err, &rerr) && strings.Contains(err.Error(), "not one quotaq writes"):
+		// the script failed on what it read: not an outage
+		return decision{}, fmt.Errorf("throttle: a state of %q is not one quotaq writes (%w); Reset the tenant", req.IDs, err)
+	case err != nil:
 		return l.failed(req, err)
 	}
 	l.reached()
-	return l.parse(reply, req.IDs)
+
+	// the reply
+	r, err := decodeReply(v)
+	if err != nil {
+		return decision{}, err
+	}
+	if leases && r.leased > 0 {
+		l.leases.grant(req.IDs[0], r.leased, r.leasedAt, sent)
+		r.remaining += r.leased
+	}
+	return l.decision(r, req.IDs)
+}
+
+// validate checks req and returns the mode and cost to decide with and
+// the ids' keys, four each (see lua/decide.lua).
+func (l *Limiter) validate(m mode, req Request) (mode, int64, []string, error) {
+	n := req.N
+	switch {
+	case n < 0:
+		return m, 0, nil, fmt.Errorf("%w: n=%d must be 0 (a peek) or more", ErrInvalidCost, n)
+	case n == 0 && m == modeCancel:
+		n = 1 // CancelTicket: the ticket's booking (CancelN(0) returns before)
+	case n == 0:
+		m = modePeek // nothing to consume: report the state
+	}
+	if len(req.IDs) == 0 {
+		return m, 0, nil, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
+	}
+	ks := make([]string, 0, 4*len(req.IDs))
+	for _, id := range req.IDs {
+		if err := ValidateID(id); err != nil {
+			return m, 0, nil, err
+		}
+		k := l.keysFor(id)
+		ks = append(ks, k.policy, k.state, k.quota, k.aux)
+	}
+	return m, n, ks, nil
 }
 
 // runSplit decides on ids that live in different Redis Cluster slots, where
@@ -481,7 +464,7 @@ func (l *Limiter) runSplit(ctx context.Context, mode mode, req Request) (decisio
 func (l *Limiter) recordTicket(ctx context.Context, ticket string, ttl time.Duration, ids []string) error {
 	for _, id := range ids {
 		k := l.keysFor(id)
-		if err := ticketScript.Run(ctx, l.rdb, []string{k.aux, k.tb}, ticket, ttl.Milliseconds()).Err(); err != nil {
+		if err := ticketScript.Run(ctx, l.rdb, []string{k.tb, k.aux}, ticket, ttl.Milliseconds()).Err(); err != nil {
 			return fmt.Errorf("%w: record ticket %q: %w", ErrUnavailable, ticket, err)
 		}
 	}
@@ -505,49 +488,6 @@ func (l *Limiter) failed(req Request, err error) (decision, error) {
 // refused, whatever the fail-open setting, since Redis is not at fault.
 func (l *Limiter) misconfigured(req Request, err error) (decision, error) {
 	return decision{Result: Result{RetryAfter: -1, QuotaRemaining: -1, Tenant: req.IDs[0], Reason: ReasonRate}}, err
-}
-
-// leaseGrant is the lease a lean.lua reply carries: tokens leased besides
-// the decision's own, and when Redis granted them (its µs).
-type leaseGrant struct{ tokens, at int64 }
-
-// parseLean reads a lean.lua reply, as leanReplies puts it (decide.lua's
-// form, then the lease): handOff when lean.lua left the decision to
-// decide.lua.
-func (l *Limiter) parseLean(v []int64, ids []string) (d decision, lease leaseGrant, handOff bool, err error) {
-	if len(v) > 0 && v[0] == -1 {
-		return decision{}, leaseGrant{}, true, nil
-	}
-	d, err = l.parse(v, ids)
-	if err == nil && len(v) > 10 && v[9] > 0 {
-		lease = leaseGrant{tokens: v[9], at: v[10]}
-	}
-	return d, lease, false, err
-}
-
-// parse reads the decision script's reply; see lua/decide.lua.
-func (l *Limiter) parse(v []int64, ids []string) (decision, error) {
-	if len(v) < 9 || v[6] < 1 || int(v[6]) > len(ids) {
-		return decision{}, fmt.Errorf("throttle: unexpected script reply %v", v)
-	}
-	us := func(x int64) time.Duration { return time.Duration(x) * time.Microsecond }
-	r := Result{
-		Allowed:         v[0] == 1,
-		Remaining:       v[1],
-		RetryAfter:      us(v[2]),
-		ResetAfter:      us(v[3]),
-		QuotaRemaining:  v[4],
-		QuotaResetAfter: us(v[5]),
-		Tenant:          ids[v[6]-1],
-		Reason:          Reason(v[7]),
-	}
-	if v[2] == -1 {
-		r.RetryAfter = -1
-		if r.Reason == ReasonQuota {
-			r.RetryAfter = l.quotaRetry
-		}
-	}
-	return decision{Result: r, booked: v[8] >= 1, before: v[8] == 2}, nil
 }
 
 // TicketDues returns when the tokens booked under each of tickets on id are

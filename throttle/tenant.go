@@ -126,10 +126,8 @@ func (l *Limiter) keysFor(id string) keys {
 		aux:    base + "aux",
 		holds:  base + "holds",
 	}
-	// the token bucket's state, whatever l.algo: lean.lua caches in it
-	k.tb = k.state
-	if l.algo.short != "tb" {
-		k.tb = base + "tb"
-	}
+	// the token bucket's state, whatever l.algo: it caches the policy and
+	// whether there is an aux hash (see lua/tokenbucket.lua)
+	k.tb = base + algorithms[TokenBucket].short
 	return k
 }

@@ -1,11 +1,17 @@
--- common.lua: shared by every algorithm (prepended to each algorithm's script).
+-- common.lua: what an id (a tenant, an upstream) has besides its
+-- algorithm's state: its policy, its quota, and its aux hash (a pause,
+-- reservation tickets, the starts, a rate learned from the upstream).
+-- Prepended to every script. Functions that read or write an id take its
+-- table L: L.pk policy hash, L.sk algorithm state, L.qk quota hash, L.ak
+-- aux hash (the KEYS, in that order, four per id).
+--
 -- The clock is Redis's own TIME, never the caller's. All arithmetic is on
 -- integers (microseconds, nanoseconds) that stay below 2^53, where Lua's
 -- doubles are exact.
 
 local function now_us()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return t[1] * 1000000 + t[2]
 end
 
 -- fmt renders an integer without an exponent (tostring(1e15) is "1e+15").
@@ -13,90 +19,91 @@ local function fmt(x)
   return string.format('%d', x)
 end
 
--- store_bucket writes a token bucket's state "backlog:last[:t[:leased:until]]"
--- as of now (t the interval it is priced at; leased tokens u until e, µs:
--- see lean.lua), with a TTL until the bucket is full and its lease has
--- ended. A full bucket without a lease goes.
-local function store_bucket(key, backlog, now, t, u, e)
-  local leased = u and u > 0 and e > now
-  if backlog <= 0 and not leased then
-    redis.call('DEL', key)
-    return
+-- MAXBOOK (ns, ~46 days) is the furthest ahead tokens are booked: it keeps
+-- integers exact.
+local MAXBOOK = 4000000000000000
+
+-- policy_load sets L.t (interval_ns: time per token), L.b (burst), L.q
+-- (quota), L.qp (quota period, µs) from the id's policy hash, or from the
+-- default d; L.own says the id has its own.
+local function policy_load(L, d)
+  local p = redis.call('HMGET', L.pk, 't', 'b', 'q', 'qp')
+  L.own = p[1] ~= false
+  if L.own then
+    L.t, L.b, L.q, L.qp = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
+  else
+    L.t, L.b, L.q, L.qp = d[1], d[2], d[3], d[4]
   end
-  backlog = math.max(backlog, 0)
-  local val = fmt(backlog) .. ':' .. fmt(now)
-  if t then val = val .. ':' .. fmt(t) end
-  local ttl = math.ceil(backlog / 1000000)
-  if leased then
-    val = val .. ':' .. fmt(u) .. ':' .. fmt(e)
-    ttl = math.max(ttl, math.ceil((e - now) / 1000))
-  end
-  redis.call('SET', key, val, 'PX', math.max(ttl, 1))
 end
 
--- policy reads a tenant's policy hash, or returns the default from ARGV.
--- Returns interval_ns (time per token), burst, quota, quota_period_us.
-local function policy(key, d)
-  local p = redis.call('HMGET', key, 't', 'b', 'q', 'qp')
-  if p[1] then
-    return tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
-  end
-  return d[1], d[2], d[3], d[4]
-end
-
--- quota_load returns how much of the current quota period is used and the
--- period's index. With a period (qp > 0) periods are aligned windows of qp
--- microseconds since the Unix epoch; without one the period only ends when
+-- Quotas. With a period (qp > 0) periods are aligned windows of qp
+-- microseconds since the Unix epoch; without one a period only ends when
 -- the quota hash is deleted (Limiter.ResetQuota).
-local function quota_load(key, qp, now)
-  local v = redis.call('HMGET', key, 'used', 'win')
-  local win = 0
-  if qp > 0 then win = math.floor(now / qp) end
-  if v[1] and tonumber(v[2]) == win then
-    return tonumber(v[1]), win
-  end
-  return 0, win
+
+-- quota_load sets L.used, how much of the current quota period is used, and
+-- L.win, the period's index.
+local function quota_load(L, now)
+  local v = redis.call('HMGET', L.qk, 'used', 'win')
+  L.win, L.used = 0, 0
+  if L.qp > 0 then L.win = math.floor(now / L.qp) end
+  if v[1] and tonumber(v[2]) == L.win then L.used = tonumber(v[1]) end
 end
 
--- quota_reset_us is the time until the current quota period ends (0: unknown).
--- Without a period, the end is the tenant's recorded reset ('next'), else
--- the default one (defnext). A recorded reset that is due but has not run
--- yet (its task is on its way) says: ask again in a second; one overdue by
--- more than an hour is taken as stale (0: unknown).
-local function quota_reset_us(key, qp, win, now, defnext)
-  if qp > 0 then return (win + 1) * qp - now end
-  local nxt = tonumber(redis.call('HGET', key, 'next'))
+-- quota_reset_us is the time until the current quota period ends (0:
+-- unknown). Without a period, the end is the id's recorded reset ('next'),
+-- else the default one (defnext). A recorded reset that is due but has not
+-- run yet (its task is on its way) says: ask again in a second; one overdue
+-- by more than an hour is taken as stale (0: unknown).
+local function quota_reset_us(L, now, defnext)
+  if L.qp > 0 then return (L.win + 1) * L.qp - now end
+  local nxt = tonumber(redis.call('HGET', L.qk, 'next'))
   if not nxt or nxt <= now - 3600000000 then nxt = defnext end
   if nxt > now then return nxt - now end
   if nxt > now - 3600000000 then return 1000000 end
   return 0
 end
 
-local function quota_store(key, used, win, qp, now)
-  redis.call('HSET', key, 'used', fmt(used), 'win', fmt(win))
-  if qp > 0 then
-    redis.call('PEXPIRE', key, math.ceil(((win + 1) * qp - now) / 1000) + 1000)
+local function quota_store(L, now)
+  redis.call('HSET', L.qk, 'used', fmt(L.used), 'win', fmt(L.win))
+  if L.qp > 0 then
+    redis.call('PEXPIRE', L.qk, math.ceil(((L.win + 1) * L.qp - now) / 1000) + 1000)
   end
 end
 
--- aux holds the upstream pause ('h': until when, in µs), reservation
--- tickets ('k:<ticket>': when the reserved tokens are due, in µs; negative,
--- -due, once the ticket also holds its start: see starts_wait), the
--- starts ('s', see starts_wait) and the rate learned from the upstream's
--- refusals ('lr' per second, cut at 'lc' µs: see learned_t).
--- aux_load returns the pause (ns), the ticket's due time, 's' (nil when
--- the starts are no longer counted: no ticket left and their backlog
--- gone; see ticket_del), 'lr', 'lc'.
-local function aux_load(key, ticket, now)
-  local v = redis.call('HMGET', key, 'h', 'k:' .. ticket, 's', 'lr', 'lc', 'n')
-  local hold = 0
-  if v[1] and tonumber(v[1]) > now then hold = (tonumber(v[1]) - now) * 1000 end
-  local s = tonumber(v[3])
-  if s and s <= now and (tonumber(v[6]) or 0) <= 0 then
-    redis.call('HDEL', key, 's')
-    s = nil
+-- The aux hash holds the upstream pause ('h': until when, µs), reservation
+-- tickets ('k:<ticket>': when the reserved tokens are due, µs; negative,
+-- -due, once the ticket also holds its start: see starts_wait), their
+-- count ('n'), the starts ('s', see starts_wait) and the rate learned from
+-- the upstream's refusals ('lr' per second, cut at 'lc' µs: see learned_t).
+-- Most ids have none. L.aux says whether the id has one (false: known not
+-- to); every function here that writes it sets L.aux, so that the token
+-- bucket's state does not cache "no aux hash" (see tokenbucket.lua).
+
+-- aux_load sets, from the aux hash, L.hold (the pause left, ns), L.due (the
+-- ticket's due time, µs; nil: not booked), L.s (nil once the starts are no
+-- longer counted: no ticket left and their backlog gone; see ticket_del),
+-- L.lr, L.lc.
+local function aux_load(L, ticket, now)
+  L.hold = 0
+  if redis.call('PTTL', L.ak) == -2 then
+    L.aux = false
+    return
   end
-  return hold, tonumber(v[2]), s, tonumber(v[4]), tonumber(v[5])
+  L.aux = true
+  local v = redis.call('HMGET', L.ak, 'h', 'k:' .. ticket, 's', 'lr', 'lc', 'n')
+  if v[1] and tonumber(v[1]) > now then L.hold = (tonumber(v[1]) - now) * 1000 end
+  L.due, L.s, L.lr, L.lc = tonumber(v[2]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
+  if L.s and L.s <= now and (tonumber(v[6]) or 0) <= 0 then
+    redis.call('HDEL', L.ak, 's')
+    L.s = nil
+  end
+end
+
+local function aux_extend(L, until_us, now)
+  L.aux = true
+  local ttl = redis.call('PTTL', L.ak)
+  local want = math.ceil((until_us - now) / 1000) + 60000
+  if ttl < want then redis.call('PEXPIRE', L.ak, want) end
 end
 
 -- Learning the upstream: when an id's upstream refuses a call (429, 503),
@@ -117,12 +124,6 @@ local function learned_t(t, lr, lc, now, recovery)
   return math.max(t, math.ceil(1e9 / learned_rate(t, lr, lc, now, recovery)))
 end
 
-local function aux_extend(key, until_us, now)
-  local ttl = redis.call('PTTL', key)
-  local want = math.ceil((until_us - now) / 1000) + 60000
-  if ttl < want then redis.call('PEXPIRE', key, want) end
-end
-
 -- Starts: a booked slot says when a job may start, but the job may come
 -- back later than that (its worker was stopped, Redis was away, its queue
 -- was paused), and many late jobs must not start together. So the calls
@@ -134,7 +135,7 @@ end
 -- a late job that starts up to an interval after its turn (see decide.lua),
 -- and the calls' own jitter between their start and their arrival at the
 -- upstream, then stay within the policy there. The starts are counted from
--- the tenant's first booking ('s' set from the bucket, see starts_backlog)
+-- the id's first booking ('s' set from the bucket, see starts_backlog)
 -- until its last ticket is redeemed or cancelled ('n' counts them).
 -- Without 's', the starts are those the bucket admitted, so the bucket's
 -- own backlog stands for them, up to the starts' own burst (less the
@@ -153,47 +154,46 @@ local function starts_wait(sb, t, b, n)
   return math.max(0, sb + (n - math.max(b - 1, n)) * t)
 end
 
--- tickets_move rewrites the due time of every ticket on an aux hash as
+-- starts_take books the start of n calls (now, or after the starts already
+-- booked, sb ns) and sets L.s, keeping the aux hash at least as long.
+local function starts_take(L, sb, n, now)
+  L.s = now + math.ceil((sb + n * L.t) / 1000)
+  redis.call('HSET', L.ak, 's', fmt(L.s))
+  aux_extend(L, L.s, now)
+end
+
+-- ticket_set records ticket's due time (µs; -due: it holds its start too),
+-- counting it in 'n' when new, and keeps the aux hash until it is due.
+local function ticket_set(L, ticket, due, now)
+  if redis.call('HSET', L.ak, 'k:' .. ticket, fmt(due)) == 1 then
+    redis.call('HINCRBY', L.ak, 'n', 1)
+  end
+  aux_extend(L, math.abs(due), now)
+end
+
+-- ticket_del takes a ticket out of the aux hash. With the last one gone the
+-- starts are counted only until their backlog is gone ('s' then goes, see
+-- aux_load): calls that start right after late ones still see them.
+local function ticket_del(L, ticket)
+  if redis.call('HDEL', L.ak, 'k:' .. ticket) == 1 and redis.call('HINCRBY', L.ak, 'n', -1) <= 0 then
+    redis.call('HDEL', L.ak, 'n')
+  end
+end
+
+-- tickets_move rewrites the due time of every ticket on the aux hash as
 -- move(due) (a ticket that holds its start keeps its sign: -due), and
 -- returns the latest.
-local function tickets_move(key, move)
+local function tickets_move(L, move)
   local last = 0
-  local aux = redis.call('HGETALL', key)
+  local aux = redis.call('HGETALL', L.ak)
   for i = 1, #aux, 2 do
     if string.sub(aux[i], 1, 2) == 'k:' then
       local v = tonumber(aux[i + 1])
       local due = move(math.abs(v))
       last = math.max(last, due)
       if v < 0 then due = -due end
-      redis.call('HSET', key, aux[i], fmt(due))
+      redis.call('HSET', L.ak, aux[i], fmt(due))
     end
   end
   return last
-end
-
--- ticket_add records ticket's due time on an aux hash, counting it in 'n'
--- when new.
-local function ticket_add(key, ticket, due)
-  if redis.call('HSET', key, 'k:' .. ticket, fmt(due)) == 1 then
-    redis.call('HINCRBY', key, 'n', 1)
-  end
-end
-
--- ticket_del takes a ticket out of an aux hash. With the last one gone the
--- starts are counted only until their backlog is gone ('s' then goes, see
--- aux_load): calls that start right after late ones still see them.
-local function ticket_del(key, ticket)
-  if redis.call('HDEL', key, 'k:' .. ticket) == 1 and redis.call('HINCRBY', key, 'n', -1) <= 0 then
-    redis.call('HDEL', key, 'n')
-  end
-end
-
--- starts_take books the start of n calls (now, or after the starts already
--- booked) and returns the new 's' (µs), which it writes, keeping the aux
--- hash at least as long.
-local function starts_take(key, sb, t, n, now)
-  local s = now + math.ceil((sb + n * t) / 1000)
-  redis.call('HSET', key, 's', fmt(s))
-  aux_extend(key, s, now)
-  return s
 end

@@ -1,57 +1,59 @@
 -- fixedwindow.lua: at most burst calls per window of burst*interval, windows
--- aligned to the epoch (INCRBY + PEXPIRE on one key per window). Cheap, but it
+-- aligned to the epoch (one key per window: "count:index"). Cheap, but it
 -- admits up to 2x burst around a window edge: the end of one window and the
 -- start of the next. Reservations are not booked: Reserve only reports when
--- the next window opens.
+-- the next window opens. The functions are token bucket's (tokenbucket.lua);
+-- the state L.st is {count in the current window, window µs, window index}.
 
 local algo = {books = false}
 
-local function window(t, b, now)
-  local w = math.floor(b * t / 1000) -- window length, µs
-  if w < 1 then w = 1 end
-  return w, math.floor(now / w)
-end
+function algo.read(L, d, now) end
 
--- load returns {count in the current window, window length µs, window index}.
-function algo.load(key, t, b, now)
-  local w, idx = window(t, b, now)
-  local v = redis.call('GET', key)
+function algo.load(L, now)
+  local w = math.max(1, math.floor(L.b * L.t / 1000))
+  local idx = math.floor(now / w)
+  L.st = {0, w, idx}
+  local v = redis.call('GET', L.sk)
   if v then
     local c, i = string.match(v, '^(%d+):(%d+)$')
-    if tonumber(i) == idx then return {tonumber(c), w, idx} end
+    if tonumber(i) == idx then L.st[1] = tonumber(c) end
   end
-  return {0, w, idx}
 end
 
-function algo.wait(key, st, t, b, n, now)
-  if n > b then return -1 end
-  if st[1] + n <= b then return 0 end
-  return ((st[3] + 1) * st[2] - now) * 1000
+function algo.wait(L, n, now)
+  if n > L.b then return -1 end
+  if L.st[1] + n <= L.b then return 0 end
+  return ((L.st[3] + 1) * L.st[2] - now) * 1000
 end
 
--- pause: the window itself is not changed; decide.lua waits for the pause.
-function algo.pause(st, t, b, hold) return st end
+-- the window itself is not changed by a pause: decide.lua waits for it.
+function algo.pause(L) end
 
-function algo.take(key, st, t, b, n, now)
-  local c = st[1] + n
-  redis.call('SET', key, fmt(c) .. ':' .. fmt(st[3]), 'PX', math.ceil(((st[3] + 1) * st[2] - now) / 1000))
-  return {c, st[2], st[3]}
+local function put(L, c, now)
+  L.st[1] = c
+  if c <= 0 then
+    redis.call('DEL', L.sk)
+    L.st[1] = 0
+    return
+  end
+  redis.call('SET', L.sk, fmt(c) .. ':' .. fmt(L.st[3]), 'PX', math.ceil(((L.st[3] + 1) * L.st[2] - now) / 1000))
 end
+
+function algo.take(L, n, now) put(L, L.st[1] + n, now) end
 
 -- give takes n back from the current window; given due (µs: when the
 -- cancelled booking was made; CancelTicket), only if that was in this window.
-function algo.give(key, st, t, b, n, now, due)
-  if due and math.floor(due / st[2]) ~= st[3] then return st end
-  local c = st[1] - n
-  if c <= 0 then redis.call('DEL', key); return {0, st[2], st[3]} end
-  redis.call('SET', key, fmt(c) .. ':' .. fmt(st[3]), 'PX', math.ceil(((st[3] + 1) * st[2] - now) / 1000))
-  return {c, st[2], st[3]}
+function algo.give(L, n, now, due)
+  if due and math.floor(due / L.st[2]) ~= L.st[3] then return end
+  put(L, L.st[1] - n, now)
 end
 
-function algo.report(key, st, t, b, now)
-  local left = b - st[1]
-  if left < 0 then left = 0 end
+function algo.report(L, now)
   local reset = 0
-  if st[1] > 0 then reset = ((st[3] + 1) * st[2] - now) * 1000 end
-  return left, reset
+  if L.st[1] > 0 then reset = ((L.st[3] + 1) * L.st[2] - now) * 1000 end
+  return math.max(0, L.b - L.st[1]), reset
 end
+
+function algo.lease(L, want, ttl, now) return 0 end
+
+function algo.store(L, now) end

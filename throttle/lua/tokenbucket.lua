@@ -1,97 +1,177 @@
--- tokenbucket.lua: the token bucket, kept as "backlog": how long (ns) until
--- the bucket is full again, measured at a time 'last' (µs). A token costs
--- interval_ns; the bucket holds burst tokens; backlog beyond burst*interval is
--- tokens booked for the future (reservations). Stored as "backlog:last:t"
--- with a TTL equal to the backlog, so an idle tenant's key disappears when
--- its bucket would be full (lean.lua keeps it a little longer). The interval
--- t is stored so that when the policy's rate changes, the tokens owed are
--- repriced.
+-- tokenbucket.lua: the token bucket, the default algorithm, written once:
+-- every script that reads or writes a token bucket's state appends this
+-- file to common.lua.
+--
+-- A bucket holds burst (L.b) tokens and refills one every interval (L.t, ns).
+-- Its state, kept as how long until it is full again (the backlog, ns), is
+-- one string at the id's 'tb' key:
+--
+--   backlog:last:t:leased:until:x:0:aux:pol
+--
+--   backlog  ns until the bucket is full, as of last (µs); beyond b*t it is
+--            tokens booked for the future (reservations)
+--   t        the interval the backlog was priced at: when the policy's rate
+--            changes, the tokens owed stay the same, at the new price
+--   leased   tokens leased out to a caller (see lease_grant), until (µs):
+--            the bucket does not refill over them until then
+--   x        ms when the key expires (its TTL): most writes keep it
+--   0        (a pause, in earlier versions; now always 0)
+--   aux      '0': the id has no aux hash, '1': read it (see common.lua)
+--   pol      the id's policy, so that a decision need not read it: 'd' (the
+--            default, from ARGV) or "b/q/qp" (its own, at interval t); '-':
+--            read it. Cached only while aux is '0' (a learned rate, in the
+--            aux hash, makes t differ from the policy's).
+--
+-- Earlier versions' "backlog:last[:t[:leased:until]]" reads as aux and pol
+-- unknown. Whatever writes the policy or aux hash outside decide.lua is a
+-- change script (changeScript in algorithm.go), which ends with drop_cache:
+-- no writer has to remember it.
 
 local algo = {books = true}
 
--- lease[key]: the tokens leased out of the bucket and not settled yet
--- ("backlog:last:t:leased:until", see lean.lua), while until (µs) has not
--- passed. The bucket cannot refill over them, and every write keeps them.
-local lease = {}
+-- LINGER (µs): a state lives LINGER/2 to LINGER after its last write even
+-- when its bucket is full, so that a tenant far under its limit keeps its
+-- cached policy; then it expires.
+local LINGER = 10000000
 
--- load returns the backlog (ns) as of now.
-function algo.load(key, t, b, now)
-  local v = redis.call('GET', key)
-  lease[key] = nil
-  if not v then return 0 end
-  -- (lean.lua may have cached more fields after these)
-  local backlog, last, was, u, e = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)')
-  backlog, last, was = tonumber(backlog), tonumber(last), tonumber(was)
-  local elapsed = now - last
-  if elapsed > 0 then
-    if elapsed * 1000 >= backlog then backlog = 0 else backlog = backlog - elapsed * 1000 end
+-- algo.read parses the id's state before its policy is known: L.owed (the
+-- backlog as of now, ns, at interval L.was), L.lu and L.le (its lease), L.x;
+-- and what the state caches: L.aux = false when the id has no aux hash,
+-- with its policy (L.t, L.b, L.q, L.qp) when known. d: the default policy.
+function algo.read(L, d, now)
+  L.owed, L.lu, L.le, L.x = 0, 0, 0, 0
+  local v = redis.call('GET', L.sk)
+  if not v then return end
+  -- the common state first, in one match: the default policy, nothing else
+  local bl, last, was, x = string.match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:d$')
+  local lu, le, h, aux, pol = '0', '0', '0', '0', 'd'
+  if not bl then
+    bl, last, was, lu, le, x, h, aux, pol = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
   end
-  if was and was ~= t and was > 0 then
-    -- the rate changed: the tokens owed stay the same, at the new price
-    backlog = math.ceil(backlog / was * t)
+  if not bl then
+    -- an earlier version's state
+    bl, last, was, lu, le = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)$')
+    if not bl then error('the token bucket state is not one quotaq writes: ' .. v) end
+    x, h, aux, pol = '0', '0', '1', '-'
   end
-  u, e = tonumber(u), tonumber(e)
-  if u and u > 0 and e > now then
-    lease[key] = {u, e}
-    backlog = math.max(backlog, u * t)
+  L.was, L.lu, L.le, L.x = tonumber(was), tonumber(lu) or 0, tonumber(le) or 0, x + 0
+  L.owed = math.max(0, bl - (now - last) * 1000)
+  if aux ~= '0' or h ~= '0' or not L.was then return end
+  if pol == 'd' then
+    L.aux, L.own, L.t, L.b, L.q, L.qp = false, false, d[1], d[2], d[3], d[4]
+    return
   end
-  return backlog
+  local b, q, qp = string.match(pol, '^(%d+)/(%d+)/(%d+)$')
+  if b then L.aux, L.own, L.t, L.b, L.q, L.qp = false, true, L.was, b + 0, q + 0, qp + 0 end
 end
 
--- store writes a backlog (ns) as of now, with the key's lease.
-local function store(key, backlog, t, now)
-  local l = lease[key]
-  if l then
-    store_bucket(key, backlog, now, t, l[1], l[2])
-  else
-    store_bucket(key, backlog, now, t)
+-- algo.load sets L.st, the backlog (ns) at the id's interval L.t, once its
+-- policy is known: the tokens owed repriced at L.t, and a caller's previous
+-- lease settled (k tokens, unspent of them not spent, granted at at, Redis
+-- µs; k = 0: none): the unspent tokens go back, unless the lease has ended
+-- by now (they may have become another lease's).
+function algo.load(L, now, k, unspent, at, ttl)
+  local st, t = L.owed, L.t
+  if L.was and L.was ~= t and L.was > 0 then st = math.ceil(st / L.was * t) end
+  if L.lu > 0 and L.le <= now then L.lu, L.le = 0, 0 end
+  if k > 0 and L.lu > 0 and now < at + ttl then
+    L.lu = math.max(0, L.lu - k)
+    if L.lu == 0 then L.le = 0 end
+    st = math.max(0, st - unspent * t)
+    L.dirty = true
   end
+  L.st = math.max(st, L.lu * t)
 end
 
--- wait returns how long (ns) until n tokens are there: 0 now, -1 never.
-function algo.wait(key, st, t, b, n, now)
-  if n > b then return -1 end
-  local w = st + n * t - b * t
-  if w < 0 then return 0 end
-  return w
+-- algo.wait returns how long (ns) until n tokens are there: 0 now, -1 never.
+function algo.wait(L, n, now)
+  if n > L.b then return -1 end
+  return math.max(0, L.st + (n - L.b) * L.t)
 end
 
--- pause treats the bucket as empty until the pause (ns) ends: tokens booked
--- from now on are due after it, one interval apart, not all at its end.
-function algo.pause(st, t, b, hold)
-  return math.max(st, b * t + hold)
+-- algo.pause treats the bucket as empty until the pause (L.hold, ns) ends:
+-- tokens booked from now on are due after it, one interval apart, not all
+-- at its end.
+function algo.pause(L)
+  L.st = math.max(L.st, L.b * L.t + L.hold)
 end
 
--- take consumes n tokens (possibly booked in the future) and returns the new state.
-function algo.take(key, st, t, b, n, now)
-  local backlog = st + n * t
-  store(key, backlog, t, now)
-  return backlog
+-- algo.take consumes n tokens, possibly booked in the future.
+function algo.take(L, n, now)
+  L.st, L.dirty = L.st + n * L.t, true
 end
 
--- give returns n tokens (a cancelled reservation). Given due (µs: when the
--- cancelled booking's tokens were due; CancelTicket), it gives back, as
--- x/time/rate's Reservation.CancelAt, only what nothing relies on since:
--- n tokens less the time from due to the last booking's due time, or to now
--- when that is later. Bookings made after this one were placed behind it
--- (the last is due st - b*t from now), and since due the bucket has been
--- refilling over these tokens: giving all n back would let both count.
--- (Book A of 2, then B of 1, cancel A at burst 2: A gives back 1, not 2.)
-function algo.give(key, st, t, b, n, now, due)
-  local back = n * t
+-- algo.give gives back n tokens (a cancelled reservation). Given due (µs:
+-- when the cancelled booking's tokens were due; CancelTicket), it gives
+-- back, as x/time/rate's Reservation.CancelAt, only what nothing relies on
+-- since: n tokens less the time from due to the last booking's due time, or
+-- to now when that is later. Bookings made after this one were placed
+-- behind it (the last is due st - b*t from now), and since due the bucket
+-- has been refilling over these tokens: giving all n back would let both
+-- count. (Book A of 2, then B of 1, cancel A at burst 2: A gives back 1.)
+function algo.give(L, n, now, due)
+  local back = n * L.t
   if due then
-    local relied = (now - due) * 1000 + math.max(st - b * t, 0) -- ns
+    local relied = (now - due) * 1000 + math.max(L.st - L.b * L.t, 0) -- ns
     back = math.max(0, back - math.max(0, relied))
   end
-  local backlog = math.max(st - back, 0)
-  if lease[key] then backlog = math.max(backlog, lease[key][1] * t) end
-  store(key, backlog, t, now)
-  return backlog
+  L.st, L.dirty = math.max(L.st - back, L.lu * L.t, 0), true
 end
 
--- report returns the tokens left now and the time (ns) until the bucket is full.
-function algo.report(key, st, t, b, now)
-  local left = math.floor((b * t - st) / t)
-  if left < 0 then left = 0 end
-  return left, st
+-- algo.report returns the tokens left now and the time (ns) until full.
+function algo.report(L, now)
+  return math.max(0, math.floor((L.b * L.t - L.st) / L.t)), L.st
+end
+
+-- lease_grant leases the caller up to want tokens besides the ones it took
+-- (a tenant far under its limit), which it spends on its own until ttl µs
+-- from now, and returns how many. Until then the bucket cannot refill over
+-- them: tokens in the bucket plus tokens leased out never exceed the burst,
+-- so the admissions of all callers, whenever within the lease they spend
+-- them, are exactly those of one token bucket. At most what the bucket
+-- refills in a lease (a tenant that refills slowly gets none; an unspent
+-- lease costs no more than ttl idle), and never below half the burst left
+-- in the bucket (what leases may waste cannot bring it to its limit).
+function algo.lease(L, want, ttl, now)
+  local room = math.min(math.floor((L.b * L.t - L.st) / L.t) - math.ceil(L.b / 2), math.floor(ttl * 1000 / L.t))
+  if room <= 0 or want <= 0 then return 0 end
+  local k = math.min(want, room)
+  L.st, L.lu, L.le, L.dirty = L.st + k * L.t, L.lu + k, math.max(L.le, now + ttl), true
+  return k
+end
+
+-- algo.store writes the state if a decision changed it, as of now. It
+-- lives until its bucket is full and its lease has ended, and LINGER/2 to
+-- LINGER after its last write: most writes keep the TTL they find (x,
+-- cheaper than setting one; x is later than the key's true expiry by as
+-- long as the script ran before TIME: it is kept only with 2 ms to spare).
+function algo.store(L, now)
+  if not L.dirty then return end
+  local need = math.max(now + L.st / 1000, L.le)
+  local keep = (L.x - 2) * 1000 >= need and L.x * 1000 >= now + LINGER / 2
+  local px
+  if not keep then
+    px = math.ceil(math.max(need - now, LINGER) / 1000)
+    L.x = math.floor(now / 1000) + px
+  end
+  local cache = '1:-'
+  if not L.aux then
+    cache = '0:d'
+    if L.own then cache = string.format('0:%d/%d/%d', L.b, L.q, L.qp) end
+  end
+  local v = string.format('%d:%d:%d:%d:%d:%d:0:', L.st, now, L.t, L.lu, L.le, L.x) .. cache
+  if keep then
+    redis.call('SET', L.sk, v, 'KEEPTTL')
+  else
+    redis.call('SET', L.sk, v, 'PX', px)
+  end
+end
+
+-- drop_cache forgets what the state at key caches of the policy and aux
+-- hashes (they are read again by the next decision), keeping its TTL.
+local function drop_cache(key)
+  local v = redis.call('GET', key)
+  if not v then return end
+  local head = string.match(v, '^(%d+:%d+:%d+:%d+:%d+:%d+:%d+):')
+  if head then redis.call('SET', key, head .. ':1:-', 'KEEPTTL') end
 end

@@ -2,6 +2,7 @@ package throttle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -12,15 +13,15 @@ import (
 	"github.com/quotaq/quotaq/throttle"
 )
 
-// FuzzLeanMatchesGeneral drives three Limiters through the same sequence of
-// calls on one miniredis (whose clock and TTLs the test moves): one deciding
-// every call with the general script (decide.lua), one with lean.lua, one
-// with lean.lua in batches. Every answer must be the same. The sequence
-// includes everything that changes what lean.lua caches in its state:
-// SetPolicy, DeletePolicy, Hold, tickets booked, redeemed and cancelled,
-// decisions over two ids (written by the general script), quota resets, and
-// keys that expire.
-func FuzzLeanMatchesGeneral(f *testing.F) {
+// FuzzCacheIsInvisible drives three Limiters through the same sequence of
+// calls on one miniredis (whose clock and TTLs the test moves): one that
+// forgets what the token bucket state caches (the policy, "no aux hash")
+// before every call, one that decides with it, one that decides with it in
+// batches. Every answer must be the same. The sequence includes everything
+// that changes what the state caches: SetPolicy, DeletePolicy, Hold,
+// tickets booked, redeemed and cancelled, decisions over two ids, quota
+// resets, and keys that expire.
+func FuzzCacheIsInvisible(f *testing.F) {
 	m, c := miniClient(f, time.Time{})
 	var seq atomic.Int64
 
@@ -54,11 +55,11 @@ func FuzzLeanMatchesGeneral(f *testing.F) {
 		now := start
 		id := seq.Add(1)
 		ls := []*throttle.Limiter{
-			throttle.New(c, throttle.WithPrefix(fmt.Sprintf("lg%d", id)), def, throttle.WithGeneralPath()),
+			throttle.New(c, throttle.WithPrefix(fmt.Sprintf("lg%d", id)), def),
 			throttle.New(c, throttle.WithPrefix(fmt.Sprintf("ll%d", id)), def),
 			throttle.New(c, throttle.WithPrefix(fmt.Sprintf("lb%d", id)), def, throttle.WithBatching(0, 0)),
 		}
-		names := []string{"general", "lean", "lean+batch"}
+		names := []string{"uncached", "cached", "cached+batch"}
 		if firstSel%2 == 1 {
 			for _, l := range ls {
 				if err := l.SetPolicy(ctx, "t", own[int(firstSel/2)%len(own)]); err != nil {
@@ -117,6 +118,11 @@ func FuzzLeanMatchesGeneral(f *testing.F) {
 				what = "Peek"
 				call = func(l *throttle.Limiter) (any, error) { return l.Peek(ctx, "t") }
 			}
+			for _, id := range []string{"t", "u"} {
+				if err := throttle.ForgetCache(ctx, ls[0], id); err != nil {
+					t.Fatal(err)
+				}
+			}
 			want, werr := call(ls[0])
 			for k, l := range ls[1:] {
 				got, gerr := call(l)
@@ -129,11 +135,11 @@ func FuzzLeanMatchesGeneral(f *testing.F) {
 	})
 }
 
-// TestLeanStateLingers moves miniredis's clock and TTLs together: lean.lua
+// TestStateLingers moves miniredis's clock and TTLs together: a decision
 // keeps the TTL it finds when it still has LINGER/2 to run (most writes), and
 // sets a new one of LINGER otherwise, so a tenant's state lives LINGER/2 to
 // LINGER after its last admission, and always until its bucket is full.
-func TestLeanStateLingers(t *testing.T) {
+func TestStateLingers(t *testing.T) {
 	t.Parallel()
 	const linger = 10 * time.Second
 	for _, tc := range []struct {
@@ -180,75 +186,63 @@ func TestLeanStateLingers(t *testing.T) {
 	}
 }
 
-// TestLeanStateOfAnotherVersion: a token bucket state lean.lua does not
-// know, as another version of quotaq may write during an upgrade, is decided
-// by the general script, which reads its head; one that no version wrote is
-// an error that says what to do.
-func TestLeanStateOfAnotherVersion(t *testing.T) {
+// TestStateOfAnotherVersion: during a rolling upgrade, states written by
+// earlier versions of quotaq are decided on as they say (their tokens
+// count, their lease holds back the refill, a cached "aux hash" makes the
+// decision read it); one that no version wrote is an error that says what
+// to do, never an outage.
+func TestStateOfAnotherVersion(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c, prefix := redistest.Client(t)
-	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(throttle.Policy{Rate: 1, Burst: 3}))
-	now, err := c.Time(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	us := now.UnixMicro()
-	// the previous version's cached state, 2 of 3 tokens taken just now
-	old := fmt.Sprintf("%d:%d:%d:0:0:0:0:d", 2*time.Second.Nanoseconds(), us, time.Second.Nanoseconds())
-	if err := c.Set(ctx, prefix+":{old}:tb", old, time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if r := mustAllowN(t, l, "old", 1); !r.Allowed || r.Remaining != 0 {
-		t.Fatalf("first decision on the old state: %+v, want allowed, 0 left", r)
-	}
-	if r := mustAllowN(t, l, "old", 1); r.Allowed {
-		t.Fatalf("second decision: %+v, want refused (the old state's tokens count)", r)
+	p := throttle.Policy{Rate: 1, Burst: 3}
+	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(p))
+	sec, hour := time.Second.Nanoseconds(), time.Hour.Microseconds()
+	for _, tc := range []struct {
+		name  string
+		state string // with the time now, then an hour from now
+		aux   bool   // the tenant has a pause
+		left  int    // decisions admitted now
+	}{
+		{"backlog:last", "%[3]d:%[1]d", false, 1},
+		{"backlog:last:t", "%[4]d:%[1]d:%[4]d", false, 2},
+		{"backlog:last:t:leased:until", "0:%[1]d:%[4]d:2:%[2]d", false, 1},
+		{"cached, default policy", "%[3]d:%[1]d:%[4]d:0:0:0:0:0:d", false, 1},
+		{"cached, own policy", "%[3]d:%[1]d:%[4]d:0:0:0:0:0:3/0/0", false, 1},
+		{"aux hash expiring then", "0:%[1]d:%[4]d:0:0:0:0:%[2]d:d", true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			id := strings.NewReplacer(":", "-", ",", "", " ", "-").Replace(tc.name)
+			now, err := c.Time(ctx).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := fmt.Sprintf(tc.state, now.UnixMicro(), now.UnixMicro()+hour, 2*sec, sec)
+			if err := c.Set(ctx, prefix+":{"+id+"}:tb", state, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.aux {
+				if err := c.HSet(ctx, prefix+":{"+id+"}:aux", "h", now.UnixMicro()+hour).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			admitted := 0
+			for range 4 {
+				if mustAllowN(t, l, id, 1).Allowed {
+					admitted++
+				}
+			}
+			if admitted != tc.left {
+				t.Fatalf("state %q: %d admitted of 4, want %d", state, admitted, tc.left)
+			}
+		})
 	}
 	if err := c.Set(ctx, prefix+":{junk}:tb", "not:a:state", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Allow(ctx, "junk"); err == nil || !strings.Contains(err.Error(), "Reset the tenant") {
-		t.Fatalf("Allow on a junk state: %v, want an error that says to reset the tenant", err)
-	}
-}
-
-// TestLeanReplyFitsOrNot: lean.lua answers a decision without a quota or a
-// lease with one packed integer when it waits for nothing or nothing
-// remains, and its figures fit, and with a list otherwise; all read back as
-// the general script's answer.
-func TestLeanReplyFitsOrNot(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		policy throttle.Policy
-		ns     []int64 // the decisions, one after another
-	}{
-		{"small", throttle.Policy{Rate: 10, Burst: 20}, []int64{1, 1}},
-		{"remaining just fits", throttle.Policy{Rate: 1e6, Burst: 1<<20 - 1 + 1}, []int64{1, 1}},
-		{"remaining does not fit", throttle.Policy{Rate: 1e6, Burst: 1<<20 + 1}, []int64{1, 1}},
-		{"reset just fits", throttle.Policy{Rate: 1, Burst: 100}, []int64{67, 67}},
-		{"reset does not fit", throttle.Policy{Rate: 1, Burst: 100}, []int64{68, 68}},
-		{"refused: more than the burst", throttle.Policy{Rate: 1, Burst: 2}, []int64{3, 3}},
-		{"refused: a wait that fits", throttle.Policy{Rate: 0.2, Burst: 1}, []int64{1, 1}},
-		{"refused: a wait that does not fit", throttle.Policy{Rate: 0.1, Burst: 1}, []int64{1, 1}},
-		{"refused: something remains", throttle.Policy{Rate: 1, Burst: 3}, []int64{2, 2}},
-		{"refused for ever, nothing remains", throttle.Policy{Rate: 1, Burst: 1}, []int64{1, 2}},
-		{"a quota", throttle.Policy{Rate: 1, Burst: 2, Quota: 5}, []int64{1, 1}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, c := miniClient(t, t0)
-			opt := throttle.WithDefaultPolicy(tc.policy)
-			general := throttle.New(c, throttle.WithPrefix("g"), opt, throttle.WithGeneralPath())
-			lean := throttle.New(c, throttle.WithPrefix("l"), opt)
-			for i, n := range tc.ns {
-				want := mustAllowN(t, general, "t", n)
-				got := mustAllowN(t, lean, "t", n)
-				if got != want {
-					t.Fatalf("decision %d: lean %+v, general %+v", i, got, want)
-				}
-			}
-		})
+	_, err := l.Allow(ctx, "junk")
+	if err == nil || !strings.Contains(err.Error(), "Reset the tenant") || errors.Is(err, throttle.ErrUnavailable) {
+		t.Fatalf("Allow on a junk state: %v, want an error that says to reset the tenant, not an outage", err)
 	}
 }
