@@ -28,9 +28,12 @@ const (
 // algorithms is every algorithm, one entry each: adding one adds an entry
 // here and its Lua file (an algo table as in lua/tokenbucket.lua).
 var algorithms = []*algorithm{
-	TokenBucket:   {name: "token-bucket", short: "tb", books: true, lua: tokenBucketLua},
-	FixedWindow:   {name: "fixed-window", short: "fw", lua: fixedWindowLua},
-	SlidingWindow: {name: "sliding-window", short: "sw", lua: slidingWindowLua},
+	TokenBucket: {name: "token-bucket", short: "tb", books: true, lua: tokenBucketLua,
+		summary: "books future slots: throttled tasks come back exactly when due"},
+	FixedWindow: {name: "fixed-window", short: "fw", lua: fixedWindowLua,
+		summary: "cheap; up to 2x the burst around a window's edge"},
+	SlidingWindow: {name: "sliding-window", short: "sw", lua: slidingWindowLua,
+		summary: "exact, one entry per admission in Redis"},
 }
 
 // algorithm is what a Limiter needs of its Algorithm.
@@ -39,6 +42,8 @@ type algorithm struct {
 	short string // the kind of its state key: "<prefix>:{<id>}:<short>"
 	books bool   // books future tokens (reservations, tickets, leases)
 	lua   string
+	// summary says in a few words what it is for, for a --help
+	summary string
 	// decide is common.lua + lua + decide.lua, loaded once per process
 	decide *redis.Script
 }
@@ -63,6 +68,14 @@ func (a Algorithm) String() string {
 		return algorithms[a].name
 	}
 	return fmt.Sprintf("Algorithm(%d)", int(a))
+}
+
+// Summary says in a few words what a is for.
+func (a Algorithm) Summary() string {
+	if a >= 0 && int(a) < len(algorithms) {
+		return algorithms[a].summary
+	}
+	return ""
 }
 
 // ParseAlgorithm returns the algorithm named by s ("token-bucket",

@@ -100,7 +100,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("ConcurrentCallersAdmitExactlyTheBurst", func(t *testing.T) {
 		t.Parallel()
-		for _, algo := range []throttle.Algorithm{throttle.TokenBucket, throttle.FixedWindow, throttle.SlidingWindow} {
+		for _, algo := range throttle.Algorithms() {
 			t.Run(algo.String(), func(t *testing.T) {
 				t.Parallel()
 				const burst, clients, goroutines, calls = 50, 3, 8, 10 // 240 calls for 50 tokens, per tenant

@@ -40,7 +40,7 @@ func FuzzDecisions(f *testing.F) {
 	f.Add(uint8(5), uint8(9), uint8(1), uint8(24), []byte{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 4, 3, 1, 0, 0, 9, 1, 2, 1, 2})
 
 	rates := []float64{0.5, 1, 3, 10, 100, 1000}
-	algos := []throttle.Algorithm{throttle.TokenBucket, throttle.FixedWindow, throttle.SlidingWindow}
+	algos := throttle.Algorithms()
 	start := time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
 
 	f.Fuzz(func(t *testing.T, rateSel, burstSel, quotaSel, algoSel uint8, ops []byte) {

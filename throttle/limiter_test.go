@@ -262,7 +262,7 @@ func TestStoredDefaultPolicy(t *testing.T) {
 
 func TestConcurrentCallersAdmitExactlyTheBurst(t *testing.T) {
 	t.Parallel()
-	for _, algo := range []throttle.Algorithm{throttle.TokenBucket, throttle.FixedWindow, throttle.SlidingWindow} {
+	for _, algo := range throttle.Algorithms() {
 		t.Run(algo.String(), func(t *testing.T) {
 			t.Parallel()
 			const burst, clients, goroutines, calls = 100, 4, 16, 20 // 1,280 calls for 100 tokens

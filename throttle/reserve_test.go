@@ -173,7 +173,7 @@ func TestWindowAlgorithms(t *testing.T) {
 
 func TestParseAlgorithm(t *testing.T) {
 	t.Parallel()
-	for _, a := range []throttle.Algorithm{throttle.TokenBucket, throttle.FixedWindow, throttle.SlidingWindow} {
+	for _, a := range throttle.Algorithms() {
 		if got, err := throttle.ParseAlgorithm(a.String()); err != nil || got != a {
 			t.Errorf("ParseAlgorithm(%q) = %v, %v", a, got, err)
 		}

@@ -22,7 +22,7 @@ func TestZeroCostConsumesNothing(t *testing.T) {
 		{"RefusalCache", []throttle.Option{throttle.WithRefusalCache(time.Minute)}},
 		{"Batching", []throttle.Option{throttle.WithBatching(0, 0)}},
 	}
-	for _, algo := range []throttle.Algorithm{throttle.TokenBucket, throttle.FixedWindow, throttle.SlidingWindow} {
+	for _, algo := range throttle.Algorithms() {
 		for _, cfg := range configs {
 			t.Run(algo.String()+"/"+cfg.name, func(t *testing.T) {
 				t.Parallel()

@@ -168,7 +168,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.DurationVar(&o.lease, "lease", 100*time.Millisecond, "let Redis lease this worker tokens of tenants far under their limits, spent here without a round trip for up to this long; never past a policy, but another process's hold or policy change is seen up to this late (0: off, ask Redis for every task)")
 	fs.IntVar(&o.batch, "batch", 0, "let decisions of tasks that start at the same time share one round trip and one script run, up to this many (default 0: off; measured, it does not pay for asynq's one-task-at-a-time workers: see BENCHMARKS.md)")
 	fs.Var(&o.prefixFlag, "prefix", redisconn.PrefixUsage)
-	fs.StringVar(&o.algorithm, "algorithm", throttle.TokenBucket.String(), "limiter algorithm: token-bucket (books future slots: throttled tasks come back exactly when due), fixed-window or sliding-window")
+	fs.StringVar(&o.algorithm, "algorithm", throttle.TokenBucket.String(), algorithmUsage())
 	fs.Float64Var(&o.defaultRate, "default-rate", 10, "tokens per second of tenants with no policy, until a default is stored in Redis (quotaq-enqueue policy set --default); recorded in Redis so quotaq-enqueue shows it (the last worker started wins)")
 	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size of tenants with no policy, until a default is stored in Redis")
 	fs.DurationVar(&o.maxWait, "max-wait", 0, "the longest a task may wait in all because of throttling before it is archived with a message saying so (0: no cap, wait as long as it takes)")
@@ -342,4 +342,13 @@ func (o *options) upstreamList() []string {
 		}
 	}
 	return out
+}
+
+// algorithmUsage lists the limiter's algorithms for --algorithm.
+func algorithmUsage() string {
+	var names []string
+	for _, a := range throttle.Algorithms() {
+		names = append(names, fmt.Sprintf("%s (%s)", a, a.Summary()))
+	}
+	return "limiter algorithm: " + strings.Join(names, ", ")
 }

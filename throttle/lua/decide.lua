@@ -45,9 +45,14 @@ local LATE = 50000000
 
 -- load reads an id (KEYS[k+1..k+4]): its policy, aux hash and state.
 local function load(k, ticket, settle, a)
-  local L = {pk = KEYS[k+1], sk = KEYS[k+2], qk = KEYS[k+3], ak = KEYS[k+4], hold = 0}
+  -- (every field named here, so the table is made at its size once)
+  local L = {pk = KEYS[k+1], sk = KEYS[k+2], qk = KEYS[k+3], ak = KEYS[k+4],
+    t = 0, b = 0, q = 0, qp = 0, own = false, aux = true, hold = 0, due = false,
+    s = false, lr = false, lc = false, st = 0, bl = 0, owed = 0, was = false,
+    lu = 0, le = 0, x = 0, dirty = false, wait = 0, reason = 0, used = 0,
+    win = 0, sb = 0, left = 0, reset = 0}
   algo.read(L, def, now) -- the token bucket's state may know the rest
-  if L.aux ~= false then
+  if L.aux then
     policy_load(L, def)
     aux_load(L, ticket, now)
     if algo.books then L.t = learned_t(L.t, L.lr, L.lc, now, recovery) end
@@ -81,13 +86,13 @@ local function decide(a, k, out)
     if L.wait == -1 then
       L.reason = 4
     elseif L.hold > 0 then
-      L.wait, L.reason = math.max(L.wait, L.hold), 3
+      L.wait, L.reason = max(L.wait, L.hold), 3
     end
     if L.q > 0 then
       quota_load(L, now)
       if L.used + n > L.q and L.wait ~= -1 then
         local r = quota_reset_us(L, now, defnext)
-        if r == 0 then L.wait = -1 else L.wait = math.max(L.wait, r * 1000) end
+        if r == 0 then L.wait = -1 else L.wait = max(L.wait, r * 1000) end
         L.reason = 2
       end
     end
@@ -105,12 +110,12 @@ local function decide(a, k, out)
     wait, reason = 0, 0
     local late = false
     for i, L in ipairs(levels) do
-      local due = math.abs(L.due)
-      local w = math.max((due - now) * 1000, L.hold)
+      local due = abs(L.due)
+      local w = max((due - now) * 1000, L.hold)
       if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
       -- without a start of its own, or later than its start by more than an
       -- interval (at most LATE): its turn among the starts is decided now
-      if L.due >= 0 or (now - due) * 1000 > math.min(L.t, LATE) then late = true end
+      if L.due >= 0 or (now - due) * 1000 > min(L.t, LATE) then late = true end
     end
     local paced = false
     if wait == 0 and late and algo.books then
@@ -129,7 +134,7 @@ local function decide(a, k, out)
       for _, L in ipairs(levels) do ticket_del(L, ticket) end
     elseif paced then
       booked = 2 -- its start is booked: it comes back then
-      local due = now + math.ceil(wait / 1000)
+      local due = now + ceil(wait / 1000)
       for _, L in ipairs(levels) do ticket_set(L, ticket, -due, now) end
     else
       booked = 2 -- still booked, just not due yet
@@ -144,7 +149,7 @@ local function decide(a, k, out)
       if ticket == '' or L.due then
         algo.give(L, n, now, L.due)
         if L.q > 0 and L.used > 0 then
-          L.used = math.max(0, L.used - n)
+          L.used = max(0, L.used - n)
           quota_store(L, now)
         end
         if L.due then ticket_del(L, ticket) end
@@ -158,8 +163,9 @@ local function decide(a, k, out)
     -- admit now, or book tokens due in 'wait' (all ids alike)
     if wait == 0 then allowed = 1 else booked = 1 end
     local ticketed = ticket ~= '' and (booked == 1 or keep)
-    local due = now + math.ceil(wait / 1000)
-    for _, L in ipairs(levels) do
+    local due = now + ceil(wait / 1000)
+    for i = 1, ids do
+      local L = levels[i]
       algo.take(L, n, now)
       if algo.books and allowed == 1 and L.s and not (keep and ticket ~= '') then
         -- a call that starts now, while starts are counted
@@ -175,31 +181,31 @@ local function decide(a, k, out)
       end
       if ticketed then ticket_set(L, ticket, due, now) end
     end
-    local L = levels[1]
-    if allowed == 1 and ids == 1 and L.q == 0 and not L.aux then
-      leased = algo.lease(L, ARGV[a+6] + 0, ttl, now)
+    local L, want = levels[1], ARGV[a+6] + 0
+    if want > 0 and allowed == 1 and ids == 1 and L.q == 0 and not L.aux then
+      leased = algo.lease(L, want, ttl, now)
     end
   end
-  for _, L in ipairs(levels) do algo.store(L, now) end
+  for i = 1, ids do algo.store(levels[i], now) end
 
   -- report on the id that decided: the one that refused, or the one with
   -- the fewest tokens left
   if wait == 0 then level = 1 end
-  local rep = {}
-  for i, L in ipairs(levels) do
-    rep[i] = {algo.report(L, now)}
-    if wait == 0 and rep[i][1] < rep[level][1] then level = i end
+  for i = 1, ids do
+    local L = levels[i]
+    L.left, L.reset = algo.report(L, now)
+    if wait == 0 and L.left < levels[level].left then level = i end
   end
   local L = levels[level]
   local qrem, qreset = -1, 0
   if L.q > 0 then
-    qrem = math.max(0, L.q - L.used)
+    qrem = max(0, L.q - L.used)
     qreset = quota_reset_us(L, now, defnext)
   end
-  if wait > 0 then wait = math.ceil(wait / 1000) end
+  if wait > 0 then wait = ceil(wait / 1000) end
   local o = #out
-  out[o+1], out[o+2], out[o+3], out[o+4] = allowed, booked, reason, rep[level][1]
-  out[o+5], out[o+6], out[o+7], out[o+8] = wait, math.ceil(rep[level][2] / 1000), qrem, qreset
+  out[o+1], out[o+2], out[o+3], out[o+4] = allowed, booked, reason, L.left
+  out[o+5], out[o+6], out[o+7], out[o+8] = wait, ceil(L.reset / 1000), qrem, qreset
   out[o+9], out[o+10], out[o+11] = level, leased, now
 end
 
