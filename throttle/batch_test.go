@@ -78,7 +78,7 @@ func TestBatchingSharesRoundTrips(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// one-tenant decisions made together share one script run (lean.lua)
+	// decisions made together share one script run
 	if got := h.evals.Load(); got == 0 || got >= callers*calls {
 		t.Fatalf("%d decisions sent %d scripts, want fewer (shared runs)", callers*calls, got)
 	}

@@ -170,8 +170,7 @@ func TestLeasesOnlyWhenSafe(t *testing.T) {
 					t.Fatalf("call %d: %v, %v", i, ok, err)
 				}
 			}
-			// every call asks Redis (a held tenant's with two scripts:
-			// lean.lua leaves a pause to decide.lua)
+			// every call asks Redis
 			if n := h.evals.Load(); n < calls {
 				t.Fatalf("%d scripts for %d calls: some were answered from a lease", n, calls)
 			}

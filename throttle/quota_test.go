@@ -121,9 +121,9 @@ func TestIdleTenantLeavesNothingBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	// the key lives until the bucket would be full again, and after a
-	// tenant's first admission stateLinger (10 s, lean.lua's LINGER), so
-	// that a tenant far under its limit is decided on its cached state
-	// (TestLeanStateLingers has later admissions)
+	// tenant's first admission stateLinger (10 s, tokenbucket.lua's
+	// LINGER), so that a tenant far under its limit is decided on its
+	// cached state (TestStateLingers has later admissions)
 	const stateLinger = 10 * time.Second
 	if r.ResetAfter != 500*time.Millisecond || ttl <= stateLinger-time.Second || ttl > stateLinger {
 		t.Fatalf("TTL %s, ResetAfter %s; want ResetAfter 500ms, TTL about %s", ttl, r.ResetAfter, stateLinger)
