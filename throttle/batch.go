@@ -10,24 +10,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// WithBatching lets concurrent decisions share round trips: decisions of
-// any tenants made at the same time by this Limiter are sent together, in
-// one script run on one Redis node (one run each on a Cluster, in one
-// pipeline). Each decision is still decided atomically, exactly as without
-// batching. Default off: each decision is its own round trip.
+// WithBatching lets concurrent decisions share round trips: decisions made
+// while others are in flight are sent together, up to size (<= 0: 64), in
+// one script run on one Redis node (one run each, in one pipeline, on a
+// Cluster). Each is still decided atomically, exactly as alone. A decision
+// made while nothing is in flight goes at once. linger > 0 holds a batch up
+// to linger to fill; 0, recommended, adds no latency. Default off.
 //
-// A decision made while nothing else is in flight goes at once, on its own,
-// as without batching. Otherwise a pipeline is sent as soon as one of the
-// Limiter's pipeline slots is free (it keeps at most 4 in flight), holding
-// what has queued meanwhile, up to size decisions; linger > 0 makes it wait
-// up to linger for the batch to fill first, which can make batches larger at
-// the cost of that much latency when the load is light. size <= 0 means 64;
-// linger 0 is recommended: under load, batches form by themselves while
-// earlier pipelines are in flight, and a lone caller is not held back.
-//
-// A caller whose context ends while its decision waits for a pipeline
-// returns the context's error; a decision already sent may still have been
-// applied in Redis, as with any cancelled call.
+// It pays when many goroutines of one process decide at once (see
+// BENCHMARKS.md); a caller whose context ends while it waits returns the
+// context's error, and its decision may still have been applied.
 func WithBatching(size int, linger time.Duration) Option {
 	return func(l *Limiter) {
 		if size <= 0 {
@@ -43,7 +35,10 @@ const (
 	batchPipelines = 4
 )
 
-// batcher queues decisions and sends them in pipelines.
+// batcher queues decisions and sends them in pipelines: a pipeline is sent
+// as soon as one of batchPipelines slots is free, holding what has queued
+// meanwhile; under load batches form by themselves while earlier pipelines
+// are in flight, and a lone caller is not held back.
 type batcher struct {
 	size   int
 	linger time.Duration
