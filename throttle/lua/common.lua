@@ -9,19 +9,15 @@
 -- integers (microseconds, nanoseconds) that stay below 2^53, where Lua's
 -- doubles are exact.
 
--- (the library functions as locals: a global look-up costs more in Redis)
-local call, tonumber, unpack = redis.call, tonumber, unpack
-local floor, ceil, min, max, abs = math.floor, math.ceil, math.min, math.max, math.abs
-local match, format, sub = string.match, string.format, string.sub
 
 local function now_us()
-  local t = call('TIME')
+  local t = redis.call('TIME')
   return t[1] * 1000000 + t[2]
 end
 
 -- fmt renders an integer without an exponent (tostring(1e15) is "1e+15").
 local function fmt(x)
-  return format('%d', x)
+  return string.format('%d', x)
 end
 
 -- MAXBOOK (ns, ~46 days) is the furthest ahead tokens are booked: it keeps
@@ -32,7 +28,7 @@ local MAXBOOK = 4000000000000000
 -- (quota), L.qp (quota period, µs) from the id's policy hash, or from the
 -- default d; L.own says the id has its own.
 local function policy_load(L, d)
-  local p = call('HMGET', L.pk, 't', 'b', 'q', 'qp')
+  local p = redis.call('HMGET', L.pk, 't', 'b', 'q', 'qp')
   L.own = p[1] ~= false
   if L.own then
     L.t, L.b, L.q, L.qp = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
@@ -48,9 +44,9 @@ end
 -- quota_load sets L.used, how much of the current quota period is used, and
 -- L.win, the period's index.
 local function quota_load(L, now)
-  local v = call('HMGET', L.qk, 'used', 'win')
+  local v = redis.call('HMGET', L.qk, 'used', 'win')
   L.win, L.used = 0, 0
-  if L.qp > 0 then L.win = floor(now / L.qp) end
+  if L.qp > 0 then L.win = math.floor(now / L.qp) end
   if v[1] and tonumber(v[2]) == L.win then L.used = tonumber(v[1]) end
 end
 
@@ -61,7 +57,7 @@ end
 -- by more than an hour is taken as stale (0: unknown).
 local function quota_reset_us(L, now, defnext)
   if L.qp > 0 then return (L.win + 1) * L.qp - now end
-  local nxt = tonumber(call('HGET', L.qk, 'next'))
+  local nxt = tonumber(redis.call('HGET', L.qk, 'next'))
   if not nxt or nxt <= now - 3600000000 then nxt = defnext end
   if nxt > now then return nxt - now end
   if nxt > now - 3600000000 then return 1000000 end
@@ -69,9 +65,9 @@ local function quota_reset_us(L, now, defnext)
 end
 
 local function quota_store(L, now)
-  call('HSET', L.qk, 'used', fmt(L.used), 'win', fmt(L.win))
+  redis.call('HSET', L.qk, 'used', fmt(L.used), 'win', fmt(L.win))
   if L.qp > 0 then
-    call('PEXPIRE', L.qk, ceil(((L.win + 1) * L.qp - now) / 1000) + 1000)
+    redis.call('PEXPIRE', L.qk, math.ceil(((L.win + 1) * L.qp - now) / 1000) + 1000)
   end
 end
 
@@ -90,25 +86,25 @@ end
 -- L.lr, L.lc.
 local function aux_load(L, ticket, now)
   L.hold = 0
-  if call('PTTL', L.ak) == -2 then
+  if redis.call('PTTL', L.ak) == -2 then
     L.aux = false
     return
   end
   L.aux = true
-  local v = call('HMGET', L.ak, 'h', 'k:' .. ticket, 's', 'lr', 'lc', 'n')
+  local v = redis.call('HMGET', L.ak, 'h', 'k:' .. ticket, 's', 'lr', 'lc', 'n')
   if v[1] and tonumber(v[1]) > now then L.hold = (tonumber(v[1]) - now) * 1000 end
   L.due, L.s, L.lr, L.lc = tonumber(v[2]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
   if L.s and L.s <= now and (tonumber(v[6]) or 0) <= 0 then
-    call('HDEL', L.ak, 's')
+    redis.call('HDEL', L.ak, 's')
     L.s = nil
   end
 end
 
 local function aux_extend(L, until_us, now)
   L.aux = true
-  local ttl = call('PTTL', L.ak)
-  local want = ceil((until_us - now) / 1000) + 60000
-  if ttl < want then call('PEXPIRE', L.ak, want) end
+  local ttl = redis.call('PTTL', L.ak)
+  local want = math.ceil((until_us - now) / 1000) + 60000
+  if ttl < want then redis.call('PEXPIRE', L.ak, want) end
 end
 
 -- Learning the upstream: when an id's upstream refuses a call (429, 503),
@@ -120,13 +116,13 @@ end
 local function learned_rate(t, lr, lc, now, recovery)
   local full = 1e9 / t
   if not lr or recovery <= 0 then return full end
-  return min(full, lr + full * (now - lc) / recovery)
+  return math.min(full, lr + full * (now - lc) / recovery)
 end
 
 -- learned_t returns the interval (ns) an id runs at: the policy's t, or
 -- longer while a learned rate is below the policy's.
 local function learned_t(t, lr, lc, now, recovery)
-  return max(t, ceil(1e9 / learned_rate(t, lr, lc, now, recovery)))
+  return math.max(t, math.ceil(1e9 / learned_rate(t, lr, lc, now, recovery)))
 end
 
 -- Starts: a booked slot says when a job may start, but the job may come
@@ -150,38 +146,38 @@ end
 -- starts_backlog returns the starts' backlog (ns) as of now: from 's', or
 -- else from the bucket's backlog bl.
 local function starts_backlog(s, bl, t, b, now)
-  if s then return max(0, (s - now) * 1000) end
-  return min(bl, max(b - 1, 1) * t)
+  if s then return math.max(0, (s - now) * 1000) end
+  return math.min(bl, math.max(b - 1, 1) * t)
 end
 
 -- starts_wait returns how long (ns) until n more calls may start.
 local function starts_wait(sb, t, b, n)
-  return max(0, sb + (n - max(b - 1, n)) * t)
+  return math.max(0, sb + (n - math.max(b - 1, n)) * t)
 end
 
 -- starts_take books the start of n calls (now, or after the starts already
 -- booked, sb ns) and sets L.s, keeping the aux hash at least as long.
 local function starts_take(L, sb, n, now)
-  L.s = now + ceil((sb + n * L.t) / 1000)
-  call('HSET', L.ak, 's', fmt(L.s))
+  L.s = now + math.ceil((sb + n * L.t) / 1000)
+  redis.call('HSET', L.ak, 's', fmt(L.s))
   aux_extend(L, L.s, now)
 end
 
 -- ticket_set records ticket's due time (µs; -due: it holds its start too),
 -- counting it in 'n' when new, and keeps the aux hash until it is due.
 local function ticket_set(L, ticket, due, now)
-  if call('HSET', L.ak, 'k:' .. ticket, fmt(due)) == 1 then
-    call('HINCRBY', L.ak, 'n', 1)
+  if redis.call('HSET', L.ak, 'k:' .. ticket, fmt(due)) == 1 then
+    redis.call('HINCRBY', L.ak, 'n', 1)
   end
-  aux_extend(L, abs(due), now)
+  aux_extend(L, math.abs(due), now)
 end
 
 -- ticket_del takes a ticket out of the aux hash. With the last one gone the
 -- starts are counted only until their backlog is gone ('s' then goes, see
 -- aux_load): calls that start right after late ones still see them.
 local function ticket_del(L, ticket)
-  if call('HDEL', L.ak, 'k:' .. ticket) == 1 and call('HINCRBY', L.ak, 'n', -1) <= 0 then
-    call('HDEL', L.ak, 'n')
+  if redis.call('HDEL', L.ak, 'k:' .. ticket) == 1 and redis.call('HINCRBY', L.ak, 'n', -1) <= 0 then
+    redis.call('HDEL', L.ak, 'n')
   end
 end
 
@@ -190,14 +186,14 @@ end
 -- returns the latest.
 local function tickets_move(L, move)
   local last = 0
-  local aux = call('HGETALL', L.ak)
+  local aux = redis.call('HGETALL', L.ak)
   for i = 1, #aux, 2 do
-    if sub(aux[i], 1, 2) == 'k:' then
+    if string.sub(aux[i], 1, 2) == 'k:' then
       local v = tonumber(aux[i + 1])
-      local due = move(abs(v))
-      last = max(last, due)
+      local due = move(math.abs(v))
+      last = math.max(last, due)
       if v < 0 then due = -due end
-      call('HSET', L.ak, aux[i], fmt(due))
+      redis.call('HSET', L.ak, aux[i], fmt(due))
     end
   end
   return last

@@ -86,13 +86,13 @@ local function decide(a, k, out)
     if L.wait == -1 then
       L.reason = 4
     elseif L.hold > 0 then
-      L.wait, L.reason = max(L.wait, L.hold), 3
+      L.wait, L.reason = math.max(L.wait, L.hold), 3
     end
     if L.q > 0 then
       quota_load(L, now)
       if L.used + n > L.q and L.wait ~= -1 then
         local r = quota_reset_us(L, now, defnext)
-        if r == 0 then L.wait = -1 else L.wait = max(L.wait, r * 1000) end
+        if r == 0 then L.wait = -1 else L.wait = math.max(L.wait, r * 1000) end
         L.reason = 2
       end
     end
@@ -110,12 +110,12 @@ local function decide(a, k, out)
     wait, reason = 0, 0
     local late = false
     for i, L in ipairs(levels) do
-      local due = abs(L.due)
-      local w = max((due - now) * 1000, L.hold)
+      local due = math.abs(L.due)
+      local w = math.max((due - now) * 1000, L.hold)
       if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
       -- without a start of its own, or later than its start by more than an
       -- interval (at most LATE): its turn among the starts is decided now
-      if L.due >= 0 or (now - due) * 1000 > min(L.t, LATE) then late = true end
+      if L.due >= 0 or (now - due) * 1000 > math.min(L.t, LATE) then late = true end
     end
     local paced = false
     if wait == 0 and late and algo.books then
@@ -134,7 +134,7 @@ local function decide(a, k, out)
       for _, L in ipairs(levels) do ticket_del(L, ticket) end
     elseif paced then
       booked = 2 -- its start is booked: it comes back then
-      local due = now + ceil(wait / 1000)
+      local due = now + math.ceil(wait / 1000)
       for _, L in ipairs(levels) do ticket_set(L, ticket, -due, now) end
     else
       booked = 2 -- still booked, just not due yet
@@ -149,7 +149,7 @@ local function decide(a, k, out)
       if ticket == '' or L.due then
         algo.give(L, n, now, L.due)
         if L.q > 0 and L.used > 0 then
-          L.used = max(0, L.used - n)
+          L.used = math.max(0, L.used - n)
           quota_store(L, now)
         end
         if L.due then ticket_del(L, ticket) end
@@ -163,7 +163,7 @@ local function decide(a, k, out)
     -- admit now, or book tokens due in 'wait' (all ids alike)
     if wait == 0 then allowed = 1 else booked = 1 end
     local ticketed = ticket ~= '' and (booked == 1 or keep)
-    local due = now + ceil(wait / 1000)
+    local due = now + math.ceil(wait / 1000)
     for i = 1, ids do
       local L = levels[i]
       algo.take(L, n, now)
@@ -199,13 +199,13 @@ local function decide(a, k, out)
   local L = levels[level]
   local qrem, qreset = -1, 0
   if L.q > 0 then
-    qrem = max(0, L.q - L.used)
+    qrem = math.max(0, L.q - L.used)
     qreset = quota_reset_us(L, now, defnext)
   end
-  if wait > 0 then wait = ceil(wait / 1000) end
+  if wait > 0 then wait = math.ceil(wait / 1000) end
   local o = #out
   out[o+1], out[o+2], out[o+3], out[o+4] = allowed, booked, reason, L.left
-  out[o+5], out[o+6], out[o+7], out[o+8] = wait, ceil(L.reset / 1000), qrem, qreset
+  out[o+5], out[o+6], out[o+7], out[o+8] = wait, math.ceil(L.reset / 1000), qrem, qreset
   out[o+9], out[o+10], out[o+11] = level, leased, now
 end
 

@@ -10,12 +10,12 @@ local algo = {books = false}
 function algo.read(L, d, now) end
 
 function algo.load(L, now)
-  local w = max(1, floor(L.b * L.t / 1000))
-  local idx = floor(now / w)
+  local w = math.max(1, math.floor(L.b * L.t / 1000))
+  local idx = math.floor(now / w)
   L.st = {0, w, idx}
-  local v = call('GET', L.sk)
+  local v = redis.call('GET', L.sk)
   if v then
-    local c, i = match(v, '^(%d+):(%d+)$')
+    local c, i = string.match(v, '^(%d+):(%d+)$')
     if tonumber(i) == idx then L.st[1] = tonumber(c) end
   end
 end
@@ -32,11 +32,11 @@ function algo.pause(L) end
 local function put(L, c, now)
   L.st[1] = c
   if c <= 0 then
-    call('DEL', L.sk)
+    redis.call('DEL', L.sk)
     L.st[1] = 0
     return
   end
-  call('SET', L.sk, fmt(c) .. ':' .. fmt(L.st[3]), 'PX', ceil(((L.st[3] + 1) * L.st[2] - now) / 1000))
+  redis.call('SET', L.sk, fmt(c) .. ':' .. fmt(L.st[3]), 'PX', math.ceil(((L.st[3] + 1) * L.st[2] - now) / 1000))
 end
 
 function algo.take(L, n, now) put(L, L.st[1] + n, now) end
@@ -44,14 +44,14 @@ function algo.take(L, n, now) put(L, L.st[1] + n, now) end
 -- give takes n back from the current window; given due (µs: when the
 -- cancelled booking was made; CancelTicket), only if that was in this window.
 function algo.give(L, n, now, due)
-  if due and floor(due / L.st[2]) ~= L.st[3] then return end
+  if due and math.floor(due / L.st[2]) ~= L.st[3] then return end
   put(L, L.st[1] - n, now)
 end
 
 function algo.report(L, now)
   local reset = 0
   if L.st[1] > 0 then reset = ((L.st[3] + 1) * L.st[2] - now) * 1000 end
-  return max(0, L.b - L.st[1]), reset
+  return math.max(0, L.b - L.st[1]), reset
 end
 
 function algo.lease(L, want, ttl, now) return 0 end

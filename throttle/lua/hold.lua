@@ -35,36 +35,36 @@ local L = {sk = KEYS[1], ak = KEYS[2]}
 local factor = tonumber(ARGV[4])
 local k = 1 -- how much longer the interval became (a cut)
 if factor > 0 then
-  local t = tonumber(call('HGET', KEYS[4], 't')) or tonumber(ARGV[3])
-  local l = call('HMGET', L.ak, 'lr', 'lc')
+  local t = tonumber(redis.call('HGET', KEYS[4], 't')) or tonumber(ARGV[3])
+  local l = redis.call('HMGET', L.ak, 'lr', 'lc')
   local lc = tonumber(l[2])
   if not lc or now - lc >= tonumber(ARGV[7]) then
     local recovery = tonumber(ARGV[6])
     local was = learned_rate(t, tonumber(l[1]), lc, now, recovery)
-    local rate = max(was * factor, 1e9 / t * tonumber(ARGV[5]))
+    local rate = math.max(was * factor, 1e9 / t * tonumber(ARGV[5]))
     if rate < was then k = was / rate end
-    call('HSET', L.ak, 'lr', format('%.17g', rate), 'lc', fmt(now))
+    redis.call('HSET', L.ak, 'lr', string.format('%.17g', rate), 'lc', fmt(now))
     aux_extend(L, now + recovery, now)
   end
 end
 local untl = now + tonumber(ARGV[1])
-local cur = tonumber(call('HGET', L.ak, 'h')) or 0
-local from = max(cur, now) -- where the pause ended before this call
+local cur = tonumber(redis.call('HGET', L.ak, 'h')) or 0
+local from = math.max(cur, now) -- where the pause ended before this call
 local shift = 0 -- µs
 if untl > from then
   shift = untl - from
-  call('HSET', L.ak, 'h', fmt(untl))
+  redis.call('HSET', L.ak, 'h', fmt(untl))
 end
 if shift > 0 or k > 1 then
   -- tickets move back by the pause's growth, and those after the pause
   -- spread out as the interval grew, keeping their order
-  local after = max(untl, from)
+  local after = math.max(untl, from)
   local last_due = tickets_move(L, function(due)
     due = due + shift
-    if due > after then due = after + ceil((due - after) * k) end
+    if due > after then due = after + math.ceil((due - after) * k) end
     return due
   end)
-  aux_extend(L, max(last_due, after), now)
+  aux_extend(L, math.max(last_due, after), now)
 end
 if shift > 0 and ARGV[2] == '1' then
   -- the bucket's backlog moves back by the pause's growth too (a lease is
@@ -74,8 +74,8 @@ if shift > 0 and ARGV[2] == '1' then
   if L.owed > 0 and L.was then
     L.t, L.aux = L.was, true
     algo.load(L, now, 0, 0, 0, 0)
-    L.st, L.dirty = max(L.owed + ceil(shift * 1000 / k), L.st), true
+    L.st, L.dirty = math.max(L.owed + math.ceil(shift * 1000 / k), L.st), true
     algo.store(L, now)
   end
 end
-return call('INCR', KEYS[3])
+return redis.call('INCR', KEYS[3])

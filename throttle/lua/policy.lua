@@ -23,17 +23,17 @@ for i = 2, #ARGV - 1, 2 do
   if ARGV[i] == 't' then new_t = tonumber(ARGV[i + 1]) end
 end
 algo.read(L, {new_t, 1, 0, 0}, now)
-local old_t = L.was or tonumber(call('HGET', L.pk, 't')) or tonumber(ARGV[1])
+local old_t = L.was or tonumber(redis.call('HGET', L.pk, 't')) or tonumber(ARGV[1])
 
-call('DEL', L.pk)
-if #ARGV > 1 then call('HSET', L.pk, unpack(ARGV, 2)) end
+redis.call('DEL', L.pk)
+if #ARGV > 1 then redis.call('HSET', L.pk, unpack(ARGV, 2)) end
 
-if new_t > 0 and old_t > 0 and new_t ~= old_t and call('EXISTS', L.ak) == 1 then
+if new_t > 0 and old_t > 0 and new_t ~= old_t and redis.call('EXISTS', L.ak) == 1 then
   local r = new_t / old_t
   local last = tickets_move(L, function(due)
-    if due > now then due = now + ceil((due - now) * r) end
+    if due > now then due = now + math.ceil((due - now) * r) end
     return due
   end)
-  aux_extend(L, max(last, now), now)
+  aux_extend(L, math.max(last, now), now)
 end
 return 1

@@ -11,9 +11,9 @@ function algo.read(L, d, now) end
 
 -- load trims entries older than the window.
 function algo.load(L, now)
-  local w = max(1, floor(L.b * L.t / 1000))
-  call('ZREMRANGEBYSCORE', L.sk, '-inf', '(' .. fmt(now - w + 1))
-  L.st = {call('ZCARD', L.sk), w}
+  local w = math.max(1, math.floor(L.b * L.t / 1000))
+  redis.call('ZREMRANGEBYSCORE', L.sk, '-inf', '(' .. fmt(now - w + 1))
+  L.st = {redis.call('ZCARD', L.sk), w}
 end
 
 function algo.wait(L, n, now)
@@ -21,7 +21,7 @@ function algo.wait(L, n, now)
   local c = L.st[1]
   if c + n <= L.b then return 0 end
   -- the (count+n-b)-th oldest entry must leave the window first
-  local e = call('ZRANGE', L.sk, c + n - L.b - 1, c + n - L.b - 1, 'WITHSCORES')
+  local e = redis.call('ZRANGE', L.sk, c + n - L.b - 1, c + n - L.b - 1, 'WITHSCORES')
   return (tonumber(e[2]) + L.st[2] - now) * 1000
 end
 
@@ -34,9 +34,9 @@ function algo.take(L, n, now)
   -- ZADD would move it instead of adding one
   local k = L.st[1]
   for i = 1, n do
-    repeat k = k + 1 until call('ZADD', L.sk, 'NX', now, fmt(now) .. ':' .. fmt(k)) == 1
+    repeat k = k + 1 until redis.call('ZADD', L.sk, 'NX', now, fmt(now) .. ':' .. fmt(k)) == 1
   end
-  call('PEXPIRE', L.sk, ceil(L.st[2] / 1000))
+  redis.call('PEXPIRE', L.sk, math.ceil(L.st[2] / 1000))
   L.st[1] = L.st[1] + n
 end
 
@@ -49,19 +49,19 @@ end
 function algo.give(L, n, now, due)
   local gone = 0
   if due then
-    local e = call('ZRANGEBYSCORE', L.sk, due, due, 'LIMIT', 0, n)
-    if #e > 0 then gone = call('ZREM', L.sk, unpack(e)) end
+    local e = redis.call('ZRANGEBYSCORE', L.sk, due, due, 'LIMIT', 0, n)
+    if #e > 0 then gone = redis.call('ZREM', L.sk, unpack(e)) end
   else
-    gone = #call('ZPOPMIN', L.sk, n) / 2
+    gone = #redis.call('ZPOPMIN', L.sk, n) / 2
   end
-  L.st[1] = max(0, L.st[1] - gone)
+  L.st[1] = math.max(0, L.st[1] - gone)
 end
 
 function algo.report(L, now)
   local reset = 0
-  local e = call('ZRANGE', L.sk, -1, -1, 'WITHSCORES')
+  local e = redis.call('ZRANGE', L.sk, -1, -1, 'WITHSCORES')
   if e[2] then reset = (tonumber(e[2]) + L.st[2] - now) * 1000 end
-  return max(0, L.b - L.st[1]), reset
+  return math.max(0, L.b - L.st[1]), reset
 end
 
 function algo.lease(L, want, ttl, now) return 0 end

@@ -9,5 +9,5 @@
 
 local L = {ak = KEYS[2]}
 ticket_set(L, ARGV[1], 0, now_us())
-if call('PTTL', L.ak) < tonumber(ARGV[2]) then call('PEXPIRE', L.ak, ARGV[2]) end
+if redis.call('PTTL', L.ak) < tonumber(ARGV[2]) then redis.call('PEXPIRE', L.ak, ARGV[2]) end
 return 1

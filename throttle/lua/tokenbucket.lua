@@ -40,29 +40,29 @@ local LINGER = 10000000
 -- with its policy (L.t, L.b, L.q, L.qp) when known. d: the default policy.
 function algo.read(L, d, now)
   L.owed, L.lu, L.le, L.x = 0, 0, 0, 0
-  local v = call('GET', L.sk)
+  local v = redis.call('GET', L.sk)
   if not v then return end
   -- the common state first, in one match: the default policy, nothing else
-  local bl, last, was, x = match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:d$')
+  local bl, last, was, x = string.match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:d$')
   local lu, le, h, aux, pol = '0', '0', '0', '0', 'd'
   if not bl then
-    bl, last, was, lu, le, x, h, aux, pol = match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
+    bl, last, was, lu, le, x, h, aux, pol = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
   end
   if not bl then
     -- an earlier version's state
-    bl, last, was, lu, le = match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)$')
+    bl, last, was, lu, le = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)$')
     if not bl then error('the token bucket state is not one quotaq writes: ' .. v) end
     x, h, aux, pol = '0', '0', '1', '-'
   end
   L.was, L.x = tonumber(was), x + 0
   if lu ~= '0' then L.lu, L.le = tonumber(lu) or 0, tonumber(le) or 0 end
-  L.owed = max(0, bl - (now - last) * 1000)
+  L.owed = math.max(0, bl - (now - last) * 1000)
   if aux ~= '0' or h ~= '0' or not L.was then return end
   if pol == 'd' then
     L.aux, L.own, L.t, L.b, L.q, L.qp = false, false, d[1], d[2], d[3], d[4]
     return
   end
-  local b, q, qp = match(pol, '^(%d+)/(%d+)/(%d+)$')
+  local b, q, qp = string.match(pol, '^(%d+)/(%d+)/(%d+)$')
   if b then L.aux, L.own, L.t, L.b, L.q, L.qp = false, true, L.was, b + 0, q + 0, qp + 0 end
 end
 
@@ -73,28 +73,28 @@ end
 -- by now (they may have become another lease's).
 function algo.load(L, now, k, unspent, at, ttl)
   local st, t = L.owed, L.t
-  if L.was and L.was ~= t and L.was > 0 then st = ceil(st / L.was * t) end
+  if L.was and L.was ~= t and L.was > 0 then st = math.ceil(st / L.was * t) end
   if L.lu > 0 and L.le <= now then L.lu, L.le = 0, 0 end
   if k > 0 and L.lu > 0 and now < at + ttl then
-    L.lu = max(0, L.lu - k)
+    L.lu = math.max(0, L.lu - k)
     if L.lu == 0 then L.le = 0 end
-    st = max(0, st - unspent * t)
+    st = math.max(0, st - unspent * t)
     L.dirty = true
   end
-  L.st = max(st, L.lu * t)
+  L.st = math.max(st, L.lu * t)
 end
 
 -- algo.wait returns how long (ns) until n tokens are there: 0 now, -1 never.
 function algo.wait(L, n, now)
   if n > L.b then return -1 end
-  return max(0, L.st + (n - L.b) * L.t)
+  return math.max(0, L.st + (n - L.b) * L.t)
 end
 
 -- algo.pause treats the bucket as empty until the pause (L.hold, ns) ends:
 -- tokens booked from now on are due after it, one interval apart, not all
 -- at its end.
 function algo.pause(L)
-  L.st = max(L.st, L.b * L.t + L.hold)
+  L.st = math.max(L.st, L.b * L.t + L.hold)
 end
 
 -- algo.take consumes n tokens, possibly booked in the future.
@@ -113,15 +113,15 @@ end
 function algo.give(L, n, now, due)
   local back = n * L.t
   if due then
-    local relied = (now - due) * 1000 + max(L.st - L.b * L.t, 0) -- ns
-    back = max(0, back - max(0, relied))
+    local relied = (now - due) * 1000 + math.max(L.st - L.b * L.t, 0) -- ns
+    back = math.max(0, back - math.max(0, relied))
   end
-  L.st, L.dirty = max(L.st - back, L.lu * L.t, 0), true
+  L.st, L.dirty = math.max(L.st - back, L.lu * L.t, 0), true
 end
 
 -- algo.report returns the tokens left now and the time (ns) until full.
 function algo.report(L, now)
-  return max(0, floor((L.b * L.t - L.st) / L.t)), L.st
+  return math.max(0, math.floor((L.b * L.t - L.st) / L.t)), L.st
 end
 
 -- lease_grant leases the caller up to want tokens besides the ones it took
@@ -134,10 +134,10 @@ end
 -- lease costs no more than ttl idle), and never below half the burst left
 -- in the bucket (what leases may waste cannot bring it to its limit).
 function algo.lease(L, want, ttl, now)
-  local room = min(floor((L.b * L.t - L.st) / L.t) - ceil(L.b / 2), floor(ttl * 1000 / L.t))
+  local room = math.min(math.floor((L.b * L.t - L.st) / L.t) - math.ceil(L.b / 2), math.floor(ttl * 1000 / L.t))
   if room <= 0 or want <= 0 then return 0 end
-  local k = min(want, room)
-  L.st, L.lu, L.le, L.dirty = L.st + k * L.t, L.lu + k, max(L.le, now + ttl), true
+  local k = math.min(want, room)
+  L.st, L.lu, L.le, L.dirty = L.st + k * L.t, L.lu + k, math.max(L.le, now + ttl), true
   return k
 end
 
@@ -148,32 +148,32 @@ end
 -- long as the script ran before TIME: it is kept only with 2 ms to spare).
 function algo.store(L, now)
   if not L.dirty then return end
-  local need = max(now + L.st / 1000, L.le)
+  local need = math.max(now + L.st / 1000, L.le)
   local keep = (L.x - 2) * 1000 >= need and L.x * 1000 >= now + LINGER / 2
   local px
   if not keep then
-    px = ceil(max(need - now, LINGER) / 1000)
-    L.x = floor(now / 1000) + px
+    px = math.ceil(math.max(need - now, LINGER) / 1000)
+    L.x = math.floor(now / 1000) + px
   end
   local cache = '1:-'
   if L.own and not L.aux then
-    cache = format('0:%d/%d/%d', L.b, L.q, L.qp)
+    cache = string.format('0:%d/%d/%d', L.b, L.q, L.qp)
   elseif not L.aux then
     cache = '0:d'
   end
-  local v = format('%d:%d:%d:%d:%d:%d:0:%s', L.st, now, L.t, L.lu, L.le, L.x, cache)
+  local v = string.format('%d:%d:%d:%d:%d:%d:0:%s', L.st, now, L.t, L.lu, L.le, L.x, cache)
   if keep then
-    call('SET', L.sk, v, 'KEEPTTL')
+    redis.call('SET', L.sk, v, 'KEEPTTL')
   else
-    call('SET', L.sk, v, 'PX', px)
+    redis.call('SET', L.sk, v, 'PX', px)
   end
 end
 
 -- drop_cache forgets what the state at key caches of the policy and aux
 -- hashes (they are read again by the next decision), keeping its TTL.
 local function drop_cache(key)
-  local v = call('GET', key)
+  local v = redis.call('GET', key)
   if not v then return end
-  local head = match(v, '^(%d+:%d+:%d+:%d+:%d+:%d+:%d+):')
-  if head then call('SET', key, head .. ':1:-', 'KEEPTTL') end
+  local head = string.match(v, '^(%d+:%d+:%d+:%d+:%d+:%d+:%d+):')
+  if head then redis.call('SET', key, head .. ':1:-', 'KEEPTTL') end
 end
