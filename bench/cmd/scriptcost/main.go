@@ -104,17 +104,21 @@ func variants(dir string) ([]variant, error) {
 	qargs := []any{"allow", 1, 0, "", 1000, 1000000, 0, 0, 0, 0}
 	// a tenant with its own policy (stored by setup)
 	okeys := []string{"q:{o}:policy", "q:{o}:tb", "q:{o}:quota", "q:{o}:aux"}
+	// The names say what a row measures, not which file does it:
+	// beforeafter matches rows by name across versions of the scripts, so
+	// a rewrite keeps a name and its meaning and changes only the source.
 	return []variant{
 		{"trivial: return 1", "return 1", []string{"k"}, nil},
 		{"redis_rate v10 GCRA (TIME, GET, SET)", redisRateLua, []string{"rr:t"}, []any{1000000, 1000000, 1, 1}},
-		{"quotaq decide.lua (the general script: several ids, peek, cancel, other algorithms), whole", common + tb + decide, qkeys, qargs},
-		{"quotaq decide.lua: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
-		{"quotaq decide.lua: its 5 redis.call()s only", callsOnly, qkeys, qargs},
-		// (one decision goes as the Limiter sends it: the trailing
-		// arguments that say "none" left out)
-		{"quotaq lean.lua (the common call), one decision, default policy, active tenant (TIME, GET, SET)", lean, qkeys, leanArgs(1)[:8]},
-		{"quotaq lean.lua, one decision, the tenant's own policy", lean, okeys, leanArgs(1)[:8]},
-		{"quotaq lean.lua, 16 decisions (16 tenants) in one run, per decision", lean, leanKeys(16), leanArgs(16)},
+		// decide.lua
+		{"quotaq general script (several ids, peek, cancel, other algorithms), whole", common + tb + decide, qkeys, qargs},
+		{"quotaq general script: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
+		{"quotaq general script's redis.call()s only (TIME, HMGET, GET, HMGET, SET)", callsOnly, qkeys, qargs},
+		// lean.lua, the common call; one decision goes as the Limiter sends
+		// it: the trailing arguments that say "none" left out
+		{"quotaq, one decision, default policy, active tenant", lean, qkeys, leanArgs(1)[:8]},
+		{"quotaq, one decision, the tenant's own policy", lean, okeys, leanArgs(1)[:8]},
+		{"quotaq, 16 decisions (16 tenants) in one run, per decision", lean, leanKeys(16), leanArgs(16)},
 	}, nil
 }
 
