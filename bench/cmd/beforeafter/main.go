@@ -12,6 +12,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -92,6 +93,9 @@ func main() {
 	var out bytes.Buffer
 	if err := run(ctx, &out, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "beforeafter:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 	if cfg.out == "" {
@@ -101,6 +105,11 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// usageError is a bad flag found while running: the exit code is 2.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 // check reports a usage error.
 func check(cfg config) error {
@@ -141,7 +150,7 @@ func run(ctx context.Context, w *bytes.Buffer, cfg config) error {
 	sides := []*version{{name: "before", rev: cfg.before}, {name: "after", rev: cfg.after}}
 	for _, v := range sides {
 		if err := v.build(ctx, top, tmp, cfg.cmd); err != nil {
-			return fmt.Errorf("%s (%s): %w", v.name, v.rev, err)
+			return err
 		}
 	}
 	srv, err := harness.StartServer("")
@@ -195,7 +204,7 @@ func (v *version) build(ctx context.Context, top, tmp, cmd string) error {
 	} else {
 		hash, err := git(ctx, top, "rev-parse", "--verify", "--short", v.rev+"^{commit}")
 		if err != nil {
-			return fmt.Errorf("not a commit (give a git revision or worktree): %w", err)
+			return usageError{fmt.Errorf("-%s %q is not a commit here: give a git revision (hash, branch, tag) or worktree (%w)", v.name, v.rev, err)}
 		}
 		v.src, v.desc = filepath.Join(tmp, v.name), hash
 		if err := os.Mkdir(v.src, 0o755); err != nil {
@@ -220,7 +229,7 @@ func (v *version) build(ctx context.Context, top, tmp, cmd string) error {
 	build := exec.CommandContext(ctx, "go", "build", "-o", v.bin, "./cmd/"+cmd)
 	build.Dir = filepath.Join(v.src, "bench")
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/%s: %w: %s", cmd, err, out)
+		return fmt.Errorf("%s (%s): go build ./cmd/%s: %w: %s", v.name, v.desc, cmd, err, out)
 	}
 	return nil
 }

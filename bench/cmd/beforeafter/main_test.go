@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -27,5 +28,17 @@ func TestRunComparesTwoVersions(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "Rows only") {
 		t.Errorf("a row is missing on one side:\n%s", out.String())
+	}
+}
+
+func TestRunRefusesAnUnknownRevision(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	err := run(context.Background(), &out, config{before: "no-such-revision", after: "worktree", cmd: "scriptcost", rounds: 1})
+	if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), `"no-such-revision"`) {
+		t.Errorf("run = %v, want a usage error naming the revision", err)
+	}
+	if out.Len() > 0 {
+		t.Errorf("wrote %q", out.String())
 	}
 }

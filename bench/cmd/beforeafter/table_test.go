@@ -89,6 +89,7 @@ func TestCompare(t *testing.T) {
 		name          string
 		before, after []string // one output per run
 		rename        map[string]string
+		columns       []string
 		want          []string // lines the comparison must have
 		cells, marked int
 	}{
@@ -116,6 +117,14 @@ func TestCompare(t *testing.T) {
 				"| q | 16 | admitted/s | 10.0 | 5.00 | 0.50 |  |",
 			},
 			cells: 4, marked: 1,
+		},
+		{
+			name:    "Only the columns asked for are shown",
+			before:  []string{"| limiter | callers | decisions/s | p50 µs |\n|---|---:|---:|---:|\n| q | 1 | 100 | 50 |\n"},
+			after:   []string{"| limiter | callers | decisions/s | p50 µs |\n|---|---:|---:|---:|\n| q | 1 | 100 | 90 |\n"},
+			columns: []string{"decisions/s"},
+			want:    []string{"| q | 1 | decisions/s | 100 | 100 | 1.00 |  |"},
+			cells:   1,
 		},
 		{
 			name:   "Renamed rows match; the rest are listed under their side",
@@ -153,7 +162,7 @@ func TestCompare(t *testing.T) {
 				after.add(out, tt.rename)
 			}
 			var w bytes.Buffer
-			cells, marked := compare(&w, before, after, nil)
+			cells, marked := compare(&w, before, after, tt.columns)
 			for _, line := range tt.want {
 				if !strings.Contains(w.String(), line) {
 					t.Errorf("missing %q in:\n%s", line, w.String())
