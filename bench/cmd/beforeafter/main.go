@@ -60,6 +60,7 @@ type config struct {
 	columns       []string
 	rename        renames
 	args          []string // for the command
+	cmdline       []string // beforeafter's own arguments, to print
 }
 
 func main() {
@@ -80,7 +81,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	cfg.args = flag.Args()
+	cfg.args, cfg.cmdline = flag.Args(), os.Args[1:]
 	if columns != "" {
 		cfg.columns = strings.Split(columns, ",")
 	}
@@ -174,13 +175,15 @@ func run(ctx context.Context, w *bytes.Buffer, cfg config) error {
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", v.name, r, err)
 			}
-			results[v.name].add(out, cfg.rename)
+			if err := results[v.name].add(out, cfg.rename); err != nil {
+				return fmt.Errorf("%s, run %d: %s: %w", v.name, r, cfg.cmd, err)
+			}
 		}
 	}
 	fmt.Fprintf(w, "%s, before %s against after %s, %d runs of each interleaved on one redis-server %s; %s at start, %s at the end; %s\n\n",
 		cfg.cmd, sides[0].desc, sides[1].desc, cfg.rounds, harness.Version(ctx, rdb), load, harness.Load(),
 		time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "    cd bench && go run ./cmd/beforeafter %s\n\n", shellJoin(os.Args[1:]))
+	fmt.Fprintf(w, "    cd bench && go run ./cmd/beforeafter %s\n\n", shellJoin(cfg.cmdline))
 	var body bytes.Buffer
 	cells, marked := compare(&body, results["before"], results["after"], cfg.columns)
 	fmt.Fprintf(w, "Each figure is the mean of the runs with their min–max; **worse** marks a figure where after is worse than before by more than the larger of the two spreads (figures ending in /s: higher is better, except admitted/s, which is not marked; the rest: lower). %d figures compared, %d marked worse.\n\n",
@@ -226,7 +229,7 @@ func (v *version) build(ctx context.Context, top, tmp, cmd string) error {
 		}
 	}
 	v.bin = filepath.Join(tmp, v.name+"-"+cmd)
-	build := exec.CommandContext(ctx, "go", "build", "-o", v.bin, "./cmd/"+cmd)
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", v.bin, "./cmd/"+cmd)
 	build.Dir = filepath.Join(v.src, "bench")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s (%s): go build ./cmd/%s: %w: %s", v.name, v.desc, cmd, err, out)

@@ -94,9 +94,13 @@ type side struct {
 func newSide() *side { return &side{by: map[string]*series{}} }
 
 // add merges one run's output, renaming rows (by their first cell) as
-// rename says.
-func (s *side) add(out string, rename map[string]string) {
-	for _, t := range parseTables(out) {
+// rename says. Output without a table is an error.
+func (s *side) add(out string, rename map[string]string) error {
+	ts := parseTables(out)
+	if len(ts) == 0 {
+		return fmt.Errorf("no Markdown table in its output: %q", out)
+	}
+	for _, t := range ts {
 		ser, ok := s.by[t.id()]
 		if !ok {
 			ser = &series{table: table{title: t.title, cols: t.cols, keys: t.keys},
@@ -123,6 +127,7 @@ func (s *side) add(out string, rename map[string]string) {
 			}
 		}
 	}
+	return nil
 }
 
 // stat is a cell's figures over the runs.

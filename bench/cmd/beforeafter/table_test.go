@@ -156,10 +156,14 @@ func TestCompare(t *testing.T) {
 			t.Parallel()
 			before, after := newSide(), newSide()
 			for _, out := range tt.before {
-				before.add(out, tt.rename)
+				if err := before.add(out, tt.rename); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for _, out := range tt.after {
-				after.add(out, tt.rename)
+				if err := after.add(out, tt.rename); err != nil {
+					t.Fatal(err)
+				}
 			}
 			var w bytes.Buffer
 			cells, marked := compare(&w, before, after, tt.columns)
@@ -172,6 +176,13 @@ func TestCompare(t *testing.T) {
 				t.Errorf("%d figures, %d marked; want %d, %d:\n%s", cells, marked, tt.cells, tt.marked, w.String())
 			}
 		})
+	}
+}
+
+func TestAddRefusesOutputWithoutATable(t *testing.T) {
+	t.Parallel()
+	if err := newSide().add("redis-server 7.0.15\nno figures\n", nil); err == nil {
+		t.Error("add accepted output without a table")
 	}
 }
 
