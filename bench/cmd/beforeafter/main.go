@@ -28,11 +28,12 @@ import (
 )
 
 // oldNames maps scriptcost's row names up to 45c71a2 to the names that say
-// what a row measures, so older versions compare with newer ones.
+// what a row measures, so older versions compare with newer ones. (Its
+// general decide.lua, whole, has no counterpart since there is one
+// decision script.)
 var oldNames = map[string]string{
-	"quotaq decide.lua (the general script: several ids, peek, cancel, other algorithms), whole":      "quotaq general script (several ids, peek, cancel, other algorithms), whole",
-	"quotaq decide.lua: function definitions only":                                                    "quotaq general script: function definitions only",
-	"quotaq decide.lua: its 5 redis.call()s only":                                                     "quotaq general script's redis.call()s only (TIME, HMGET, GET, HMGET, SET)",
+	"quotaq decide.lua: function definitions only":                                                    "quotaq decision script: function definitions only",
+	"quotaq decide.lua: its 5 redis.call()s only":                                                     "redis.call()s of a decision with a stored policy, alone (TIME, HMGET, GET, HMGET, SET)",
 	"quotaq lean.lua (the common call), one decision, default policy, active tenant (TIME, GET, SET)": "quotaq, one decision, default policy, active tenant",
 	"quotaq lean.lua, one decision, the tenant's own policy":                                          "quotaq, one decision, the tenant's own policy",
 	"quotaq lean.lua, 16 decisions (16 tenants) in one run, per decision":                             "quotaq, 16 decisions (16 tenants) in one run, per decision",
