@@ -90,31 +90,28 @@ type variant struct {
 // files in dir.
 func variants(dir string) ([]variant, error) {
 	src := map[string]string{}
-	for _, name := range []string{"common.lua", "tokenbucket.lua", "decide.lua", "lean.lua"} {
+	for _, name := range []string{"common.lua", "tokenbucket.lua", "decide.lua"} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil, err
 		}
 		src[name] = string(b)
 	}
-	common, tb, decide, lean := src["common.lua"], src["tokenbucket.lua"], src["decide.lua"], src["lean.lua"]
-	// quotaq's keys and arguments: policy, state, quota, aux; allow 1 token,
-	// default policy 1e6/s burst 1e6
-	qkeys := []string{"q:{t}:policy", "q:{t}:tb", "q:{t}:quota", "q:{t}:aux"}
-	qargs := []any{"allow", 1, 0, "", 1000, 1000000, 0, 0, 0, 0}
+	defs := src["common.lua"] + src["tokenbucket.lua"]
+	decide := defs + src["decide.lua"]
 	// a tenant with its own policy (stored by setup)
 	okeys := []string{"q:{o}:policy", "q:{o}:tb", "q:{o}:quota", "q:{o}:aux"}
+	// The names say what a row measures, not which file does it:
+	// beforeafter matches rows by name across versions of the scripts, so
+	// a rewrite keeps a name and its meaning and changes only the source.
 	return []variant{
 		{"trivial: return 1", "return 1", []string{"k"}, nil},
 		{"redis_rate v10 GCRA (TIME, GET, SET)", redisRateLua, []string{"rr:t"}, []any{1000000, 1000000, 1, 1}},
-		{"quotaq decide.lua (the general script: several ids, peek, cancel, other algorithms), whole", common + tb + decide, qkeys, qargs},
-		{"quotaq decide.lua: function definitions only", common + tb + "\nreturn 1", qkeys, qargs},
-		{"quotaq decide.lua: its 5 redis.call()s only", callsOnly, qkeys, qargs},
-		// (one decision goes as the Limiter sends it: the trailing
-		// arguments that say "none" left out)
-		{"quotaq lean.lua (the common call), one decision, default policy, active tenant (TIME, GET, SET)", lean, qkeys, leanArgs(1)[:8]},
-		{"quotaq lean.lua, one decision, the tenant's own policy", lean, okeys, leanArgs(1)[:8]},
-		{"quotaq lean.lua, 16 decisions (16 tenants) in one run, per decision", lean, leanKeys(16), leanArgs(16)},
+		{"quotaq decision script: function definitions only", defs + "\nreturn 1", tenantKeys(1), decideArgs(1)},
+		{"redis.call()s of a decision with a stored policy, alone (TIME, HMGET, GET, HMGET, SET)", callsOnly, tenantKeys(1), decideArgs(1)},
+		{"quotaq, one decision, default policy, active tenant", decide, tenantKeys(1), decideArgs(1)},
+		{"quotaq, one decision, the tenant's own policy", decide, okeys, decideArgs(1)},
+		{"quotaq, 16 decisions (16 tenants) in one run, per decision", decide, tenantKeys(16), decideArgs(16)},
 	}, nil
 }
 
@@ -168,22 +165,24 @@ local retry_after = -1
 return {cost, remaining, tostring(retry_after), tostring(reset_after)}
 `
 
-// leanKeys returns the keys of k tenants' decisions for lean.lua.
-func leanKeys(k int) []string {
+// tenantKeys returns the keys of k tenants' decisions: policy, state,
+// quota, aux each.
+func tenantKeys(k int) []string {
 	var ks []string
 	for i := range k {
-		t := "q:{l" + strconv.Itoa(i) + "}:"
+		t := "q:{t" + strconv.Itoa(i) + "}:"
 		ks = append(ks, t+"policy", t+"tb", t+"quota", t+"aux")
 	}
 	return ks
 }
 
-// leanArgs returns lean.lua's arguments for k decisions that allow 1 token
-// each under the default policy 1e6/s burst 1e6.
-func leanArgs(k int) []any {
-	args := []any{1000, 1000000, 0, 0, 0, 0}
+// decideArgs returns decide.lua's arguments, as the Limiter sends them, for
+// k decisions that allow 1 token each under the default policy 1e6/s burst
+// 1e6 (interval 1000 ns), without leases or learning.
+func decideArgs(k int) []any {
+	args := []any{1000, 1000000, 0, 0, 0, 0, 0}
 	for range k {
-		args = append(args, "allow", 1, 0, "", 0, 0, 0, 0, 0)
+		args = append(args, "allow", 1, 1, 0, "", 0, 0, 0, 0, 0)
 	}
 	return args
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -9,8 +10,8 @@ import (
 	"github.com/quotaq/quotaq/bench/internal/harness"
 )
 
-// Every variant runs on a real redis-server with its keys and arguments
-// (a smoke test: it measures nothing).
+// Every variant runs on a real redis-server with its keys and arguments,
+// and quotaq's decisions admit (a smoke test: it measures nothing).
 func TestVariantsRun(t *testing.T) {
 	vs, err := variants("../../../throttle/lua")
 	if err != nil {
@@ -25,8 +26,19 @@ func TestVariantsRun(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	for _, v := range vs {
 		for range 2 { // the second run finds the state the first wrote
-			if err := redis.NewScript(v.src).Run(context.Background(), rdb, v.keys, v.args...).Err(); err != nil && err != redis.Nil {
+			v2, err := redis.NewScript(v.src).Run(context.Background(), rdb, v.keys, v.args...).Result()
+			if err != nil && err != redis.Nil {
 				t.Errorf("%s: %v", v.name, err)
+			}
+			reply, _ := v2.([]any)
+			// quotaq's decisions admit: the common path is the one measured
+			// (eleven integers a decision, allowed first)
+			if strings.HasPrefix(v.name, "quotaq, ") {
+				for i := 0; i < len(reply) || i == 0; i += 11 {
+					if i >= len(reply) || reply[i] != int64(1) {
+						t.Errorf("%s: decision %d not admitted: %v", v.name, i/11, reply)
+					}
+				}
 			}
 		}
 	}
