@@ -20,7 +20,7 @@ func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error 
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("tenant %q: %w", tenant, err)
 	}
-	defer l.forgetRefusals(tenant)
+	defer l.local.forget(tenant)
 	return l.writePolicy(ctx, tenant, p.fields())
 }
 
@@ -66,7 +66,7 @@ func (l *Limiter) DeletePolicy(ctx context.Context, tenant string) error {
 	if err := ValidateID(tenant); err != nil {
 		return err
 	}
-	defer l.forgetRefusals(tenant)
+	defer l.local.forget(tenant)
 	return l.writePolicy(ctx, tenant, nil)
 }
 
@@ -89,7 +89,7 @@ func (l *Limiter) SetDefaultPolicy(ctx context.Context, p Policy) error {
 		next = c.next
 	}
 	l.def.Store(&cachedPolicy{p: p, next: next, read: time.Now()})
-	l.forgetAllRefusals()
+	l.local.forgetAll()
 	return nil
 }
 
@@ -163,7 +163,7 @@ func (l *Limiter) Reset(ctx context.Context, tenant string) error {
 	if err := ValidateID(tenant); err != nil {
 		return err
 	}
-	defer l.forgetRefusals(tenant)
+	defer l.local.forget(tenant)
 	k := l.keysFor(tenant)
 	// one slot, one transaction: the tenant is reset atomically
 	pipe := l.rdb.TxPipeline()
@@ -186,7 +186,7 @@ func (l *Limiter) ResetQuota(ctx context.Context, tenants ...string) error {
 			return err
 		}
 	}
-	defer l.forgetRefusals(tenants...)
+	defer l.local.forget(tenants...)
 	for start := 0; start < len(tenants); start += resetBatch {
 		end := min(start+resetBatch, len(tenants))
 		pipe := l.rdb.Pipeline()
@@ -208,7 +208,7 @@ const resetBatch = 1000
 // batches (SCAN, then one pipeline of HDEL per batch), so it neither blocks
 // Redis nor costs a round trip per tenant; each tenant is reset atomically.
 func (l *Limiter) ResetAllQuotas(ctx context.Context) (int, error) {
-	defer l.forgetAllRefusals()
+	defer l.local.forgetAll()
 	total := 0
 	err := l.scan(ctx, l.prefix+":{*}:quota", func(ctx context.Context, c redis.UniversalClient, batch []string) error {
 		pipe := c.Pipeline()

@@ -14,12 +14,13 @@ func ForgetCache(ctx context.Context, l *Limiter, id string) error {
 	return forgetScript.Run(ctx, l.rdb, []string{l.keysFor(id).tb}).Err()
 }
 
-// WithLeaseClock gives the leases of a Limiter (WithLeases, given before)
-// the clock now, so that tests can move it with miniredis's.
+// WithLeaseClock gives the local state of a Limiter (its leases and known
+// refusals: WithLeases or WithRefusalCache, given before) the clock now, so
+// that tests can move it with miniredis's.
 func WithLeaseClock(now func() time.Time) Option {
 	return func(l *Limiter) {
-		if l.leases != nil {
-			l.leases.now = now
+		if l.local != nil {
+			l.local.now = now
 		}
 	}
 }

@@ -41,18 +41,31 @@ func TestLeasesSaveRoundTrips(t *testing.T) {
 // Callers that find a tenant's lease spent together, as a worker's
 // goroutines do, wait for the one that asks Redis and spend from its new
 // lease, instead of each asking.
+// With a refusal cache too, the renewals are the same flights.
 func TestLeaseRenewedOnceForCallersTogether(t *testing.T) {
 	t.Parallel()
-	l, _, h := setupCounted(t, throttle.WithLeases(time.Second, 64),
-		throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000)))
-	const callers, each = 32, 50
-	allowTogether(t, l, "hot", callers, each)
-	// leases of 1, 2, 4, ... 64 tokens: about 1600/64 + 7 renewals; each
-	// caller asking on its own when the lease is spent makes hundreds
-	if n := h.evals.Load(); n > callers*each/32 {
-		t.Fatalf("%d decisions sent %d scripts, want at most %d", callers*each, n, callers*each/32)
+	for _, tt := range []struct {
+		name string
+		opts []throttle.Option
+	}{
+		{"Leases", nil},
+		{"LeasesAndRefusalCache", []throttle.Option{throttle.WithRefusalCache(time.Second)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l, _, h := setupCounted(t, append([]throttle.Option{throttle.WithLeases(time.Second, 64),
+				throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000))}, tt.opts...)...)
+			const callers, each = 32, 50
+			allowTogether(t, l, "hot", callers, each)
+			// leases of 1, 2, 4, ... 64 tokens: about 1600/64 + 7 renewals;
+			// each caller asking on its own when the lease is spent makes
+			// hundreds
+			if n := h.evals.Load(); n > callers*each/32 {
+				t.Fatalf("%d decisions sent %d scripts, want at most %d", callers*each, n, callers*each/32)
+			}
+			t.Logf("%d decisions, %d scripts", callers*each, h.evals.Load())
+		})
 	}
-	t.Logf("%d decisions, %d scripts", callers*each, h.evals.Load())
 }
 
 // allowTogether makes each decisions on tenant from each of callers

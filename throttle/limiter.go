@@ -31,9 +31,8 @@ type Limiter struct {
 	def        atomic.Pointer[cachedPolicy]
 	refreshing sync.Mutex
 
-	refused *refusalCache // WithRefusalCache; nil: off
-	batch   *batcher      // WithBatching; nil: off
-	leases  *leaseCache   // WithLeases; nil: off
+	local *local   // WithLeases, WithRefusalCache; nil: off
+	batch *batcher // WithBatching; nil: off
 
 	err error // an option New could not use; see Err
 }
@@ -102,11 +101,29 @@ func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, e
 // bucket (and quota) or from none. On Redis Cluster the ids must hash to one
 // slot; see the README.
 func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
-	if l.refused == nil || n == 0 {
-		d, err := l.run(ctx, modeAllow, Request{IDs: ids, N: n})
+	req := Request{IDs: ids, N: n}
+	if !l.local.refusals() || n <= 0 || len(ids) == 0 {
+		d, err := l.run(ctx, modeAllow, req)
 		return d.Result, err
 	}
-	return l.allowCached(ctx, n, ids)
+	for i := 0; len(ids) > 1 && i < len(ids); i++ {
+		// a refusal known of one id must not hide another that is bad (a
+		// bad id alone is never refused here: run reports it)
+		if err := ValidateID(ids[i]); err != nil {
+			return Result{}, err
+		}
+	}
+	r, answered, a := l.local.ask(ctx, ids, n, modeAllow, false)
+	if answered {
+		return r, nil
+	}
+	defer a.done()
+	req.asking = a
+	d, err := l.run(ctx, modeAllow, req)
+	if err == nil {
+		a.answered(d.Result)
+	}
+	return d.Result, err
 }
 
 // Peek reports what AllowN(ctx, tenant, 1) would answer, consuming nothing.
@@ -155,7 +172,8 @@ type Request struct {
 	// time), which redeems them when it comes instead of paying again.
 	KeepTicket bool
 
-	noLease bool // runSplit: one id of several, which must not lease
+	noLease bool    // runSplit: one id of several, which must not lease
+	asking  *asking // AllowMulti: the local state was asked, Redis is asked
 }
 
 // Reserve books req.N tokens of every id in req.IDs; see ReserveN and
@@ -185,7 +203,7 @@ func (l *Limiter) CancelN(ctx context.Context, tenant string, n int64) error {
 		}
 		return nil
 	}
-	defer l.forgetRefusals(tenant)
+	defer l.local.forget(tenant)
 	_, err := l.run(ctx, modeCancel, Request{IDs: []string{tenant}, N: n})
 	return err
 }
@@ -203,7 +221,7 @@ func (l *Limiter) CancelTicket(ctx context.Context, req Request) error {
 	if req.Ticket == "" {
 		return fmt.Errorf("throttle: CancelTicket needs a ticket")
 	}
-	defer l.forgetRefusals(req.IDs...)
+	defer l.local.forget(req.IDs...)
 	_, err := l.run(ctx, modeCancel, req)
 	return err
 }
@@ -241,7 +259,7 @@ func (l *Limiter) hold(ctx context.Context, tenant string, d time.Duration, cut 
 		return err
 	}
 	d = min(d, MaxHold)
-	defer l.forgetRefusals(tenant) // ends this Limiter's lease (refusals can only get longer)
+	defer l.local.forget(tenant) // ends this Limiter's lease (refusals can only get longer)
 	k := l.keysFor(tenant)
 	us := (d + time.Microsecond - 1) / time.Microsecond
 	books := 0
@@ -307,37 +325,26 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 		return l.failed(req, err)
 	}
 
-	// local: a lease of the tenant's tokens
+	// local: a lease of the tenant's tokens (AllowMulti has looked for a
+	// known refusal)
 	var want, settle, unspent, at int64
-	var sent time.Time
 	var ttl time.Duration
-	leases := l.leases != nil && !req.noLease && len(req.IDs) == 1 && l.algo.books &&
+	a := req.asking
+	leases := l.local.leases() && !req.noLease && len(req.IDs) == 1 && l.algo.books &&
 		(mode == modeAllow || mode == modeReserve)
 	if leases {
-		id := req.IDs[0]
-		if !req.KeepTicket {
-			if r, ok := l.leases.take(id, n); ok {
+		if a == nil {
+			// spent from the lease, or from the one a decision asking
+			// Redis for this tenant brings
+			r, answered, asked := l.local.ask(ctx, req.IDs, n, mode, req.KeepTicket)
+			if answered {
 				return decision{Result: r}, nil
 			}
-			// while another decision asks Redis for this tenant, its
-			// answer may bring a new lease to spend from
-			for w := l.leases.renewing(id); w != nil && ctx.Err() == nil; w = l.leases.renewing(id) {
-				select {
-				case <-w:
-				case <-ctx.Done():
-				}
-				if r, ok := l.leases.take(id, n); ok {
-					return decision{Result: r}, nil
-				}
-			}
+			defer asked.done()
+			a = asked
 		}
-		sent, ttl = l.leases.now(), l.leases.ttl
-		var renew chan struct{}
-		want, settle, unspent, at, renew = l.leases.ask(id, !req.KeepTicket)
-		defer l.leases.asked(id, renew)
-		if req.KeepTicket {
-			want = 0
-		}
+		want, settle, unspent, at = a.lease()
+		ttl = l.local.ttl
 	}
 
 	// the script
@@ -369,7 +376,7 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 		return decision{}, err
 	}
 	if leases && r.leased > 0 {
-		l.leases.grant(req.IDs[0], r.leased, r.leasedAt, sent)
+		a.granted(r.leased, r.leasedAt)
 		r.remaining += r.leased
 	}
 	return l.decision(r, req.IDs)

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/internal/wait"
 )
 
 // gate holds every decision script until it is opened, and counts them.
@@ -35,15 +36,41 @@ func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 }
 
 // Decisions of an id whose refusal expired wait for the one asking Redis and
-// share its refusal, instead of all asking at once.
+// share its refusal, instead of all asking at once; with leases too, the
+// flight they wait for is the same.
 func TestRefusalCacheCoalescesAnExpiredRefusal(t *testing.T) {
 	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		opts []Option
+	}{
+		{"RefusalCache", nil},
+		{"RefusalCacheAndLeases", []Option{WithLeases(time.Second, 64)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			coalescesAnExpiredRefusal(t, tt.opts...)
+		})
+	}
+}
+
+func coalescesAnExpiredRefusal(t *testing.T, opts ...Option) {
 	ctx := context.Background()
 	c, prefix := redistest.Client(t)
-	l := New(c, WithPrefix(prefix), WithDefaultPolicy(Policy{Rate: 0.001, Burst: 1}), WithRefusalCache(time.Hour))
+	// a token every 1000s; this Limiter's clock moves past the refusal's
+	// expiry, Redis's does not
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	opts = append([]Option{WithPrefix(prefix), WithDefaultPolicy(Policy{Rate: 0.001, Burst: 1}), WithRefusalCache(time.Hour)}, opts...)
+	l := New(c, append(opts, WithLeaseClock(clock))...)
 	if r, err := l.Allow(ctx, "acme"); err != nil || !r.Allowed {
 		t.Fatalf("first token: %+v, %v", r, err)
 	}
+	r, err := l.Allow(ctx, "acme")
+	if err != nil || r.Allowed || r.RetryAfter < 900*time.Second {
+		t.Fatalf("second token: %+v, %v; want refused for about 1000s", r, err)
+	}
+	skew.Store(int64(r.RetryAfter + time.Second)) // the refusal has expired here
 	g := &gate{open: make(chan struct{})}
 	c.AddHook(g)
 	const callers = 20
@@ -61,15 +88,11 @@ func TestRefusalCacheCoalescesAnExpiredRefusal(t *testing.T) {
 	// one caller leads and is held at the gate; the others wait for it
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s := l.refused.shard("acme")
-		s.mu.Lock()
-		f := s.flights["acme"]
-		s.mu.Unlock()
-		if f != nil && f.waiting.Load() == callers-1 && g.evals.Load() == 1 {
+		if l.local.waiting("acme") == callers-1 && g.evals.Load() == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %d scripts sent, want 1 with %d callers waiting", g.evals.Load(), callers-1)
+			t.Fatalf("after 10s: %d scripts sent, %d waiting, want 1 with %d callers waiting", g.evals.Load(), l.local.waiting("acme"), callers-1)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -83,5 +106,97 @@ func TestRefusalCacheCoalescesAnExpiredRefusal(t *testing.T) {
 	}
 	if n := g.evals.Load(); n != 1 {
 		t.Fatalf("%d callers sent %d scripts, want 1", callers, n)
+	}
+}
+
+// waiting returns how many decisions wait for id's flight (0: none).
+func (c *local) waiting(id string) int64 {
+	s := c.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[id]; e != nil && e.flight != nil {
+		return e.flight.waiting
+	}
+	return 0
+}
+
+// replyGate lets the first script sent after armed run, and holds its reply
+// until open is closed.
+type replyGate struct {
+	armed, ran atomic.Bool
+	open       chan struct{}
+}
+
+func (g *replyGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *replyGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if (cmd.Name() == "evalsha" || cmd.Name() == "eval") && g.armed.CompareAndSwap(true, false) {
+			g.ran.Store(true)
+			<-g.open
+		}
+		return err
+	}
+}
+
+func (g *replyGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// What Redis answered before this Limiter gave a tenant's tokens back or
+// held it is not kept: the refusal may predate the Reset, the lease the
+// Hold. (Here another decision has made the tenant's local state anew
+// before the stale answer arrives.)
+func TestAnswerSentBeforeAForgetIsNotKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		opts   []Option
+		before func(l *Limiter) // brings the tenant to the gated decision
+		forget func(l *Limiter) error
+		want   func(r Result) bool // the decision after
+	}{
+		{"RefusalBeforeReset",
+			[]Option{WithDefaultPolicy(Policy{Rate: 0.001, Burst: 2}), WithRefusalCache(time.Hour)},
+			func(l *Limiter) { _, _ = l.AllowN(ctx, "t", 2) }, // the gated decision is refused
+			func(l *Limiter) error { return l.Reset(ctx, "t") },
+			func(r Result) bool { return r.Allowed }},
+		{"LeaseBeforeHold",
+			[]Option{WithDefaultPolicy(PerSecond(1000)), WithLeases(time.Minute, 64)},
+			func(l *Limiter) { _, _ = l.Allow(ctx, "t"); _, _ = l.Allow(ctx, "t") }, // the gated decision renews a lease
+			func(l *Limiter) error { return l.Hold(ctx, "t", time.Minute) },
+			func(r Result) bool { return !r.Allowed && r.Reason == ReasonPaused }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, prefix := redistest.Client(t)
+			l := New(c, append([]Option{WithPrefix(prefix)}, tt.opts...)...)
+			tt.before(l)
+			g := &replyGate{open: make(chan struct{})}
+			c.AddHook(g)
+			g.armed.Store(true)
+			done := make(chan Result)
+			go func() {
+				r, err := l.Allow(ctx, "t")
+				if err != nil {
+					t.Error(err)
+				}
+				done <- r
+			}()
+			wait.For(t, 10*time.Second, "the gated decision to run", g.ran.Load)
+			if err := tt.forget(l); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Allow(ctx, "t"); err != nil { // decided anew: the tenant's state is made again
+				t.Fatal(err)
+			}
+			close(g.open)
+			<-done
+			if r, err := l.Allow(ctx, "t"); err != nil || !tt.want(r) {
+				t.Fatalf("after the stale answer: %+v, %v", r, err)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package throttle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -278,6 +279,33 @@ func TestRefusalCacheSkipsNeverAnswers(t *testing.T) {
 	}
 	if r := mustAllowN(t, l, "acme", 2); !r.Allowed {
 		t.Fatalf("2 of 2 after the refusals: %+v", r)
+	}
+}
+
+// Bad input is reported as without the cache, even for an id known refused.
+func TestRefusalCacheReportsBadInput(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _, _ := setupCounted(t, throttle.WithDefaultPolicy(throttle.Policy{Rate: 0.001, Burst: 1}),
+		throttle.WithRefusalCache(time.Minute))
+	mustAllowN(t, l, "acme", 1)
+	if r := mustAllowN(t, l, "acme", 1); r.Allowed {
+		t.Fatalf("second token: %+v", r)
+	}
+	for _, tt := range []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"NoIDs", func() error { _, err := l.AllowMulti(ctx, 1); return err }, throttle.ErrInvalidTenant},
+		{"NegativeCost", func() error { _, err := l.AllowN(ctx, "acme", -1); return err }, throttle.ErrInvalidCost},
+		{"EmptyID", func() error { _, err := l.AllowMulti(ctx, 1, "acme", ""); return err }, throttle.ErrInvalidTenant},
+		{"EmptyIDFirst", func() error { _, err := l.AllowMulti(ctx, 1, "", "acme"); return err }, throttle.ErrInvalidTenant},
+		{"EmptyIDAlone", func() error { _, err := l.AllowN(ctx, "", 1); return err }, throttle.ErrInvalidTenant},
+	} {
+		if err := tt.call(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
 	}
 }
 
