@@ -28,6 +28,10 @@
 // limit), or any function of the request. IPv6 addresses are grouped by
 // their /64 (WithIPv6Prefix).
 //
+// A refused client is refused by the process itself, without asking Redis,
+// until its Retry-After (for at most a second by default: WithRefusalCache),
+// so a client hammering past its limit costs Redis no decision scripts.
+//
 // When Redis cannot be reached the middleware fails closed (503 Service
 // Unavailable) unless WithFailOpen(true) lets requests through unlimited.
 package httplimit

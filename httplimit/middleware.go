@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -26,21 +27,24 @@ type Middleware struct {
 	denied   http.Handler
 	log      *slog.Logger
 	v6bits   int
+	refusals time.Duration
 }
 
 // New returns a Middleware whose limits live in rdb, which may be a single
 // node, a Sentinel failover client or a Cluster client. Defaults: 10
 // requests in any 10 seconds per client IP (WithPolicy, WithKey), sliding
-// window, prefix "quotaq-http", fail closed. New fails only on an invalid
+// window, prefix "quotaq-http", fail closed, refused clients refused locally
+// for up to a second (WithRefusalCache). New fails only on an invalid
 // policy.
 func New(rdb redis.UniversalClient, opts ...Option) (*Middleware, error) {
 	m := &Middleware{
-		policy: throttle.Policy{Rate: 1, Burst: 10},
-		algo:   throttle.SlidingWindow,
-		prefix: "quotaq-http",
-		lookup: true,
-		log:    slog.Default(),
-		v6bits: DefaultIPv6Prefix,
+		policy:   throttle.Policy{Rate: 1, Burst: 10},
+		algo:     throttle.SlidingWindow,
+		prefix:   "quotaq-http",
+		lookup:   true,
+		log:      slog.Default(),
+		v6bits:   DefaultIPv6Prefix,
+		refusals: DefaultRefusalCache,
 	}
 	for _, o := range opts {
 		o(m)
@@ -65,6 +69,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Middleware, error) {
 		throttle.WithDefaultPolicy(m.policy),
 		throttle.WithAlgorithm(m.algo),
 		throttle.WithFailOpen(m.failOpen),
+		throttle.WithRefusalCache(m.refusals),
 	)
 	return m, nil
 }

@@ -146,7 +146,8 @@ func TestEleventhRequestInTenSecondsIsRefused(t *testing.T) {
 }
 
 // The window slides: the limit is back exactly when the first request of the
-// window is 10 seconds old (miniredis's clock, settable).
+// window is 10 seconds old (miniredis's clock, settable). Only Redis's clock
+// moves here, so the refusal cache, on this process's, is off.
 func TestWindowSlidesOnTheRedisClock(t *testing.T) {
 	t.Parallel()
 	mr := miniredis.RunT(t)
@@ -154,7 +155,7 @@ func TestWindowSlidesOnTheRedisClock(t *testing.T) {
 	mr.SetTime(start)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	b := setupOn(t, rdb)
+	b := setupOn(t, rdb, WithRefusalCache(0))
 
 	steps := []struct {
 		at        time.Duration

@@ -3,6 +3,7 @@ package httplimit
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/quotaq/quotaq/throttle"
 )
@@ -88,3 +89,18 @@ func WithDenied(h http.Handler) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(m *Middleware) { m.log = l }
 }
+
+// WithRefusalCache sets how long, at most, a refused client is refused by
+// this process without asking Redis: until its Retry-After, or max if
+// sooner. A client hammering past its limit then costs Redis no decision
+// script until it may be admitted again. The trade-off: Limiter().Reset or
+// SetPolicy made in another process reaches such a client here at most max
+// later (made through this Middleware's Limiter, at once). Default
+// DefaultRefusalCache (1 s); 0 turns it off (every request asks Redis).
+func WithRefusalCache(max time.Duration) Option {
+	return func(m *Middleware) { m.refusals = max }
+}
+
+// DefaultRefusalCache is how long a refused client is refused locally at
+// most, by default (see WithRefusalCache).
+const DefaultRefusalCache = time.Second
