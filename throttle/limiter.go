@@ -420,7 +420,7 @@ func (l *Limiter) runSplit(ctx context.Context, mode mode, req Request) (decisio
 	booked := false
 	for i, id := range req.IDs {
 		one := req
-		one.IDs, one.noLease = []string{id}, true
+		one.IDs, one.noLease, one.asking = []string{id}, true, nil
 		d, err := l.run(ctx, mode, one)
 		if err == nil && (i == 0 || d.RetryAfter > worst.RetryAfter || (worst.Allowed && !d.Allowed)) {
 			worst = d
