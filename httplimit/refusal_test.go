@@ -20,7 +20,7 @@ func (h *scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return ne
 
 func (h *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" || n == "fcall" {
 			h.n.Add(1)
 		}
 		return next(ctx, cmd)

@@ -1,7 +1,9 @@
 package throttle
 
 import (
+	"crypto/sha1"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -44,13 +46,22 @@ type algorithm struct {
 	lua   string
 	// summary says in a few words what it is for, for a --help
 	summary string
-	// decide is common.lua + lua + decide.lua, loaded once per process
-	decide *redis.Script
+	// decide is common.lua + lua + decide.lua as a script (EVALSHA), and
+	// lib the same as a Redis function library that registers fn (see
+	// function.go)
+	decide  *redis.Script
+	lib, fn string
 }
 
 func init() {
 	for _, a := range algorithms {
-		a.decide = redis.NewScript(commonLua + a.lua + decideLua)
+		src := commonLua + a.lua + decideLua
+		a.decide = redis.NewScript(src + "\nreturn decide_all(KEYS, ARGV)\n")
+		// named by its code, so that two versions of quotaq (a rolling
+		// upgrade) each call their own
+		sum := sha1.Sum([]byte(src))
+		a.fn = "quotaq_" + a.short + "_" + hex.EncodeToString(sum[:6])
+		a.lib = "#!lua name=" + a.fn + "\n" + src + "\nredis.register_function('" + a.fn + "', decide_all)\n"
 	}
 }
 

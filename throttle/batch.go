@@ -3,7 +3,6 @@ package throttle
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -118,7 +117,13 @@ func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, er
 
 // decideNow runs one decision on its own, as without batching.
 func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]int64, error) {
-	return l.algo.decide.Run(ctx, l.rdb, c.keys, append(c.shared, c.own...)...).Int64Slice()
+	args := append(c.shared, c.own...)
+	cmd := l.call(ctx, l.rdb, c.keys, args)
+	if missing(cmd) {
+		l.load(ctx, cmd.Err())
+		cmd = l.call(ctx, l.rdb, c.keys, args)
+	}
+	return cmd.Int64Slice()
 }
 
 // flush sends queued batches while holding a pipeline slot, until the
@@ -196,7 +201,7 @@ func (b *batcher) send(l *Limiter, batch []*batchCall) {
 	exec := func(runs []*batchRun) {
 		pipe := l.rdb.Pipeline()
 		for _, r := range runs {
-			r.cmd = l.algo.decide.EvalSha(ctx, pipe, r.keys, r.args...)
+			r.cmd = l.call(ctx, pipe, r.keys, r.args)
 		}
 		if pipe.Len() > 0 {
 			_, _ = pipe.Exec(ctx) // errors are read per command
@@ -205,14 +210,14 @@ func (b *batcher) send(l *Limiter, batch []*batchCall) {
 	exec(runs)
 	var again []*batchRun
 	for _, r := range runs {
-		if isNoScript(r.cmd) {
+		if missing(r.cmd) {
 			again = append(again, r)
 		}
 	}
 	if len(again) > 0 {
-		// first use, or the script cache was flushed: load the script once
-		// and send again the decisions that did not run
-		_ = l.algo.decide.Load(ctx, l.rdb).Err()
+		// first use, or the server lost the code: load it once and send
+		// again the decisions that did not run
+		l.load(ctx, again[0].cmd.Err())
 		exec(again)
 	}
 	for _, r := range runs {
@@ -270,8 +275,4 @@ func sameArgs(a, b []any) bool {
 		}
 	}
 	return true
-}
-
-func isNoScript(cmd *redis.Cmd) bool {
-	return cmd != nil && cmd.Err() != nil && strings.HasPrefix(cmd.Err().Error(), "NOSCRIPT")
 }

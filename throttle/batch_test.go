@@ -196,7 +196,7 @@ type pipelineGate struct{ open, held chan struct{} }
 func (g *pipelineGate) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (g *pipelineGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" || name == "fcall" {
 			select {
 			case g.held <- struct{}{}:
 			default:

@@ -20,7 +20,7 @@ import (
 // evalCounter counts the decision scripts a client sends, alone or in
 // pipelines.
 type evalCounter struct {
-	evals     atomic.Int64 // EVALSHA and EVAL commands
+	evals     atomic.Int64 // decision runs: EVALSHA, EVAL, FCALL
 	pipelines atomic.Int64 // pipelines holding at least one
 }
 
@@ -28,7 +28,7 @@ func (h *evalCounter) DialHook(next redis.DialHook) redis.DialHook { return next
 
 func (h *evalCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" || n == "fcall" {
 			h.evals.Add(1)
 		}
 		return next(ctx, cmd)
@@ -39,7 +39,7 @@ func (h *evalCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		n := int64(0)
 		for _, c := range cmds {
-			if c.Name() == "evalsha" || c.Name() == "eval" {
+			if c.Name() == "evalsha" || c.Name() == "eval" || c.Name() == "fcall" {
 				n++
 			}
 		}

@@ -2,7 +2,8 @@
 -- levels such as an upstream API), all or nothing: when one id refuses,
 -- nothing is consumed anywhere. One run may carry several decisions (a
 -- batch): each is decided on its own, in order, as if it ran alone.
--- Appended to common.lua and one algorithm (tokenbucket.lua, ...).
+-- Appended to common.lua and one algorithm (tokenbucket.lua, ...); run as
+-- decide_all(KEYS, ARGV), by a script or as a Redis function (algorithm.go).
 --
 -- KEYS, four per id, the ids of each decision in turn:
 --   policy hash, algorithm state, quota hash, aux hash (see common.lua)
@@ -36,17 +37,17 @@
 -- quota); quota_reset_us; level (1-based id that decided); tokens leased;
 -- when they were leased (Redis µs).
 
-local def = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}
-local defnext, ttl, recovery = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local now = now_us()
+-- the run's arguments, set by decide_all: KEYS, ARGV, the default policy,
+-- and the time now
+local keys, argv, def, defnext, ttl, recovery, now
 -- a job that comes back this much (ns) after its slot, or an interval if
 -- shorter, is late: a wake-up and a dequeue take less
 local LATE = 50000000
 
--- load reads an id (KEYS[k+1..k+4]): its policy, aux hash and state.
+-- load reads an id (keys[k+1..k+4]): its policy, aux hash and state.
 local function load(k, ticket, settle, a)
   -- (every field named here, so the table is made at its size once)
-  local L = {pk = KEYS[k+1], sk = KEYS[k+2], qk = KEYS[k+3], ak = KEYS[k+4],
+  local L = {pk = keys[k+1], sk = keys[k+2], qk = keys[k+3], ak = keys[k+4],
     t = 0, b = 0, q = 0, qp = 0, own = false, aux = true, hold = 0, due = false,
     s = false, lr = false, lc = false, st = 0, bl = 0, owed = 0, was = false,
     lu = 0, le = 0, x = 0, dirty = false, wait = 0, reason = 0, used = 0,
@@ -58,18 +59,18 @@ local function load(k, ticket, settle, a)
     if algo.books then L.t = learned_t(L.t, L.lr, L.lc, now, recovery) end
   end
   if settle then
-    algo.load(L, now, ARGV[a+7] + 0, ARGV[a+8] + 0, ARGV[a+9] + 0, ttl)
+    algo.load(L, now, argv[a+7] + 0, argv[a+8] + 0, argv[a+9] + 0, ttl)
   else
     algo.load(L, now, 0, 0, 0, 0)
   end
   return L
 end
 
--- decide makes the decision whose arguments start at ARGV[a] on the ids
--- from KEYS[k+1], and appends its reply to out.
+-- decide makes the decision whose arguments start at argv[a] on the ids
+-- from keys[k+1], and appends its reply to out.
 local function decide(a, k, out)
-  local mode, ids, n, maxwait = ARGV[a], ARGV[a+1] + 0, ARGV[a+2] + 0, ARGV[a+3] * 1000
-  local ticket, keep = ARGV[a+4], ARGV[a+5] == '1'
+  local mode, ids, n, maxwait = argv[a], argv[a+1] + 0, argv[a+2] + 0, argv[a+3] * 1000
+  local ticket, keep = argv[a+4], argv[a+5] == '1'
   local levels, redeem = {}, ticket ~= ''
   local wait, level, reason = 0, 1, 0
   for i = 1, ids do
@@ -181,7 +182,7 @@ local function decide(a, k, out)
       end
       if ticketed then ticket_set(L, ticket, due, now) end
     end
-    local L, want = levels[1], ARGV[a+6] + 0
+    local L, want = levels[1], argv[a+6] + 0
     if want > 0 and allowed == 1 and ids == 1 and L.q == 0 and not L.aux then
       leased = algo.lease(L, want, ttl, now)
     end
@@ -209,9 +210,16 @@ local function decide(a, k, out)
   out[o+9], out[o+10], out[o+11] = level, leased, now
 end
 
-local out, k, a = {}, 0, 8
-while a <= #ARGV do
-  decide(a, k, out)
-  k, a = k + 4 * ARGV[a+1], a + 10
+-- decide_all makes every decision of the run and returns their replies.
+local function decide_all(k, a)
+  keys, argv = k, a
+  def = {tonumber(a[1]), tonumber(a[2]), tonumber(a[3]), tonumber(a[4])}
+  defnext, ttl, recovery = tonumber(a[5]), tonumber(a[6]), tonumber(a[7])
+  now = now_us()
+  local out, first, at = {}, 0, 8
+  while at <= #a do
+    decide(at, first, out)
+    first, at = first + 4 * a[at+1], at + 10
+  end
+  return out
 end
-return out

@@ -94,9 +94,10 @@ func ReadCounters(ctx context.Context, c redis.UniversalClient) (Counters, error
 	return k, nil
 }
 
-// Scripts returns the script calls and the µs they took (EVALSHA and EVAL).
+// Scripts returns the script calls and the µs they took (EVALSHA, EVAL and
+// FCALL: a Redis function).
 func (k Counters) Scripts() (calls, usec int64) {
-	return k.Calls["evalsha"] + k.Calls["eval"], k.Usec["evalsha"] + k.Usec["eval"]
+	return k.Calls["evalsha"] + k.Calls["eval"] + k.Calls["fcall"], k.Usec["evalsha"] + k.Usec["eval"] + k.Usec["fcall"]
 }
 
 // AllCalls returns the calls of every command.
