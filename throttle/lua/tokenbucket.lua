@@ -42,9 +42,13 @@ function algo.read(L, d, now)
   L.owed, L.lu, L.le, L.x = 0, 0, 0, 0
   local v = redis.call('GET', L.sk)
   if not v then return end
-  -- the common state first, in one match: the default policy, nothing else
+  -- the common states first, each in one match: the default policy or the
+  -- id's own, nothing else
   local bl, last, was, x = string.match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:d$')
-  local lu, le, h, aux, pol = '0', '0', '0', '0', 'd'
+  local b, q, qp, lu, le, h, aux, pol
+  if not bl then
+    bl, last, was, x, b, q, qp = string.match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:(%d+)/(%d+)/(%d+)$')
+  end
   if not bl then
     bl, last, was, lu, le, x, h, aux, pol = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
   end
@@ -52,18 +56,18 @@ function algo.read(L, d, now)
     -- an earlier version's state
     bl, last, was, lu, le = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)$')
     if not bl then error('the token bucket state is not one quotaq writes: ' .. v) end
-    x, h, aux, pol = '0', '0', '1', '-'
+    aux = '1'
   end
-  L.was, L.x = tonumber(was), x + 0
-  if lu ~= '0' then L.lu, L.le = tonumber(lu) or 0, tonumber(le) or 0 end
+  L.was, L.x = tonumber(was), tonumber(x) or 0
+  if lu and lu ~= '0' then L.lu, L.le = tonumber(lu) or 0, tonumber(le) or 0 end
   L.owed = math.max(0, bl - (now - last) * 1000)
-  if aux ~= '0' or h ~= '0' or not L.was then return end
-  if pol == 'd' then
+  if (aux and aux ~= '0') or (h and h ~= '0') or not L.was then return end
+  if pol and pol ~= 'd' then b, q, qp = string.match(pol, '^(%d+)/(%d+)/(%d+)$') end
+  if b then
+    L.aux, L.own, L.t, L.b, L.q, L.qp = false, true, L.was, b + 0, q + 0, qp + 0
+  elseif not pol or pol == 'd' then
     L.aux, L.own, L.t, L.b, L.q, L.qp = false, false, d[1], d[2], d[3], d[4]
-    return
   end
-  local b, q, qp = string.match(pol, '^(%d+)/(%d+)/(%d+)$')
-  if b then L.aux, L.own, L.t, L.b, L.q, L.qp = false, true, L.was, b + 0, q + 0, qp + 0 end
 end
 
 -- algo.load sets L.st, the backlog (ns) at the id's interval L.t, once its
