@@ -1,9 +1,10 @@
 // Package throttle is a distributed, per-tenant rate limiter on Redis.
 //
-// A Limiter decides, in one Lua script run atomically inside Redis, whether a
-// tenant may spend n tokens now. Every process that shares the Redis shares
-// the limit, and the clock is Redis's own, so workers whose clocks disagree
-// still admit exactly what the bucket allows.
+// A Limiter decides, in one Lua run atomically inside Redis (a Redis
+// function on Redis 7, a script before), whether a tenant may spend n tokens
+// now. Every process that shares the Redis shares the limit, and the clock
+// is Redis's own, so workers whose clocks disagree still admit exactly what
+// the bucket allows.
 //
 // Limiter has four kinds of calls. Allow and AllowN answer now or never and
 // consume only when they admit. ReserveN books tokens that may only be due
@@ -19,11 +20,10 @@
 // default; FixedWindow and SlidingWindow (fixed-window counter and
 // sliding-window log) are the other two, behind the same calls.
 //
-// The common call, one tenant with the token bucket and nothing booked,
-// costs an active tenant three Redis calls inside its script (TIME, GET,
-// SET): the tenant's policy is cached in its bucket's state, and whatever
-// changes it drops that cache atomically. A tenant with bookings or a pause
-// is decided by the general script, which also paces the calls that start:
+// One decision on an active tenant with no pause or booking costs three
+// Redis calls (TIME, GET, SET): the tenant's policy is cached in its
+// bucket's state, and whatever changes it drops that cache atomically. For a
+// tenant with bookings the same decision also paces the calls that start:
 // a booking redeemed late takes its turn among them (burst + rate × window
 // holds for the starts, whatever made the jobs late), and an upstream's
 // refusals (Backoff) teach the rate the tenant runs at (WithLearning).
