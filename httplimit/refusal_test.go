@@ -13,7 +13,7 @@ import (
 	"github.com/quotaq/quotaq/throttle"
 )
 
-// scriptCounter counts the scripts (EVALSHA, EVAL) a client sends.
+// scriptCounter counts the decision runs (EVALSHA, EVAL, FCALL) a client sends.
 type scriptCounter struct{ n atomic.Int64 }
 
 func (h *scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
