@@ -7,29 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
 	"github.com/quotaq/quotaq/throttle"
 )
 
-// scriptCounter counts the decision runs (EVALSHA, EVAL, FCALL) a client sends.
-type scriptCounter struct{ n atomic.Int64 }
-
-func (h *scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if n := cmd.Name(); n == "evalsha" || n == "eval" || n == "fcall" {
-			h.n.Add(1)
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
 
 // A client hammering past its limit is refused by the process itself until
 // its Retry-After, without a decision script each time, and admitted again
@@ -48,7 +30,7 @@ func TestHammeringClientCostsNoScriptsWhileRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			rdb, prefix := redistest.Client(t)
-			scripts := &scriptCounter{}
+			scripts := &redistest.Runs{}
 			rdb.AddHook(scripts)
 			var last atomic.Pointer[throttle.Result]
 			denied := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -75,14 +57,14 @@ func TestHammeringClientCostsNoScriptsWhileRefused(t *testing.T) {
 				t.Fatalf("third request: RetryAfter %s, want in (0, 200ms]", retry)
 			}
 			due := end.Add(retry) // every request from then on is admitted
-			before := scripts.n.Load()
+			before := scripts.N.Load()
 			requests := 0
 			for deadline := time.Now().Add(10 * time.Second); ; requests++ {
 				if time.Now().After(deadline) {
 					t.Fatalf("still refused 10s after a RetryAfter of %s", retry)
 				}
 				sent := time.Now()
-				s0 := scripts.n.Load()
+				s0 := scripts.N.Load()
 				w := b.do(request(client))
 				if w.Code == http.StatusOK {
 					// (the sliding window counts whole milliseconds: Redis
@@ -95,7 +77,7 @@ func TestHammeringClientCostsNoScriptsWhileRefused(t *testing.T) {
 				if !sent.Before(due) {
 					t.Fatalf("refused %s after the refusal, past its RetryAfter %s", sent.Sub(start), retry)
 				}
-				if local := scripts.n.Load() == s0; local {
+				if local := scripts.N.Load() == s0; local {
 					// told to come back when Redis said, not later
 					if back := sent.Add(last.Load().RetryAfter); back.After(due.Add(time.Millisecond)) {
 						t.Fatalf("a local refusal said come back %s after the first refusal, Redis said %s",
@@ -103,7 +85,7 @@ func TestHammeringClientCostsNoScriptsWhileRefused(t *testing.T) {
 					}
 				}
 			}
-			ran := scripts.n.Load() - before
+			ran := scripts.N.Load() - before
 			t.Logf("%d requests while refused for %s, %d scripts", requests, retry, ran)
 			if requests < 10 {
 				t.Fatalf("only %d requests while refused: the test hammers too slowly to tell", requests)

@@ -58,13 +58,13 @@ func TestBatchingAnswersLikeSingleDecisions(t *testing.T) {
 func TestBatchingSharesRoundTrips(t *testing.T) {
 	t.Parallel()
 	c, prefix := redistest.Client(t)
-	h := &evalCounter{}
+	h := &redistest.Runs{}
 	c.AddHook(h)
 	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithBatching(0, 0),
 		throttle.WithDefaultPolicy(throttle.PerSecond(1_000_000)))
 	mustAllowN(t, l, "warm-up", 1) // loads the script
-	h.evals.Store(0)
-	h.pipelines.Store(0)
+	h.N.Store(0)
+	h.Pipelines.Store(0)
 	const callers, calls = 64, 40
 	var wg sync.WaitGroup
 	for g := range callers {
@@ -79,20 +79,20 @@ func TestBatchingSharesRoundTrips(t *testing.T) {
 	}
 	wg.Wait()
 	// decisions made together share one script run
-	if got := h.evals.Load(); got == 0 || got >= callers*calls {
+	if got := h.N.Load(); got == 0 || got >= callers*calls {
 		t.Fatalf("%d decisions sent %d scripts, want fewer (shared runs)", callers*calls, got)
 	}
-	if p := h.pipelines.Load(); p >= callers*calls {
+	if p := h.Pipelines.Load(); p >= callers*calls {
 		t.Fatalf("%d decisions of %d callers took %d round trips: no batch formed", callers*calls, callers, p)
 	}
-	t.Logf("%d decisions in %d round trips, %d script runs", callers*calls, h.pipelines.Load(), h.evals.Load())
+	t.Logf("%d decisions in %d round trips, %d script runs", callers*calls, h.Pipelines.Load(), h.N.Load())
 }
 
 // Linger waits for a batch to fill: a full batch leaves at once.
 func TestBatchingLingerSendsFullBatches(t *testing.T) {
 	t.Parallel()
 	c, prefix := redistest.Client(t)
-	h := &evalCounter{}
+	h := &redistest.Runs{}
 	c.AddHook(h)
 	const size = 4
 	// an hour of linger: only a full batch can leave in time for the test
@@ -110,7 +110,7 @@ func TestBatchingLingerSendsFullBatches(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if p := h.pipelines.Load(); p != 1 {
+	if p := h.Pipelines.Load(); p != 1 {
 		t.Fatalf("%d lingering decisions took %d round trips, want 1", size, p)
 	}
 }
@@ -196,7 +196,7 @@ type pipelineGate struct{ open, held chan struct{} }
 func (g *pipelineGate) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (g *pipelineGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); name == "evalsha" || name == "eval" || name == "fcall" {
+		if redistest.IsRun(cmd.Name()) {
 			select {
 			case g.held <- struct{}{}:
 			default:

@@ -2,7 +2,6 @@ package throttle_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -41,7 +40,7 @@ func TestDecisionsRunAsAFunctionOrAScript(t *testing.T) {
 			}
 			c := redis.NewClient(opts)
 			t.Cleanup(func() { _ = c.Close() })
-			runs := &countRuns{}
+			runs := &redistest.Runs{}
 			c.AddHook(runs)
 			l := throttle.New(c, throttle.WithDefaultPolicy(throttle.Policy{Rate: 1, Burst: 3}))
 			for i, want := range []bool{true, true, true, false} {
@@ -59,7 +58,7 @@ func TestDecisionsRunAsAFunctionOrAScript(t *testing.T) {
 					t.Fatalf("decision %d: %+v, want allowed %v", i, r, want)
 				}
 			}
-			if got := runs.last; got != tc.want {
+			if got := runs.Last(); got != tc.want {
 				t.Fatalf("decisions ran as %q, want %q", got, tc.want)
 			}
 			libs, err := admin.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: "quotaq_*"}).Result()
@@ -71,21 +70,4 @@ func TestDecisionsRunAsAFunctionOrAScript(t *testing.T) {
 			}
 		})
 	}
-}
-
-// countRuns records the command of the last decision run.
-type countRuns struct{ last string }
-
-func (h *countRuns) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *countRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if n := cmd.Name(); err == nil && (n == "fcall" || n == "evalsha" || n == "eval") {
-			h.last = strings.ToLower(n)
-		}
-		return err
-	}
-}
-func (h *countRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }

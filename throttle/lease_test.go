@@ -32,10 +32,10 @@ func TestLeasesSaveRoundTrips(t *testing.T) {
 	}
 	// leases of 1, 2, 4, ... 64 tokens: about calls/64 + 7 scripts when no
 	// lease ends before it is used up (200ms: a slow machine may see some)
-	if n := h.evals.Load(); n == 0 || n > calls/8 {
+	if n := h.N.Load(); n == 0 || n > calls/8 {
 		t.Fatalf("%d decisions sent %d scripts, want at most %d", calls, n, calls/8)
 	}
-	t.Logf("%d decisions, %d scripts", calls, h.evals.Load())
+	t.Logf("%d decisions, %d scripts", calls, h.N.Load())
 }
 
 // Callers that find a tenant's lease spent together, as a worker's
@@ -60,10 +60,10 @@ func TestLeaseRenewedOnceForCallersTogether(t *testing.T) {
 			// leases of 1, 2, 4, ... 64 tokens: about 1600/64 + 7 renewals;
 			// each caller asking on its own when the lease is spent makes
 			// hundreds
-			if n := h.evals.Load(); n > callers*each/32 {
+			if n := h.N.Load(); n > callers*each/32 {
 				t.Fatalf("%d decisions sent %d scripts, want at most %d", callers*each, n, callers*each/32)
 			}
-			t.Logf("%d decisions, %d scripts", callers*each, h.evals.Load())
+			t.Logf("%d decisions, %d scripts", callers*each, h.N.Load())
 		})
 	}
 }
@@ -92,7 +92,7 @@ func TestLeaseRenewalsSharedAgainAfterALimit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	m, c := miniClient(t, t0)
-	h := &evalCounter{}
+	h := &redistest.Runs{}
 	c.AddHook(h)
 	var mu sync.Mutex
 	now := t0
@@ -113,13 +113,13 @@ func TestLeaseRenewalsSharedAgainAfterALimit(t *testing.T) {
 	mu.Unlock()
 	m.SetTime(now)
 	m.FastForward(2 * time.Minute) // (miniredis's TTLs do not follow its TIME)
-	before := h.evals.Load()
+	before := h.N.Load()
 	const callers, each = 32, 50
 	allowTogether(t, l, "t", callers, each)
 	// the first callers, arriving while the tenant is still "no lease"
 	// to them, ask on their own (about one each); then one renewal at a
 	// time: about 60 scripts, against ~180 if renewals stayed unshared
-	if n := h.evals.Load() - before; n > callers*each/16 {
+	if n := h.N.Load() - before; n > callers*each/16 {
 		t.Fatalf("%d decisions sent %d scripts after the hold, want at most %d", callers*each, n, callers*each/16)
 	}
 }
@@ -175,7 +175,7 @@ func TestLeasesOnlyWhenSafe(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			h := &evalCounter{}
+			h := &redistest.Runs{}
 			c.AddHook(h)
 			const calls = 20
 			for i := range calls {
@@ -184,7 +184,7 @@ func TestLeasesOnlyWhenSafe(t *testing.T) {
 				}
 			}
 			// every call asks Redis
-			if n := h.evals.Load(); n < calls {
+			if n := h.N.Load(); n < calls {
 				t.Fatalf("%d scripts for %d calls: some were answered from a lease", n, calls)
 			}
 		})
@@ -204,7 +204,7 @@ func TestLeaseNotForTenantsThatComeBackLater(t *testing.T) {
 	const ttl = 100 * time.Millisecond
 	now := t0
 	m, c := miniClient(t, t0)
-	h := &evalCounter{}
+	h := &redistest.Runs{}
 	c.AddHook(h)
 	l := throttle.New(c, throttle.WithDefaultPolicy(throttle.PerSecond(1000)), throttle.WithLeases(ttl, 64),
 		throttle.WithLeaseClock(func() time.Time { return now }))
@@ -235,11 +235,11 @@ func TestLeaseNotForTenantsThatComeBackLater(t *testing.T) {
 	} {
 		now = now.Add(step.after)
 		m.SetTime(now)
-		before := h.evals.Load()
+		before := h.N.Load()
 		if r := mustAllowN(t, l, "t", 1); !r.Allowed {
 			t.Fatalf("decision %d refused: %+v", i, r)
 		}
-		if got := h.evals.Load() - before; got != step.evals {
+		if got := h.N.Load() - before; got != step.evals {
 			t.Fatalf("decision %d (%s after the one before) sent %d scripts, want %d", i, step.after, got, step.evals)
 		}
 	}
@@ -294,10 +294,10 @@ func TestLeaseEndsOnHold(t *testing.T) {
 func TestLeasesNeverOverAdmit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	for _, seed := range []uint64{1, 2, 3, 4} {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+	for _, trace := range []uint64{1, 2, 3, 4} {
+		t.Run(fmt.Sprint("trace", trace), func(t *testing.T) {
 			t.Parallel()
-			rng := rand.New(rand.NewPCG(seed, 7))
+			rng := rand.New(rand.NewPCG(trace, 7))
 			p := throttle.Policy{Rate: float64(1 + rng.IntN(2000)), Burst: int64(1 + rng.IntN(300))}
 			ttl := time.Duration(1+rng.IntN(50)) * time.Millisecond
 			now := t0
@@ -307,7 +307,7 @@ func TestLeasesNeverOverAdmit(t *testing.T) {
 				ls = append(ls, throttle.New(c, throttle.WithDefaultPolicy(p),
 					throttle.WithLeases(ttl, int64(1+rng.IntN(100))), throttle.WithLeaseClock(func() time.Time { return now })))
 			}
-			h := &evalCounter{}
+			h := &redistest.Runs{}
 			c.AddHook(h)
 			var admitted []time.Time
 			const calls = 3000
@@ -336,10 +336,10 @@ func TestLeasesNeverOverAdmit(t *testing.T) {
 					}
 				}
 			}
-			if len(admitted) == 0 || h.evals.Load() >= calls {
-				t.Fatalf("%d admitted, %d scripts for %d decisions: want some admitted, some from leases", len(admitted), h.evals.Load(), calls)
+			if len(admitted) == 0 || h.N.Load() >= calls {
+				t.Fatalf("%d admitted, %d scripts for %d decisions: want some admitted, some from leases", len(admitted), h.N.Load(), calls)
 			}
-			t.Logf("policy %v, leases of %s: %d tokens admitted, %d scripts for %d decisions", p, ttl, len(admitted), h.evals.Load(), calls)
+			t.Logf("policy %v, leases of %s: %d tokens admitted, %d scripts for %d decisions", p, ttl, len(admitted), h.N.Load(), calls)
 		})
 	}
 }

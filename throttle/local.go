@@ -36,8 +36,8 @@ type local struct {
 	refuse time.Duration // how long a refusal is kept at most; 0: none
 	now    func() time.Time
 
-	seed   maphash.Seed
-	shards [localShards]localShard
+	hashKey maphash.Seed
+	shards  [localShards]localShard
 }
 
 // maxLocal bounds the tenants a Limiter keeps local state for; past that,
@@ -73,7 +73,7 @@ type flight struct {
 // localState returns l's local state, made on first use by an option.
 func (l *Limiter) localState() *local {
 	if l.local == nil {
-		l.local = &local{now: time.Now, seed: maphash.MakeSeed()}
+		l.local = &local{now: time.Now, hashKey: maphash.MakeSeed()}
 		for i := range l.local.shards {
 			l.local.shards[i].m = make(map[string]*tenantState)
 		}
@@ -95,7 +95,7 @@ func (c *local) leases() bool { return c != nil && c.ttl > 0 }
 func (c *local) refusals() bool { return c != nil && c.refuse > 0 }
 
 func (c *local) shard(id string) *localShard {
-	return &c.shards[maphash.String(c.seed, id)%localShards]
+	return &c.shards[maphash.String(c.hashKey, id)%localShards]
 }
 
 // entry returns id's state, made if missing and there is room; s.mu is

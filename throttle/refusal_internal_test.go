@@ -23,7 +23,7 @@ func (g *gate) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "evalsha" || cmd.Name() == "eval" || cmd.Name() == "fcall" {
+		if redistest.IsRun(cmd.Name()) {
 			g.evals.Add(1)
 			<-g.open
 		}
@@ -132,7 +132,7 @@ func (g *replyGate) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (g *replyGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if (cmd.Name() == "evalsha" || cmd.Name() == "eval" || cmd.Name() == "fcall") && g.armed.CompareAndSwap(true, false) {
+		if (redistest.IsRun(cmd.Name())) && g.armed.CompareAndSwap(true, false) {
 			g.ran.Store(true)
 			<-g.open
 		}

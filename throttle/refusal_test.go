@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,45 +16,10 @@ import (
 	"github.com/quotaq/quotaq/throttle"
 )
 
-// evalCounter counts the decision scripts a client sends, alone or in
-// pipelines.
-type evalCounter struct {
-	evals     atomic.Int64 // decision runs: EVALSHA, EVAL, FCALL
-	pipelines atomic.Int64 // pipelines holding at least one
-}
-
-func (h *evalCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *evalCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if n := cmd.Name(); n == "evalsha" || n == "eval" || n == "fcall" {
-			h.evals.Add(1)
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *evalCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		n := int64(0)
-		for _, c := range cmds {
-			if c.Name() == "evalsha" || c.Name() == "eval" || c.Name() == "fcall" {
-				n++
-			}
-		}
-		if n > 0 {
-			h.evals.Add(n)
-			h.pipelines.Add(1)
-		}
-		return next(ctx, cmds)
-	}
-}
-
-// setupCounted is setup with a hook counting the scripts sent.
-func setupCounted(t *testing.T, opts ...throttle.Option) (*throttle.Limiter, *redis.Client, *evalCounter) {
+func setupCounted(t *testing.T, opts ...throttle.Option) (*throttle.Limiter, *redis.Client, *redistest.Runs) {
 	t.Helper()
 	c, prefix := redistest.Client(t)
-	h := &evalCounter{}
+	h := &redistest.Runs{}
 	c.AddHook(h)
 	return throttle.New(c, append([]throttle.Option{throttle.WithPrefix(prefix)}, opts...)...), c, h
 }
@@ -151,7 +115,7 @@ func TestRefusalCacheAnswersLocally(t *testing.T) {
 	if first.Allowed || first.Reason != throttle.ReasonRate {
 		t.Fatalf("2 tokens of 1: %+v", first)
 	}
-	asked := h.evals.Load()
+	asked := h.N.Load()
 	for i := range 50 {
 		for _, n := range []int64{2, 3} {
 			r := mustAllowN(t, l, "acme", n)
@@ -163,14 +127,14 @@ func TestRefusalCacheAnswersLocally(t *testing.T) {
 			}
 		}
 	}
-	if got := h.evals.Load() - asked; got != 0 {
+	if got := h.N.Load() - asked; got != 0 {
 		t.Fatalf("100 refusals known in advance asked Redis %d times, want 0", got)
 	}
 	// a smaller cost is not known refused: Redis is asked, and admits
 	if r := mustAllowN(t, l, "acme", 1); !r.Allowed {
 		t.Fatalf("1 token of 1: %+v", r)
 	}
-	if got := h.evals.Load() - asked; got != 1 {
+	if got := h.N.Load() - asked; got != 1 {
 		t.Fatalf("a smaller cost asked Redis %d times, want 1", got)
 	}
 	// another tenant is not concerned
@@ -178,11 +142,11 @@ func TestRefusalCacheAnswersLocally(t *testing.T) {
 		t.Fatalf("another tenant: %+v", r)
 	}
 	// a multi-level decision involving the refused id is refused locally too
-	before := h.evals.Load()
+	before := h.N.Load()
 	if r, err := l.AllowMulti(ctx, 2, "fresh", "acme"); err != nil || r.Allowed || r.Tenant != "acme" {
 		t.Fatalf("AllowMulti through a refused id: %+v, %v", r, err)
 	}
-	if got := h.evals.Load() - before; got != 0 {
+	if got := h.N.Load() - before; got != 0 {
 		t.Fatalf("AllowMulti through a refused id asked Redis %d times, want 0", got)
 	}
 }
@@ -223,9 +187,9 @@ func TestRefusalCacheForgetsWhatThisLimiterGivesBack(t *testing.T) {
 			if r := mustAllowN(t, l, "acme", 1); r.Allowed || r.Reason != throttle.ReasonQuota {
 				t.Fatalf("second token: %+v", r)
 			}
-			asked := h.evals.Load()
-			if r := mustAllowN(t, l, "acme", 1); r.Allowed || h.evals.Load() != asked {
-				t.Fatalf("third token: %+v, asked Redis %d times, want a local refusal", r, h.evals.Load()-asked)
+			asked := h.N.Load()
+			if r := mustAllowN(t, l, "acme", 1); r.Allowed || h.N.Load() != asked {
+				t.Fatalf("third token: %+v, asked Redis %d times, want a local refusal", r, h.N.Load()-asked)
 			}
 			if err := tt.giveBack(l); err != nil {
 				t.Fatal(err)
@@ -267,14 +231,14 @@ func TestRefusalCacheSkipsNeverAnswers(t *testing.T) {
 	l, _, h := setupCounted(t, throttle.WithDefaultPolicy(throttle.Policy{Rate: 1, Burst: 2}),
 		throttle.WithRefusalCache(time.Minute))
 	mustAllowN(t, l, "warm-up", 1) // loads the script
-	h.evals.Store(0)
+	h.N.Store(0)
 	for i := range 3 {
 		r := mustAllowN(t, l, "acme", 3) // above the burst: never
 		if r.Allowed || r.Reason != throttle.ReasonCost || r.RetryAfter != -1 {
 			t.Fatalf("call %d, cost above burst: %+v", i, r)
 		}
 	}
-	if got := h.evals.Load(); got != 3 {
+	if got := h.N.Load(); got != 3 {
 		t.Fatalf("cost above burst asked Redis %d times in 3 calls, want 3 (not cached)", got)
 	}
 	if r := mustAllowN(t, l, "acme", 2); !r.Allowed {
