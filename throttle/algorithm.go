@@ -126,6 +126,8 @@ var (
 	policyLua string
 	//go:embed lua/ticket.lua
 	ticketLua string
+	//go:embed lua/slots.lua
+	slotsLua string
 )
 
 // The scripts that change an id's policy or aux hash without deciding.
@@ -133,6 +135,7 @@ var (
 	holdScript   = changeScript(holdLua)
 	policyScript = changeScript(policyLua)
 	ticketScript = changeScript(ticketLua)
+	slotsScript  = redis.NewScript(commonLua + slotsLua)
 )
 
 // changeScript builds a script that changes an id's policy or aux hash:

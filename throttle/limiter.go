@@ -172,6 +172,16 @@ type Request struct {
 	// granted now: for a job enqueued now to run later (shaping at enqueue
 	// time), which redeems them when it comes instead of paying again.
 	KeepTicket bool
+	// Slot names the call among those in flight, e.g. the id of the job it
+	// runs. On an id whose policy has a Concurrency limit, a decision that
+	// admits the call now also gives it a slot, held for SlotTTL unless
+	// renewed (RenewSlot) and until released (ReleaseSlot); with no slot
+	// free it refuses with ReasonConcurrency. Empty: the call is not
+	// counted in flight (Concurrency does not limit it).
+	Slot string
+	// SlotTTL is how long a slot is held without RenewSlot: a caller that
+	// dies frees its slots after it. 0: DefaultSlotTTL.
+	SlotTTL time.Duration
 
 	noLease bool    // runSplit: one id of several, which must not lease
 	asking  *asking // AllowMulti: the local state was asked, Redis is asked
@@ -331,7 +341,7 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 	var want, settle, unspent, at int64
 	var ttl time.Duration
 	a := req.asking
-	leases := l.local.leases() && !req.noLease && len(req.IDs) == 1 && l.algo.books &&
+	leases := l.local.leases() && !req.noLease && len(req.IDs) == 1 && l.algo.books && req.Slot == "" &&
 		(mode == modeAllow || mode == modeReserve)
 	if leases {
 		if a == nil {
@@ -356,7 +366,8 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 	c := &batchCall{
 		keys:   keys,
 		shared: append(def.p.args(), def.next, ttl.Microseconds(), l.learn.Recovery.Microseconds()),
-		own:    []any{string(mode), len(req.IDs), n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at},
+		own: []any{string(mode), len(req.IDs), n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at,
+			req.Slot, req.slotTTL().Microseconds()},
 	}
 	v, err := l.decide(ctx, c)
 	var rerr redis.Error
@@ -384,7 +395,7 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 }
 
 // validate checks req and returns the mode and cost to decide with and
-// the ids' keys, four each (see lua/decide.lua).
+// the ids' keys, five each (see lua/decide.lua).
 func (l *Limiter) validate(m mode, req Request) (mode, int64, []string, error) {
 	n := req.N
 	switch {
@@ -398,13 +409,13 @@ func (l *Limiter) validate(m mode, req Request) (mode, int64, []string, error) {
 	if len(req.IDs) == 0 {
 		return m, 0, nil, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
 	}
-	ks := make([]string, 0, 4*len(req.IDs))
+	ks := make([]string, 0, 5*len(req.IDs))
 	for _, id := range req.IDs {
 		if err := ValidateID(id); err != nil {
 			return m, 0, nil, err
 		}
 		k := l.keysFor(id)
-		ks = append(ks, k.policy, k.state, k.quota, k.aux)
+		ks = append(ks, k.policy, k.state, k.quota, k.aux, k.slots)
 	}
 	return m, n, ks, nil
 }
@@ -441,6 +452,11 @@ func (l *Limiter) runSplit(ctx context.Context, mode mode, req Request) (decisio
 				}
 				if _, uerr := l.run(ctx, modeCancel, undo); uerr != nil && err == nil {
 					err = uerr
+				}
+				if req.Slot != "" { // and the slot it took, if it has a limit
+					if uerr := l.ReleaseSlot(ctx, req.Slot, prev); uerr != nil && err == nil {
+						err = uerr
+					}
 				}
 			}
 			if err != nil {

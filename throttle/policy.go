@@ -8,7 +8,8 @@ import (
 )
 
 // Policy is a tenant's limit: a bucket of Burst tokens refilled at Rate
-// tokens per second, and optionally a quota of Quota tokens per period.
+// tokens per second, optionally a quota of Quota tokens per period, and
+// optionally at most Concurrency calls in flight at once (see Request.Slot).
 //
 // With QuotaPeriod > 0 the quota periods are aligned to UTC: 24h periods
 // start at midnight UTC. With QuotaPeriod == 0 and Quota > 0 the period only
@@ -19,6 +20,7 @@ type Policy struct {
 	Burst       int64         // bucket capacity in tokens, >= 1
 	Quota       int64         // tokens per quota period; 0: no quota
 	QuotaPeriod time.Duration // length of an aligned quota period; 0: until reset
+	Concurrency int64         // calls in flight at once, each holding a slot; 0: no limit
 }
 
 // PerSecond returns a policy of n tokens per second with a burst of n.
@@ -57,6 +59,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("%w: quota period %s is below 1ms", ErrInvalidPolicy, p.QuotaPeriod)
 	case p.QuotaPeriod > 0 && p.Quota == 0:
 		return fmt.Errorf("%w: quota period %s given without a quota", ErrInvalidPolicy, p.QuotaPeriod)
+	case p.Concurrency < 0:
+		return fmt.Errorf("%w: concurrency %d must be 0 (no limit) or more", ErrInvalidPolicy, p.Concurrency)
 	}
 	if iv := p.interval(); p.Burst > int64(maxFill)/iv {
 		fill := time.Duration(float64(iv) * float64(p.Burst))
@@ -104,19 +108,23 @@ func (p Policy) String() string {
 			s += " until reset"
 		}
 	}
+	if p.Concurrency > 0 {
+		s += " concurrency " + strconv.FormatInt(p.Concurrency, 10)
+	}
 	return s
 }
 
-// args renders p as the scripts' four policy numbers.
+// args renders p as decide.lua's default policy: interval, burst, quota,
+// quota period, concurrency.
 func (p Policy) args() []any {
-	return []any{p.interval(), p.Burst, p.Quota, p.QuotaPeriod.Microseconds()}
+	return []any{p.interval(), p.Burst, p.Quota, p.QuotaPeriod.Microseconds(), p.Concurrency}
 }
 
 // fields renders p as the policy hash the scripts read.
 func (p Policy) fields() []any {
 	return []any{
 		"rate", strconv.FormatFloat(p.Rate, 'g', -1, 64),
-		"t", p.interval(), "b", p.Burst, "q", p.Quota, "qp", p.QuotaPeriod.Microseconds(),
+		"t", p.interval(), "b", p.Burst, "q", p.Quota, "qp", p.QuotaPeriod.Microseconds(), "c", p.Concurrency,
 	}
 }
 
@@ -141,5 +149,8 @@ func policyFromFields(m map[string]string) (Policy, error) {
 	p.Burst = num("b")
 	p.Quota = num("q")
 	p.QuotaPeriod = time.Duration(num("qp")) * time.Microsecond
+	if _, ok := m["c"]; ok { // (earlier versions wrote none)
+		p.Concurrency = num("c")
+	}
 	return p, err
 }

@@ -9,11 +9,12 @@ import (
 type Reason int
 
 const (
-	ReasonNone   Reason = iota // admitted
-	ReasonRate                 // the bucket has too few tokens now
-	ReasonQuota                // the period quota is used up
-	ReasonPaused               // the id is paused by Hold (its upstream said stop)
-	ReasonCost                 // n is above the burst: it can never be admitted
+	ReasonNone        Reason = iota // admitted
+	ReasonRate                      // the bucket has too few tokens now
+	ReasonQuota                     // the period quota is used up
+	ReasonPaused                    // the id is paused by Hold (its upstream said stop)
+	ReasonCost                      // n is above the burst: it can never be admitted
+	ReasonConcurrency               // every slot is held by a call in flight (Policy.Concurrency)
 )
 
 func (r Reason) String() string {
@@ -28,6 +29,8 @@ func (r Reason) String() string {
 		return "paused"
 	case ReasonCost:
 		return "cost above burst"
+	case ReasonConcurrency:
+		return "concurrency"
 	}
 	return fmt.Sprintf("Reason(%d)", int(r))
 }

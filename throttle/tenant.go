@@ -112,7 +112,7 @@ func unescapeTenant(s string) string {
 }
 
 // keys names one tenant's keys.
-type keys struct{ policy, state, quota, aux, holds, tb string }
+type keys struct{ policy, state, quota, aux, slots, holds, tb string }
 
 // base is the start of every key of id: "<prefix>:{<hashTag(id)>}:".
 func (l *Limiter) base(id string) string { return l.prefix + ":{" + hashTag(id) + "}:" }
@@ -124,6 +124,7 @@ func (l *Limiter) keysFor(id string) keys {
 		state:  base + l.algo.short,
 		quota:  base + "quota",
 		aux:    base + "aux",
+		slots:  base + "slots",
 		holds:  base + "holds",
 	}
 	// the token bucket's state, whatever l.algo: it caches the policy and

@@ -3,7 +3,7 @@
 -- reservation tickets, the starts, a rate learned from the upstream).
 -- Prepended to every script. Functions that read or write an id take its
 -- table L: L.pk policy hash, L.sk algorithm state, L.qk quota hash, L.ak
--- aux hash (the KEYS, in that order, four per id).
+-- aux hash, L.zk slots (the KEYS, in that order, five per id).
 --
 -- The clock is Redis's own TIME, never the caller's. All arithmetic is on
 -- integers (microseconds, nanoseconds) that stay below 2^53, where Lua's
@@ -25,15 +25,41 @@ end
 local MAXBOOK = 4000000000000000
 
 -- policy_load sets L.t (interval_ns: time per token), L.b (burst), L.q
--- (quota), L.qp (quota period, µs) from the id's policy hash, or from the
--- default d; L.own says the id has its own.
+-- (quota), L.qp (quota period, µs), L.c (concurrency) from the id's policy
+-- hash, or from the default d; L.own says the id has its own.
 local function policy_load(L, d)
-  local p = redis.call('HMGET', L.pk, 't', 'b', 'q', 'qp')
+  local p = redis.call('HMGET', L.pk, 't', 'b', 'q', 'qp', 'c')
   L.own = p[1] ~= false
   if L.own then
     L.t, L.b, L.q, L.qp = tonumber(p[1]), tonumber(p[2]), tonumber(p[3]) or 0, tonumber(p[4]) or 0
+    L.c = tonumber(p[5]) or 0
   else
-    L.t, L.b, L.q, L.qp = d[1], d[2], d[3], d[4]
+    L.t, L.b, L.q, L.qp, L.c = d[1], d[2], d[3], d[4], d[5]
+  end
+end
+
+-- Slots: with a concurrency limit (L.c > 0), each call in flight holds one
+-- of the id's L.c slots, named by its caller (a task's id), in a sorted set
+-- (holder -> until when, µs). The caller renews it while the call runs and
+-- releases it when the call returns (slots.lua); a holder that dies frees
+-- it when it runs out. A call that holds its slot already (a task run
+-- again) keeps it.
+
+-- slots_wait returns how long (ns) until the holder may have a slot: 0
+-- now; else until the first slot runs out, which is the latest a slot
+-- frees (a release frees one sooner).
+local function slots_wait(L, holder, now)
+  redis.call('ZREMRANGEBYSCORE', L.zk, '-inf', now)
+  if redis.call('ZSCORE', L.zk, holder) or redis.call('ZCARD', L.zk) < L.c then return 0 end
+  local first = redis.call('ZRANGE', L.zk, 0, 0, 'WITHSCORES')
+  return math.max(1000, (tonumber(first[2]) - now) * 1000)
+end
+
+-- slots_take gives the holder its slot until until_us (µs).
+local function slots_take(L, holder, until_us, now)
+  redis.call('ZADD', L.zk, until_us, holder)
+  if redis.call('PTTL', L.zk) < (until_us - now) / 1000 then
+    redis.call('PEXPIRE', L.zk, math.ceil((until_us - now) / 1000))
   end
 end
 

@@ -5,17 +5,18 @@
 -- Appended to common.lua and one algorithm (tokenbucket.lua, ...); run as
 -- decide_all(KEYS, ARGV), by a script or as a Redis function (algorithm.go).
 --
--- KEYS, four per id, the ids of each decision in turn:
---   policy hash, algorithm state, quota hash, aux hash (see common.lua)
--- ARGV[1..4] -> the default policy: interval_ns, burst, quota, quota_period_us
--- ARGV[5]    -> when quotas without a period and without their own recorded
+-- KEYS, five per id, the ids of each decision in turn:
+--   policy hash, algorithm state, quota hash, aux hash, slots (see common.lua)
+-- ARGV[1..5] -> the default policy: interval_ns, burst, quota,
+--               quota_period_us, concurrency
+-- ARGV[6]    -> when quotas without a period and without their own recorded
 --               reset end, Unix µs (0: unknown)
--- ARGV[6]    -> how long a lease lasts, µs (see algo.lease)
--- ARGV[7]    -> learning the upstream: how long a learned rate takes to
+-- ARGV[7]    -> how long a lease lasts, µs (see algo.lease)
+-- ARGV[8]    -> learning the upstream: how long a learned rate takes to
 --               climb back by the policy's whole rate, µs (0: off)
--- ARGV[8 + 10i ..] -> decision i, ten arguments:
+-- ARGV[9 + 12i ..] -> decision i, twelve arguments:
 --   mode     'allow', 'reserve', 'peek' or 'cancel'
---   ids      how many ids (four KEYS each) it decides on
+--   ids      how many ids (five KEYS each) it decides on
 --   n        the cost in tokens (>= 1)
 --   maxwait  reserve: the longest wait to book, µs (0: no cap)
 --   ticket   '' for none. Reserve records it with the due time of the
@@ -29,10 +30,14 @@
 --   lease    tokens the caller would like leased besides n (0: none)
 --   settle   the caller's previous lease of this id, settled now: its
 --            tokens, those unspent, when Redis granted it (µs); 0 0 0: none
+--   slot     the call's name among those in flight ('' none): on an id with
+--            a concurrency limit a call that starts takes a slot under it
+--            (see slots_wait in common.lua), and waits for one if none is free
+--   slotttl  how long the slot is held unless renewed, µs
 -- Returns, per decision, eleven integers: allowed (1 or 0); booked (1 when
 -- reserve booked tokens due later, 2 when they were booked under the
 -- ticket before this call); reason (0 none, 1 rate, 2 quota, 3 paused, 4
--- cost above burst); remaining tokens; wait_us (0 when allowed, -1 never or
+-- cost above burst, 5 no slot free); remaining tokens; wait_us (0 when allowed, -1 never or
 -- quota reset unknown); reset_us (until full); quota remaining (-1: no
 -- quota); quota_reset_us; level (1-based id that decided); tokens leased;
 -- when they were leased (Redis µs).
@@ -44,14 +49,14 @@ local keys, argv, def, defnext, ttl, recovery, now
 -- shorter, is late: a wake-up and a dequeue take less
 local LATE = 50000000
 
--- load reads an id (keys[k+1..k+4]): its policy, aux hash and state.
+-- load reads an id (keys[k+1..k+5]): its policy, aux hash and state.
 local function load(k, ticket, settle, a)
   -- (every field named here, so the table is made at its size once)
-  local L = {pk = keys[k+1], sk = keys[k+2], qk = keys[k+3], ak = keys[k+4],
-    t = 0, b = 0, q = 0, qp = 0, own = false, aux = true, hold = 0, due = false,
+  local L = {pk = keys[k+1], sk = keys[k+2], qk = keys[k+3], ak = keys[k+4], zk = keys[k+5],
+    t = 0, b = 0, q = 0, qp = 0, c = 0, own = false, aux = true, hold = 0, due = false,
     s = false, lr = false, lc = false, st = 0, bl = 0, owed = 0, was = false,
     lu = 0, le = 0, x = 0, dirty = false, wait = 0, reason = 0, used = 0,
-    win = 0, sb = 0, left = 0, reset = 0}
+    win = 0, sb = 0, left = 0, reset = 0, slotwait = 0}
   algo.read(L, def, now) -- the token bucket's state may know the rest
   if L.aux then
     policy_load(L, def)
@@ -70,11 +75,11 @@ end
 -- from keys[k+1], and appends its reply to out.
 local function decide(a, k, out)
   local mode, ids, n, maxwait = argv[a], argv[a+1] + 0, argv[a+2] + 0, argv[a+3] * 1000
-  local ticket, keep = argv[a+4], argv[a+5] == '1'
+  local ticket, keep, slot = argv[a+4], argv[a+5] == '1', argv[a+10]
   local levels, redeem = {}, ticket ~= ''
   local wait, level, reason = 0, 1, 0
   for i = 1, ids do
-    local L = load(k + 4 * (i - 1), ticket, ids == 1, a)
+    local L = load(k + 5 * (i - 1), ticket, ids == 1, a)
     L.bl = L.st -- (before a pause counts)
     if not L.due then redeem = false end
     if L.hold > 0 then algo.pause(L) end
@@ -83,6 +88,10 @@ local function decide(a, k, out)
       -- jobs that came back late may have started since the bucket's
       -- tokens were counted: a call starts only when the starts allow it
       L.wait = starts_wait(starts_backlog(L.s, 0, L.t, L.b, now), L.t, L.b, n)
+    end
+    if L.c > 0 and slot ~= '' and mode ~= 'cancel' then
+      L.slotwait = slots_wait(L, slot, now)
+      if L.wait == 0 and L.slotwait > 0 then L.wait, L.reason = L.slotwait, 5 end
     end
     if L.wait == -1 then
       L.reason = 4
@@ -117,6 +126,12 @@ local function decide(a, k, out)
       -- without a start of its own, or later than its start by more than an
       -- interval (at most LATE): its turn among the starts is decided now
       if L.due >= 0 or (now - due) * 1000 > math.min(L.t, LATE) then late = true end
+    end
+    if wait == 0 then
+      -- due: it starts when a slot is free
+      for i, L in ipairs(levels) do
+        if L.slotwait > wait then wait, level, reason = L.slotwait, i, 5 end
+      end
     end
     local paced = false
     if wait == 0 and late and algo.books then
@@ -183,8 +198,15 @@ local function decide(a, k, out)
       if ticketed then ticket_set(L, ticket, due, now) end
     end
     local L, want = levels[1], argv[a+6] + 0
-    if want > 0 and allowed == 1 and ids == 1 and L.q == 0 and not L.aux then
+    if want > 0 and allowed == 1 and ids == 1 and L.q == 0 and L.c == 0 and not L.aux then
       leased = algo.lease(L, want, ttl, now)
+    end
+  end
+  if allowed == 1 and slot ~= '' and mode ~= 'peek' and not (keep and ticket ~= '') then
+    -- a call that starts now holds a slot where there is a limit
+    for i = 1, ids do
+      local L = levels[i]
+      if L.c > 0 then slots_take(L, slot, now + argv[a+11], now) end
     end
   end
   for i = 1, ids do algo.store(levels[i], now) end
@@ -213,13 +235,13 @@ end
 -- decide_all makes every decision of the run and returns their replies.
 local function decide_all(k, a)
   keys, argv = k, a
-  def = {tonumber(a[1]), tonumber(a[2]), tonumber(a[3]), tonumber(a[4])}
-  defnext, ttl, recovery = tonumber(a[5]), tonumber(a[6]), tonumber(a[7])
+  def = {tonumber(a[1]), tonumber(a[2]), tonumber(a[3]), tonumber(a[4]), tonumber(a[5])}
+  defnext, ttl, recovery = tonumber(a[6]), tonumber(a[7]), tonumber(a[8])
   now = now_us()
-  local out, first, at = {}, 0, 8
+  local out, first, at = {}, 0, 9
   while at <= #a do
     decide(at, first, out)
-    first, at = first + 4 * a[at+1], at + 10
+    first, at = first + 5 * a[at+1], at + 12
   end
   return out
 end

@@ -18,9 +18,10 @@
 --   0        (a pause, in earlier versions; now always 0)
 --   aux      '0': the id has no aux hash, '1': read it (see common.lua)
 --   pol      the id's policy, so that a decision need not read it: 'd' (the
---            default, from ARGV) or "b/q/qp" (its own, at interval t); '-':
---            read it. Cached only while aux is '0' (a learned rate, in the
---            aux hash, makes t differ from the policy's).
+--            default, from ARGV) or "b/q/qp" (its own, at interval t, with
+--            no concurrency limit); '-': read it. Cached only while aux is
+--            '0' (a learned rate, in the aux hash, makes t differ from the
+--            policy's).
 --
 -- Earlier versions' "backlog:last[:t[:leased:until]]" reads as aux and pol
 -- unknown. Whatever writes the policy or aux hash outside decide.lua is a
@@ -64,9 +65,9 @@ function algo.read(L, d, now)
   if (aux and aux ~= '0') or (h and h ~= '0') or not L.was then return end
   if pol and pol ~= 'd' then b, q, qp = string.match(pol, '^(%d+)/(%d+)/(%d+)$') end
   if b then
-    L.aux, L.own, L.t, L.b, L.q, L.qp = false, true, L.was, b + 0, q + 0, qp + 0
+    L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, true, L.was, b + 0, q + 0, qp + 0, 0
   elseif not pol or pol == 'd' then
-    L.aux, L.own, L.t, L.b, L.q, L.qp = false, false, d[1], d[2], d[3], d[4]
+    L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, false, d[1], d[2], d[3], d[4], d[5]
   end
 end
 
@@ -160,9 +161,9 @@ function algo.store(L, now)
     L.x = math.floor(now / 1000) + px
   end
   local cache = '1:-'
-  if L.own and not L.aux then
+  if L.own and not L.aux and L.c == 0 then
     cache = string.format('0:%d/%d/%d', L.b, L.q, L.qp)
-  elseif not L.aux then
+  elseif not L.aux and not L.own then
     cache = '0:d'
   end
   local v = string.format('%d:%d:%d:%d:%d:%d:0:%s', L.st, now, L.t, L.lu, L.le, L.x, cache)

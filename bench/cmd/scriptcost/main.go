@@ -66,7 +66,7 @@ func main() {
 				os.Exit(1)
 			}
 			n, us := k.Scripts()
-			sum[i] += float64(us) / float64(n) / float64(max(1, len(v.keys)/4))
+			sum[i] += float64(us) / float64(n) / float64(max(1, len(v.keys)/5))
 		}
 	}
 	fmt.Printf("redis-server %s, %d calls x %d rounds per variant, one caller, %s, %s\n\n",
@@ -104,7 +104,7 @@ func variants(dir string) ([]variant, error) {
 	decide := defs + src["decide.lua"] + "\nreturn decide_all(KEYS, ARGV)\n"
 	lib := "#!lua name=qcost\n" + defs + src["decide.lua"] + "\nredis.register_function('qcost', decide_all)\n"
 	// a tenant with its own policy (stored by setup)
-	okeys := []string{"q:{o}:policy", "q:{o}:tb", "q:{o}:quota", "q:{o}:aux"}
+	okeys := []string{"q:{o}:policy", "q:{o}:tb", "q:{o}:quota", "q:{o}:aux", "q:{o}:slots"}
 	// The names say what a row measures, not which file does it:
 	// beforeafter matches rows by name across versions of the scripts, so
 	// a rewrite keeps a name and its meaning and changes only the source.
@@ -192,7 +192,7 @@ func tenantKeys(k int) []string {
 	var ks []string
 	for i := range k {
 		t := "q:{t" + strconv.Itoa(i) + "}:"
-		ks = append(ks, t+"policy", t+"tb", t+"quota", t+"aux")
+		ks = append(ks, t+"policy", t+"tb", t+"quota", t+"aux", t+"slots")
 	}
 	return ks
 }
@@ -201,9 +201,9 @@ func tenantKeys(k int) []string {
 // k decisions that allow 1 token each under the default policy 1e6/s burst
 // 1e6 (interval 1000 ns), without leases or learning.
 func decideArgs(k int) []any {
-	args := []any{1000, 1000000, 0, 0, 0, 0, 0}
+	args := []any{1000, 1000000, 0, 0, 0, 0, 0, 0}
 	for range k {
-		args = append(args, "allow", 1, 1, 0, "", 0, 0, 0, 0, 0)
+		args = append(args, "allow", 1, 1, 0, "", 0, 0, 0, 0, 0, "", 0)
 	}
 	return args
 }

@@ -1,0 +1,64 @@
+package throttle
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// DefaultSlotTTL is how long a slot (Request.Slot) is held without
+// RenewSlot when Request.SlotTTL is 0.
+const DefaultSlotTTL = 15 * time.Second
+
+func (r Request) slotTTL() time.Duration {
+	if r.SlotTTL > 0 {
+		return r.SlotTTL
+	}
+	return DefaultSlotTTL
+}
+
+// RenewSlot keeps the slot held under slot on each of ids for ttl from now
+// (0: DefaultSlotTTL), for a call that is still running, and reports
+// whether it still held one on every id. A slot that ran out before it was
+// renewed may have gone to another call: the caller is then over the limit
+// until it returns.
+func (l *Limiter) RenewSlot(ctx context.Context, slot string, ttl time.Duration, ids ...string) (bool, error) {
+	if ttl <= 0 {
+		ttl = DefaultSlotTTL
+	}
+	held, err := l.slots(ctx, "renew", slot, ttl, ids)
+	return held == len(ids), err
+}
+
+// ReleaseSlot frees the slot held under slot on each of ids, when the call
+// has returned, so that a call waiting for it may start.
+func (l *Limiter) ReleaseSlot(ctx context.Context, slot string, ids ...string) error {
+	_, err := l.slots(ctx, "release", slot, 0, ids)
+	return err
+}
+
+func (l *Limiter) slots(ctx context.Context, op, slot string, ttl time.Duration, ids []string) (int, error) {
+	if slot == "" {
+		return 0, fmt.Errorf("throttle: %s a slot: no slot name given", op)
+	}
+	if len(ids) == 0 {
+		return 0, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		if err := ValidateID(id); err != nil {
+			return 0, err
+		}
+		keys[i] = l.keysFor(id).slots
+	}
+	held := 0
+	// one id at a time: on a Cluster the ids may live in different slots
+	for _, k := range keys {
+		n, err := slotsScript.Run(ctx, l.rdb, []string{k}, op, slot, ttl.Microseconds()).Int()
+		if err != nil {
+			return held, fmt.Errorf("%w: %s slot %q: %w", ErrUnavailable, op, slot, err)
+		}
+		held += n
+	}
+	return held, nil
+}
