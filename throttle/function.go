@@ -3,7 +3,6 @@ package throttle
 import (
 	"context"
 	"strings"
-	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -18,13 +17,10 @@ import (
 // again whenever the server has lost it (a restart without persistence, a
 // new Cluster node); two versions of quotaq each load and call their own.
 
-// functionState says whether a Limiter's decisions run as a function.
-type functionState struct{ off atomic.Bool }
-
 // call adds one run of decide.lua with keys and args to c (a client or a
 // pipeline).
 func (l *Limiter) call(ctx context.Context, c redis.Cmdable, keys []string, args []any) *redis.Cmd {
-	if l.functions.off.Load() {
+	if l.noFunctions.Load() {
 		return l.algo.decide.EvalSha(ctx, c, keys, args...)
 	}
 	return c.FCall(ctx, l.algo.fn, keys, args...)
@@ -49,14 +45,14 @@ func unsupported(err error) bool {
 // err (see missing): the function library, on every master of a Cluster,
 // or the script when the server or user cannot run functions.
 func (l *Limiter) load(ctx context.Context, err error) {
-	if !l.functions.off.Load() {
+	if !l.noFunctions.Load() {
 		if !unsupported(err) {
 			err = loadLibrary(ctx, l.rdb, l.algo.lib)
 		}
 		if err == nil || !unsupported(err) {
 			return // loaded, or an outage the next run reports
 		}
-		l.functions.off.Store(true)
+		l.noFunctions.Store(true)
 	}
 	_ = l.algo.decide.Load(ctx, l.rdb).Err()
 }

@@ -31,9 +31,9 @@ type Limiter struct {
 	def        atomic.Pointer[cachedPolicy]
 	refreshing sync.Mutex
 
-	local     *local        // WithLeases, WithRefusalCache; nil: off
-	batch     *batcher      // WithBatching; nil: off
-	functions functionState // decisions as a Redis function or a script (function.go)
+	local       *local      // WithLeases, WithRefusalCache; nil: off
+	batch       *batcher    // WithBatching; nil: off
+	noFunctions atomic.Bool // decisions run as a script, not a Redis function (function.go)
 
 	err error // an option New could not use; see Err
 }
