@@ -98,6 +98,21 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("ConcurrencyOfAnUpstreamInAnotherSlot", func(t *testing.T) {
+		t.Parallel()
+		rc := cl.Client(t)
+		prefix := redistest.Prefix(t)
+		up := throttle.Upstream("api")
+		setup := throttle.New(rc, throttle.WithPrefix(prefix))
+		if err := setup.SetPolicy(context.Background(), up, throttle.Policy{Rate: 100000, Burst: 1000, Concurrency: 2}); err != nil {
+			t.Fatal(err)
+		}
+		// "acme" and the upstream hash to different slots: decided one at a
+		// time, a refusal at the upstream gives back what acme took
+		checkInFlight(t, 2, []string{"acme", up}, func() *throttle.Limiter {
+			return throttle.New(rc, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(throttle.Policy{Rate: 100000, Burst: 1000}))
+		})
+	})
 	t.Run("ConcurrentCallersAdmitExactlyTheBurst", func(t *testing.T) {
 		t.Parallel()
 		for _, algo := range throttle.Algorithms() {
