@@ -17,7 +17,7 @@ const (
 )
 
 // replyLen is how many integers decide.lua answers per decision.
-const replyLen = 11
+const replyLen = 12
 
 // reply is decide.lua's answer to one decision; see lua/decide.lua.
 type reply struct {
@@ -32,6 +32,7 @@ type reply struct {
 	level          int64 // 1-based: the id that decided
 	leased         int64 // tokens leased besides the decision's
 	leasedAt       int64 // when, Redis µs
+	slots          int64 // ids on which the call now holds a slot
 }
 
 // decodeReply reads decide.lua's replyLen integers for one decision.
@@ -42,7 +43,7 @@ func decodeReply(v []int64) (reply, error) {
 	return reply{
 		allowed: v[0] == 1, booked: v[1], reason: Reason(v[2]), remaining: v[3],
 		waitUS: v[4], resetUS: v[5], quotaRemaining: v[6], quotaResetUS: v[7],
-		level: v[8], leased: v[9], leasedAt: v[10],
+		level: v[8], leased: v[9], leasedAt: v[10], slots: v[11],
 	}, nil
 }
 
@@ -68,6 +69,7 @@ func (l *Limiter) decision(r reply, ids []string) (decision, error) {
 		QuotaResetAfter: us(r.quotaResetUS),
 		Tenant:          ids[r.level-1],
 		Reason:          r.reason,
+		HoldsSlot:       r.slots > 0,
 	}
 	if r.waitUS == -1 {
 		res.RetryAfter = -1

@@ -63,6 +63,10 @@ type Result struct {
 	QuotaResetAfter time.Duration
 	// Reason says why the decision refused; ReasonNone when it admitted.
 	Reason Reason
+	// HoldsSlot says the call now holds a slot under Request.Slot on at
+	// least one id (a policy with Concurrency): renew it while the call runs
+	// (Limiter.RenewSlot) and release it when it returns (ReleaseSlot).
+	HoldsSlot bool
 	// Tenant is the id the Result describes (useful with AllowMulti).
 	Tenant string
 }

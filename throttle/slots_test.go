@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,6 +145,9 @@ func TestSlots(t *testing.T) {
 				case "take":
 					r, err = l.Reserve(ctx, req)
 					got = r.OK && r.Delay == 0
+					if got != r.Result.HoldsSlot {
+						t.Fatalf("step %d: %+v: HoldsSlot %v, want it when admitted", i, r, r.Result.HoldsSlot)
+					}
 				case "multi":
 					req.IDs = []string{"other-" + s.slot, throttle.Upstream("api")}
 					r, err = l.Reserve(ctx, req)
@@ -220,5 +224,21 @@ func TestBookedCallWaitsForASlot(t *testing.T) {
 	}
 	if r := reserve("c"); r.Delay == 0 {
 		t.Fatalf("c while b runs: %+v, want it to wait", r)
+	}
+}
+
+// Without a concurrency limit a call named by a slot takes none: the caller
+// has nothing to renew or release, and nothing is written for it.
+func TestNoSlotWithoutALimit(t *testing.T) {
+	t.Parallel()
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 10}))
+	r, err := l.Reserve(context.Background(), throttle.Request{IDs: []string{"acme"}, N: 1, Slot: "job-1"})
+	if err != nil || !r.OK || r.Result.HoldsSlot {
+		t.Fatalf("Reserve: %+v, %v; want admitted, holding no slot", r, err)
+	}
+	for _, k := range m.Keys() {
+		if strings.HasSuffix(k, ":slots") {
+			t.Fatalf("key %q written for a tenant without a limit", k)
+		}
 	}
 }

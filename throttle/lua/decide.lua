@@ -34,13 +34,14 @@
 --            a concurrency limit a call that starts takes a slot under it
 --            (see slots_wait in common.lua), and waits for one if none is free
 --   slotttl  how long the slot is held unless renewed, µs
--- Returns, per decision, eleven integers: allowed (1 or 0); booked (1 when
+-- Returns, per decision, twelve integers: allowed (1 or 0); booked (1 when
 -- reserve booked tokens due later, 2 when they were booked under the
 -- ticket before this call); reason (0 none, 1 rate, 2 quota, 3 paused, 4
 -- cost above burst, 5 no slot free); remaining tokens; wait_us (0 when allowed, -1 never or
 -- quota reset unknown); reset_us (until full); quota remaining (-1: no
 -- quota); quota_reset_us; level (1-based id that decided); tokens leased;
--- when they were leased (Redis µs).
+-- when they were leased (Redis µs); slots taken (ids on which the call now
+-- holds a slot).
 
 -- the run's arguments, set by decide_all: KEYS, ARGV, the default policy,
 -- and the time now
@@ -202,11 +203,15 @@ local function decide(a, k, out)
       leased = algo.lease(L, want, ttl, now)
     end
   end
+  local slots = 0
   if allowed == 1 and slot ~= '' and mode ~= 'peek' and not (keep and ticket ~= '') then
     -- a call that starts now holds a slot where there is a limit
     for i = 1, ids do
       local L = levels[i]
-      if L.c > 0 then slots_take(L, slot, now + argv[a+11], now) end
+      if L.c > 0 then
+        slots_take(L, slot, now + argv[a+11], now)
+        slots = slots + 1
+      end
     end
   end
   for i = 1, ids do algo.store(levels[i], now) end
@@ -229,7 +234,7 @@ local function decide(a, k, out)
   local o = #out
   out[o+1], out[o+2], out[o+3], out[o+4] = allowed, booked, reason, L.left
   out[o+5], out[o+6], out[o+7], out[o+8] = wait, math.ceil(L.reset / 1000), qrem, qreset
-  out[o+9], out[o+10], out[o+11] = level, leased, now
+  out[o+9], out[o+10], out[o+11], out[o+12] = level, leased, now, slots
 end
 
 -- decide_all makes every decision of the run and returns their replies.

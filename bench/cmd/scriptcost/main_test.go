@@ -36,9 +36,9 @@ func TestVariantsRun(t *testing.T) {
 			}
 			reply, _ := v2.([]any)
 			// quotaq's decisions admit: the common path is the one measured
-			// (eleven integers a decision, allowed first)
+			// (twelve integers a decision, allowed first)
 			if strings.HasPrefix(v.name, "quotaq, ") {
-				for i := 0; i < len(reply) || i == 0; i += 11 {
+				for i := 0; i < len(reply) || i == 0; i += 12 {
 					if i >= len(reply) || reply[i] != int64(1) {
 						t.Errorf("%s: decision %d not admitted: %v", v.name, i/11, reply)
 					}
