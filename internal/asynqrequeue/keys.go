@@ -27,3 +27,7 @@ func parkedKey(queue, tenant string) string { return queuePrefix(queue) + "quota
 // bookedKey is quotaq's own zset of a tenant's tasks of queue that wait for
 // a booked slot (see Retime).
 func bookedKey(queue, tenant string) string { return queuePrefix(queue) + "quotaq:booked:" + tenant }
+
+// slotWaitKey is quotaq's own zset of the tasks of queue that wait for one
+// of id's concurrency slots (see Request.WaitsForSlotOf, WakeOne).
+func slotWaitKey(queue, id string) string { return queuePrefix(queue) + "quotaq:slotwait:" + id }

@@ -102,3 +102,24 @@ func (r *Requeuer) parkedKeys(ctx context.Context, queue string) ([]string, erro
 	}
 	return keys, nil
 }
+
+// WakeOne brings back now the task of queue that has waited longest for
+// one of id's concurrency slots (Request.WaitsForSlotOf), when a slot has
+// freed, and reports whether there was one. Entries of tasks no longer
+// waiting as Requeue left them are dropped on the way.
+func (r *Requeuer) WakeOne(ctx context.Context, queue, id string) (bool, error) {
+	key := slotWaitKey(queue, id)
+	for {
+		v, err := releaseScript.Run(ctx, r.rdb, []string{key, scheduledKey(queue), pendingKey(queue)},
+			taskKeyPrefix(queue), time.Now().UnixNano(), 1).Int64Slice()
+		if err != nil {
+			return false, fmt.Errorf("asynqrequeue: wake a task of queue %q waiting for a slot of %q: %w", queue, id, err)
+		}
+		if len(v) != 2 {
+			return false, fmt.Errorf("asynqrequeue: unexpected reply %v from release script", v)
+		}
+		if v[0] > 0 || v[1] == 0 {
+			return v[0] > 0, nil
+		}
+	}
+}

@@ -172,3 +172,62 @@ func TestRetimeMovesBookedTasksWithTheirSlots(t *testing.T) {
 		t.Fatalf("second Retime moved %v, %v; want nothing", again, err)
 	}
 }
+
+// Tasks waiting for a slot of an id come back one per WakeOne, and a
+// tenant's Release (a quota reset) does not bring them back.
+func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	rq := asynqrequeue.New(b.rdb)
+
+	var mu sync.Mutex
+	runs := map[string]int{}
+	b.startServer(t, func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		mu.Lock()
+		runs[id]++
+		n := runs[id]
+		mu.Unlock()
+		if n > 1 {
+			return nil
+		}
+		req := asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: "acme", Parked: true, WaitsForSlotOf: "acme"}
+		if _, err := rq.Requeue(ctx, req); err != nil {
+			return err
+		}
+		return asynq.RevokeTask
+	}, time.Hour)
+	for range 3 {
+		if _, err := b.client.Enqueue(asynq.NewTask("job", nil), asynq.Queue(b.queue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait.For(t, 10*time.Second, "every task waiting for a slot", func() bool {
+		q, err := b.inspector.GetQueueInfo(b.queue)
+		return err == nil && q.Scheduled == 3
+	})
+	ran := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, r := range runs {
+			if r == 2 {
+				n++
+			}
+		}
+		return n
+	}
+	if moved, err := rq.Release(ctx, "acme"); err != nil || moved != 0 {
+		t.Fatalf("Release(acme): %d, %v; want 0: tasks waiting for a slot are not parked for a quota", moved, err)
+	}
+	for want := 1; want <= 3; want++ {
+		if ok, err := rq.WakeOne(ctx, b.queue, "acme"); err != nil || !ok {
+			t.Fatalf("WakeOne %d: %v, %v; want one woken", want, ok, err)
+		}
+		wait.For(t, 10*time.Second, "the woken task to run", func() bool { return ran() == want })
+	}
+	if ok, err := rq.WakeOne(ctx, b.queue, "acme"); err != nil || ok {
+		t.Fatalf("WakeOne with none waiting: %v, %v; want none", ok, err)
+	}
+}

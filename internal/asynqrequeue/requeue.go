@@ -61,6 +61,11 @@ type Request struct {
 	// for a booked slot, so that Retime can move it with its slot.
 	Tenant string
 	Parked bool
+	// WaitsForSlotOf is the limiter id (a tenant, an upstream) whose
+	// concurrency slots are all taken: the task is recorded as waiting for
+	// one, so that WakeOne brings it back when one frees. It overrides
+	// Parked.
+	WaitsForSlotOf string
 }
 
 // Outcome describes a re-queue, done or refused with ErrMaxWait.
@@ -99,6 +104,8 @@ func (r *Requeuer) Requeue(ctx context.Context, req Request) (Outcome, error) {
 		parkedKey(req.Queue, req.Tenant), bookedKey(req.Queue, req.Tenant)}
 	parked := ""
 	switch {
+	case req.WaitsForSlotOf != "":
+		keys[4], parked = slotWaitKey(req.Queue, req.WaitsForSlotOf), "1"
 	case req.Tenant != "" && req.Parked:
 		parked = "1"
 	case req.Tenant != "":
