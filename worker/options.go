@@ -139,6 +139,15 @@ func WithJitter(d time.Duration) Option {
 	return func(t *Throttler) { t.jitter = d }
 }
 
+// WithSlotTTL sets how long a task's concurrency slot (a tenant or an
+// upstream whose policy has a Concurrency limit) is held without renewal:
+// the Throttler renews it every third of ttl while the task runs and
+// releases it when the task returns, so a worker that dies frees its slots
+// at most ttl later. Default throttle.DefaultSlotTTL.
+func WithSlotTTL(ttl time.Duration) Option {
+	return func(t *Throttler) { t.slotTTL = ttl }
+}
+
 // WithErrorDelay sets how long a task is put back for when the limiter
 // cannot be reached and fails closed. Default DefaultErrorDelay.
 func WithErrorDelay(d time.Duration) Option {

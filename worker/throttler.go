@@ -71,6 +71,7 @@ type Throttler struct {
 	warnUntenanted sync.Map // task type -> struct{}: logged once at Warn
 
 	maxRetryAfter time.Duration // WithMaxRetryAfter; 0: DefaultMaxRetryAfter
+	slotTTL       time.Duration // WithSlotTTL
 }
 
 // New returns a Throttler that asks l and re-queues on asynqRedis, the
@@ -100,6 +101,7 @@ func configure(l *throttle.Limiter, opts []Option) *Throttler {
 		errorDelay: DefaultErrorDelay,
 		maxTracked: DefaultMaxTracked,
 		waitIn:     DefaultWaitInProcess,
+		slotTTL:    throttle.DefaultSlotTTL,
 	}
 	t.waiting.max.Store(defaultWaitSlots)
 	for _, o := range opts {
@@ -160,6 +162,9 @@ type job struct {
 	tenant string
 	ids    []string // tenant, then upstream ids (throttle.Upstream)
 	n      int64
+	// slotOf is the id all of whose concurrency slots were taken when the
+	// task asked: it waits for one of them
+	slotOf string
 }
 
 func (j *job) ticket() string { return TaskTicket(j.queue, j.id) }
@@ -180,8 +185,12 @@ func (t *Throttler) Middleware(next asynq.Handler) asynq.Handler {
 		if err != nil {
 			return err
 		}
-		if err := t.admit(ctx, j); err != nil {
+		slot, err := t.admit(ctx, j)
+		if err != nil {
 			return err
+		}
+		if slot {
+			defer t.holdSlot(ctx, j)()
 		}
 		sink := &budgetSink{}
 		err = next.ProcessTask(context.WithValue(ctx, budgetKey{}, sink), task)
@@ -263,16 +272,19 @@ func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) 
 	return c, nil
 }
 
-// admit asks the limiter. It returns nil when the task may run now, else the
-// error to hand asynq: the task was put back, or archived. A task whose
-// slot is near waits for it here and asks again (see waitFor), so that it
-// starts at its slot, not with the tasks that came back at the same time.
-func (t *Throttler) admit(ctx context.Context, j *job) error {
-	req := throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket()}
+// admit asks the limiter. It returns a nil error when the task may run now
+// (and whether it holds a concurrency slot, see holdSlot), else the error
+// to hand asynq: the task was put back, or archived. A task whose slot is
+// near waits for it here and asks again (see waitFor), so that it starts at
+// its slot, not with the tasks that came back at the same time; a task
+// waiting for a concurrency slot is put back until one frees.
+func (t *Throttler) admit(ctx context.Context, j *job) (slot bool, err error) {
+	req := throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket(), Slot: j.ticket(), SlotTTL: t.slotTTL}
 	res, err := t.limiter.Reserve(ctx, req)
 	why := reasonLabel(res.Result.Reason) // of the first answer, when it said wait
 	var waited time.Duration              // in all, for this dequeue
-	for err == nil && res.OK && res.Delay > 0 && t.waitFor(ctx, j.task.Type(), res, waited) {
+	for err == nil && res.OK && res.Delay > 0 && res.Result.Reason != throttle.ReasonConcurrency &&
+		t.waitFor(ctx, j.task.Type(), res, waited) {
 		waited += res.Delay
 		res, err = t.limiter.Reserve(ctx, req)
 	}
@@ -284,7 +296,7 @@ func (t *Throttler) admit(ctx context.Context, j *job) error {
 		if res.OK {
 			t.logger.Warn("worker: limiter unavailable; failing open, task runs", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "err", err)
 			t.countAllowed(j, "fail_open")
-			return nil
+			return false, nil
 		}
 		reason := "unavailable"
 		if errors.Is(err, throttle.ErrInvalidTenant) || errors.Is(err, throttle.ErrInvalidCost) || errors.Is(err, throttle.ErrInvalidPolicy) {
@@ -293,19 +305,22 @@ func (t *Throttler) admit(ctx context.Context, j *job) error {
 		} else {
 			t.logger.Warn("worker: limiter unavailable; failing closed, task put back", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "delay", t.errorDelay, "err", err)
 		}
-		return t.putBack(ctx, j, t.errorDelay, reason, false)
+		return false, t.putBack(ctx, j, t.errorDelay, reason, false)
+	}
+	if res.Result.Reason == throttle.ReasonConcurrency {
+		j.slotOf = res.Result.Tenant // woken when one of its slots frees
 	}
 	switch {
 	case res.OK && res.Delay <= 0:
 		t.countAllowed(j, "now")
-		return nil
+		return res.Result.HoldsSlot, nil
 	case res.OK:
-		return t.putBack(ctx, j, res.Delay, reasonLabel(res.Result.Reason), true)
+		return false, t.putBack(ctx, j, res.Delay, reasonLabel(res.Result.Reason), true)
 	case res.Result.Reason == throttle.ReasonCost:
-		return t.archive(j, "cost_above_burst", fmt.Errorf("worker: task type %q costs %d tokens, more than the burst of %q: it can never run (raise the burst or lower the cost)",
+		return false, t.archive(j, "cost_above_burst", fmt.Errorf("worker: task type %q costs %d tokens, more than the burst of %q: it can never run (raise the burst or lower the cost)",
 			j.task.Type(), j.n, res.Result.Tenant))
-	default: // nothing booked: quota used up, paused, or the wait passes the max wait
-		return t.putBack(ctx, j, res.Delay, reasonLabel(res.Result.Reason), false)
+	default: // nothing booked: quota used up, paused, no slot free, or the wait passes the max wait
+		return false, t.putBack(ctx, j, res.Delay, reasonLabel(res.Result.Reason), false)
 	}
 }
 
@@ -371,7 +386,7 @@ func (t *Throttler) putBack(ctx context.Context, j *job, delay time.Duration, re
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	out, err := t.requeuer.Requeue(ctx, asynqrequeue.Request{Queue: j.queue, ID: j.id, Due: time.Now().Add(wait), MaxWait: t.maxWait,
-		Tenant: j.tenant, Parked: !booked})
+		Tenant: j.tenant, Parked: !booked, WaitsForSlotOf: j.slotOf})
 	if err != nil && booked {
 		if cerr := t.limiter.CancelTicket(ctx, throttle.Request{IDs: j.ids, N: j.n, Ticket: j.ticket()}); cerr != nil {
 			t.countError(j, "limiter")
@@ -462,6 +477,8 @@ func reasonLabel(r throttle.Reason) string {
 		return "quota"
 	case throttle.ReasonPaused:
 		return "paused"
+	case throttle.ReasonConcurrency:
+		return "concurrency"
 	default:
 		return "rate"
 	}

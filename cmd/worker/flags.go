@@ -34,6 +34,7 @@ type options struct {
 	defaultBurst     int64
 	maxWait          time.Duration
 	minDelay         time.Duration
+	slotTTL          time.Duration
 	waitInProcess    time.Duration
 	learnFactor      float64
 	learnFloor       float64
@@ -112,7 +113,7 @@ func (q queueWeights) Set(v string) error {
 // by redisconn.Prefix, the rule quotaq-enqueue uses too.
 var ownFlags = []string{
 	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "algorithm", "default-rate", "default-burst",
-	"max-wait", "min-delay", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
+	"max-wait", "min-delay", "slot-ttl", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
 	"upstreams", "delayed-task-check-interval", "task-check-interval",
 	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "http-allow", "max-retry-after", "echo-types",
 	"log-level", "log-format",
@@ -173,6 +174,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size of tenants with no policy, until a default is stored in Redis")
 	fs.DurationVar(&o.maxWait, "max-wait", 0, "the longest a task may wait in all because of throttling before it is archived with a message saying so (0: no cap, wait as long as it takes)")
 	fs.DurationVar(&o.minDelay, "min-delay", worker.DefaultMinDelay, "the shortest time a throttled task stays out of its queue")
+	fs.DurationVar(&o.slotTTL, "slot-ttl", throttle.DefaultSlotTTL, "for tenants and upstreams whose policy has a concurrency limit: how long a running task's slot is held without renewal (renewed every third of it while the task runs), so the slots of a worker that dies free at most this late")
 	fs.Float64Var(&o.learnFactor, "learn-factor", throttle.DefaultLearning.Factor,
 		"learning an upstream tighter than the policy: each 429/503 (worker.RetryAfter) multiplies the rate the tenant runs at by this, once per second at most; it climbs back to the policy's rate while none comes (0: learning off, a 429 only holds the tenant for its Retry-After)")
 	fs.Float64Var(&o.learnFloor, "learn-floor", throttle.DefaultLearning.Floor, "the lowest rate learning cuts a tenant to, as a fraction of its policy's rate")
@@ -245,6 +247,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--batch %d is negative (0 turns batching off)", o.batch)
 	case o.minDelay < 0:
 		return fmt.Errorf("--min-delay %s is negative", o.minDelay)
+	case o.slotTTL < time.Second:
+		return fmt.Errorf("--slot-ttl %s is below 1s: a slot must outlive a renewal's round trip", o.slotTTL)
 	case o.learning().Validate() != nil:
 		return fmt.Errorf("--learn-factor, --learn-floor, --learn-recovery: %w", o.learning().Validate())
 	case o.waitInProcess < 0:

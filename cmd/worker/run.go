@@ -118,6 +118,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		worker.WithMetrics(metrics),
 		worker.WithMaxWait(o.maxWait),
 		worker.WithMinDelay(o.minDelay),
+		worker.WithSlotTTL(o.slotTTL),
 		worker.WithWaitInProcess(o.waitInProcess),
 		worker.WithUntenanted(untenanted),
 		worker.WithAllowedUpstreams(o.upstreamList()...),

@@ -61,6 +61,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"DefaultPolicyTooSlowToRefill", []string{"--default-rate", "0.00001", "--default-burst", "100"}, nil, "to refill"},
 		{"NegativeMaxWait", []string{"--max-wait", "-1s"}, nil, "--max-wait -1s is negative"},
 		{"NegativeLease", []string{"--lease", "-5ms"}, nil, "--lease -5ms is negative"},
+		{"ShortSlotTTL", []string{"--slot-ttl", "100ms"}, nil, "--slot-ttl 100ms is below 1s"},
 		{"NegativeBatch", nil, map[string]string{"QUOTAQ_BATCH": "-1"}, "--batch -1 is negative"},
 		{"BadUntenanted", []string{"--untenanted", ""}, nil, "--untenanted"},
 		{"BadUpstreamPattern", []string{"--upstreams", "api.example,api[.*"}, nil, `--upstreams: worker: upstream pattern "api[.*"`},

@@ -1,0 +1,79 @@
+package worker_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/throttle"
+	"github.com/quotaq/quotaq/worker"
+)
+
+// A tenant with a concurrency limit: the handlers themselves never see more
+// of its tasks at once than the limit, every task runs once and none fails,
+// and a task waiting for a slot is woken when one frees, not when the slots'
+// TTL would have run out (30 s here, longer than the test waits).
+func TestConcurrencyLimitsTasksInFlight(t *testing.T) {
+	t.Parallel()
+	const limit, tasks = 3, 24
+	var inFlight, most atomic.Int64
+	b := setup(t, bundleConfig{
+		policies: map[string]throttle.Policy{"acme": {Rate: 1000, Burst: 100, Concurrency: limit}},
+		opts:     []worker.Option{worker.WithSlotTTL(30 * time.Second)},
+		asynqCfg: asynq.Config{Concurrency: 10},
+		handler: func(ctx context.Context, task *asynq.Task) error {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(50 * time.Millisecond) // the call
+			return nil
+		},
+	})
+	b.enqueue(t, "acme", tasks, asynq.MaxRetry(0))
+	q := b.waitQueueDone(t, 20*time.Second)
+	if q.Processed != tasks || q.Archived != 0 || q.Failed != 0 {
+		t.Errorf("processed=%d archived=%d failed=%d, want %d 0 0", q.Processed, q.Archived, q.Failed, tasks)
+	}
+	if got := b.runs.count(); got != tasks {
+		t.Errorf("%d handler runs for %d tasks, want one each", got, tasks)
+	}
+	if most.Load() != limit {
+		t.Errorf("at most %d tasks in flight at once, want the limit %d reached and never passed", most.Load(), limit)
+	}
+	if errs := b.errs.list(); len(errs) != 0 {
+		t.Errorf("asynq saw errors: %v", errs)
+	}
+	if st := b.throttler.Stats(); st.Throttled == 0 {
+		t.Errorf("no task waited for a slot: the test did not reach the limit (%+v)", st)
+	}
+}
+
+// A worker that died while its task held a slot (here: a slot taken and
+// never renewed nor released) holds it no longer than the slot's TTL: the
+// tasks waiting for it come back when it runs out, and all run.
+func TestSlotOfADeadWorkerFreesWhenItRunsOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, bundleConfig{
+		policies: map[string]throttle.Policy{"acme": {Rate: 1000, Burst: 100, Concurrency: 1}},
+		noStart:  true,
+	})
+	r, err := b.limiter.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Slot: "dead-worker-task", SlotTTL: time.Second})
+	if err != nil || !r.Result.HoldsSlot {
+		t.Fatalf("the dead worker's slot: %+v, %v", r, err)
+	}
+	start := time.Now()
+	b.start(t)
+	b.enqueue(t, "acme", 3, asynq.MaxRetry(0))
+	q := b.waitQueueDone(t, 15*time.Second)
+	if q.Processed != 3 || q.Archived != 0 {
+		t.Errorf("processed=%d archived=%d, want 3 0", q.Processed, q.Archived)
+	}
+	if first := b.runs.list()[0].at.Sub(start); first < 900*time.Millisecond {
+		t.Errorf("the first task ran %s after the dead worker's slot was taken, before its 1 s TTL ran out", first)
+	}
+}
