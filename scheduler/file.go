@@ -116,7 +116,7 @@ func LoadFile(path string) (*Schedule, error) {
 //	    cron: "0 22 * * *"
 //	    action: adjust
 //	    tenant: acme
-//	    rate: 50              # any of rate, burst, quota, quota_period (24h)
+//	    rate: 50              # any of rate, burst, quota, quota_period (24h), concurrency
 //	    catch_up: 0s          # per entry
 func Parse(file string, data []byte) (*Schedule, error) {
 	if len(data) > MaxFileSize {
@@ -163,6 +163,7 @@ type rawEntry struct {
 	Burst    *int64    `yaml:"burst"`
 	Quota    *int64    `yaml:"quota"`
 	Period   *string   `yaml:"quota_period"`
+	Conc     *int64    `yaml:"concurrency"`
 	MinRate  *float64  `yaml:"min_rate"`
 	MaxRate  *float64  `yaml:"max_rate"`
 	Step     *float64  `yaml:"step"`
@@ -186,7 +187,7 @@ func (r *rawEntry) lineOf(fields ...string) int {
 // and catch_up.
 var fieldsFor = map[string][]string{
 	ActionReset:  {"tenant", "tenants", "all"},
-	ActionAdjust: {"tenant", "tenants", "all", "rate", "burst", "quota", "quota_period"},
+	ActionAdjust: {"tenant", "tenants", "all", "rate", "burst", "quota", "quota_period", "concurrency"},
 }
 
 func (p *fileParser) parse(data []byte) *Schedule {
@@ -457,7 +458,7 @@ func (p *fileParser) entry(raw *rawEntry, loc *time.Location, defCatchUp time.Du
 		}
 		e.Reset = &r
 	case ActionAdjust:
-		a := Adjust{Tenants: tenants, All: all, Rate: raw.Rate, Burst: raw.Burst, Quota: raw.Quota}
+		a := Adjust{Tenants: tenants, All: all, Rate: raw.Rate, Burst: raw.Burst, Quota: raw.Quota, Concurrency: raw.Conc}
 		if raw.Period != nil {
 			d, err := parseNonNegDuration(*raw.Period)
 			if err != nil {

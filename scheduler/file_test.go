@@ -69,6 +69,28 @@ entries:
 	}
 }
 
+func TestParseAdjustConcurrency(t *testing.T) {
+	t.Parallel()
+	s, err := Parse("s.yaml", []byte(`
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    concurrency: 2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.Entries[0].Adjust
+	if a.Concurrency == nil || *a.Concurrency != 2 || a.Rate != nil {
+		t.Fatalf("adjust = %+v, want concurrency 2 only", a)
+	}
+	if p := a.apply(throttle.Policy{Rate: 1, Burst: 1, Concurrency: 5}); p != (throttle.Policy{Rate: 1, Burst: 1, Concurrency: 2}) {
+		t.Errorf("apply = %+v, want the concurrency changed and the rest kept", p)
+	}
+}
+
 // An entry as the validation cases start from; each case replaces or adds
 // lines.
 const okEntry = `
@@ -201,6 +223,14 @@ entries:
     tenant: acme
     quota: -1
 `, "night", "quota", "negative", 7},
+		{"NegativeConcurrency", `
+entries:
+  - name: night
+    cron: "0 22 * * *"
+    action: adjust
+    tenant: acme
+    concurrency: -1
+`, "night", "concurrency", "negative", 0},
 		{"PeriodWithoutQuota", `
 entries:
   - name: night

@@ -56,6 +56,7 @@ type Adjust struct {
 	Burst       *int64         `json:"burst,omitempty"`        // bucket capacity, >= 1
 	Quota       *int64         `json:"quota,omitempty"`        // tokens per quota period, 0 = no quota
 	QuotaPeriod *time.Duration `json:"quota_period,omitempty"` // 0 = reset only by TypeQuotaReset
+	Concurrency *int64         `json:"concurrency,omitempty"`  // tasks in flight at once, 0 = no limit
 
 	// Adaptive is retired: the limiter learns an upstream's rate from its
 	// 429s itself (throttle.Limiter.Backoff). A task that sets it (enqueued
@@ -75,8 +76,11 @@ func (a Adjust) Validate() error {
 	if len(a.Adaptive) > 0 {
 		return fmt.Errorf("field adaptive: %w", errAdaptiveRetired)
 	}
-	if a.Rate == nil && a.Burst == nil && a.Quota == nil && a.QuotaPeriod == nil {
-		return fieldErr("rate", "nothing to adjust: set at least one of rate, burst, quota, quota_period")
+	if a.Rate == nil && a.Burst == nil && a.Quota == nil && a.QuotaPeriod == nil && a.Concurrency == nil {
+		return fieldErr("rate", "nothing to adjust: set at least one of rate, burst, quota, quota_period, concurrency")
+	}
+	if a.Concurrency != nil && *a.Concurrency < 0 {
+		return fieldErr("concurrency", "%d is negative; use 0 for no limit or the most tasks in flight at once", *a.Concurrency)
 	}
 	if a.Rate != nil && throttle.ValidateRate(*a.Rate) != nil {
 		return fieldErr("rate", "%v must be a number from %v to %v (tokens per second)", *a.Rate, throttle.MinRate, throttle.MaxRate)
@@ -118,6 +122,9 @@ func (a Adjust) apply(p throttle.Policy) throttle.Policy {
 	}
 	if a.QuotaPeriod != nil {
 		p.QuotaPeriod = *a.QuotaPeriod
+	}
+	if a.Concurrency != nil {
+		p.Concurrency = *a.Concurrency
 	}
 	return p
 }

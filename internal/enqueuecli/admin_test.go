@@ -43,6 +43,22 @@ func TestPolicyCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("Concurrency", func(t *testing.T) {
+		code, out, errOut := f.run("", "policy", "set", "upstream:api.example.com", "--rate", "10", "--burst", "10", "--concurrency", "4")
+		if code != ExitOK || !strings.Contains(out, "concurrency 4") {
+			t.Fatalf("policy set --concurrency: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		p, _, err := l.GetPolicy(ctx, throttle.Upstream("api.example.com"))
+		if err != nil || p.Concurrency != 4 {
+			t.Fatalf("stored policy %+v, %v; want concurrency 4", p, err)
+		}
+		code, out, _ = f.run("", "policy", "show", "upstream:api.example.com", "--json")
+		var v policyView
+		if err := json.Unmarshal([]byte(out), &v); code != ExitOK || err != nil || v.Concurrency != 4 {
+			t.Fatalf("show --json: exit %d, %+v, %v", code, v, err)
+		}
+	})
+
 	t.Run("ShowJSON", func(t *testing.T) {
 		code, out, _ := f.run("", "policy", "show", "acme", "--json")
 		var v policyView
@@ -63,6 +79,8 @@ func TestPolicyCommands(t *testing.T) {
 			{"policy", "set", "acme", "--rate", "1e-10", "--burst", "1"}, // 1e9/rate does not fit an int64
 			{"policy", "set", "--default", "--rate", "1e-12"},
 			{"policy", "set", "acme", "--rate", "2e9"},
+			{"policy", "set", "acme", "--concurrency", "-1"},
+			{"policy", "set", "acme", "--concurrency", "1.5"},
 			{"policy", "set", "acme"},
 			{"policy", "set", "--default", "acme", "--rate", "1"},
 			{"policy", "show"},

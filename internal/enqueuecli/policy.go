@@ -22,6 +22,7 @@ type policyFlags struct {
 	burst       int64
 	quota       int64
 	quotaPeriod time.Duration
+	concurrency int64
 	set         map[string]bool
 }
 
@@ -30,6 +31,7 @@ func (p *policyFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&p.burst, "burst", 0, "bucket capacity in `tokens` (>= 1)")
 	fs.Int64Var(&p.quota, "quota", 0, "`tokens` per quota period; 0: no quota")
 	fs.DurationVar(&p.quotaPeriod, "quota-period", 0, "quota period (`duration`, e.g. 24h, aligned to UTC); 0: until reset")
+	fs.Int64Var(&p.concurrency, "concurrency", 0, "most `tasks` in flight at once (each holds a slot while it runs); 0: no limit")
 }
 
 // collect records which policy flags fs saw and checks each on its own.
@@ -45,12 +47,14 @@ func (p *policyFlags) collect(fs *flag.FlagSet) error {
 		return usagef("--quota %d: give 0 (no quota) or more", p.quota)
 	case p.set["quota-period"] && p.quotaPeriod < 0:
 		return usagef("--quota-period %s: give 0 (until reset) or more", p.quotaPeriod)
+	case p.set["concurrency"] && p.concurrency < 0:
+		return usagef("--concurrency %d: give 0 (no limit) or more", p.concurrency)
 	}
 	return nil
 }
 
 func (p *policyFlags) any() bool {
-	return p.set["rate"] || p.set["burst"] || p.set["quota"] || p.set["quota-period"]
+	return p.set["rate"] || p.set["burst"] || p.set["quota"] || p.set["quota-period"] || p.set["concurrency"]
 }
 
 // apply overlays the flags given on base.
@@ -70,6 +74,9 @@ func (p *policyFlags) apply(base throttle.Policy) throttle.Policy {
 	if p.set["quota-period"] {
 		base.QuotaPeriod = p.quotaPeriod
 	}
+	if p.set["concurrency"] {
+		base.Concurrency = p.concurrency
+	}
 	return base
 }
 
@@ -81,17 +88,19 @@ type policyView struct {
 	Burst       int64   `json:"burst"`
 	Quota       int64   `json:"quota"`
 	QuotaPeriod string  `json:"quota_period"`
+	Concurrency int64   `json:"concurrency"` // 0: no limit
 }
 
 func newPolicyView(tenant string, p throttle.Policy, explicit bool) policyView {
-	return policyView{Tenant: tenant, Default: !explicit, Rate: p.Rate, Burst: p.Burst, Quota: p.Quota, QuotaPeriod: p.QuotaPeriod.String()}
+	return policyView{Tenant: tenant, Default: !explicit, Rate: p.Rate, Burst: p.Burst, Quota: p.Quota, QuotaPeriod: p.QuotaPeriod.String(),
+		Concurrency: p.Concurrency}
 }
 
 func (v policyView) print(w io.Writer, asJSON bool, verb string) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(v)
 	}
-	p := throttle.Policy{Rate: v.Rate, Burst: v.Burst, Quota: v.Quota}
+	p := throttle.Policy{Rate: v.Rate, Burst: v.Burst, Quota: v.Quota, Concurrency: v.Concurrency}
 	p.QuotaPeriod, _ = time.ParseDuration(v.QuotaPeriod)
 	who := "tenant " + v.Tenant
 	if name, ok := throttle.UpstreamName(v.Tenant); ok {
@@ -111,7 +120,7 @@ func (v policyView) print(w io.Writer, asJSON bool, verb string) error {
 
 const policyHelp = `Usage:
   quotaq-enqueue policy show   (TENANT | upstream:NAME | --default)
-  quotaq-enqueue policy set    (TENANT | upstream:NAME | --default) [--rate R] [--burst B] [--quota Q] [--quota-period D]
+  quotaq-enqueue policy set    (TENANT | upstream:NAME | --default) [--rate R] [--burst B] [--quota Q] [--quota-period D] [--concurrency C]
   quotaq-enqueue policy delete (TENANT | upstream:NAME)
 
 show prints a tenant's policy (its own, or the default it falls back to).
@@ -122,6 +131,7 @@ header), kept apart from the tenants: no tenant id starts with "upstream:".
 
 Examples:
   quotaq-enqueue policy set acme --rate 5 --burst 20 --quota 10000 --quota-period 24h
+  quotaq-enqueue policy set upstream:api.example.com --concurrency 10
   quotaq-enqueue policy set --default --rate 10 --burst 10
   quotaq-enqueue policy set upstream:api.example.com --rate 50 --burst 50
   quotaq-enqueue policy show acme --json
