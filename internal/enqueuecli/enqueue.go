@@ -52,7 +52,7 @@ func (e *enqueueFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.file, "file", "", "enqueue the tasks of this NDJSON `file`, one JSON object a line (- for stdin)")
 	fs.IntVar(&e.concurrency, "concurrency", defaultConcurrency, "how many enqueues run at once in bulk; 1 keeps the input's `order`")
 	fs.BoolVar(&e.pipeline, "pipeline", true, "in bulk, send concurrent enqueues to Redis in shared pipelines (--pipeline=false: one round trip each)")
-	fs.Var(&e.cost, "cost", "how many tokens and quota units the task costs, `N` >= 1, put into its \"cost\" header (default: none, the worker charges 1)")
+	fs.Var(&e.cost, "cost", "how many tokens and quota units the task costs, `N` >= 1, put into its \"cost\" header (default: none, the worker charges 1); refused if above the tenant's burst or quota")
 	fs.BoolVar(&e.shape, "shape", false, "shape at enqueue: book each task's tokens with the tenant's limiter now and enqueue it to run at its slot (see --help); an NDJSON line's \"shape\" overrides it")
 	fs.DurationVar(&e.shapeMaxWait, "shape-max-wait", 0, "with --shape, refuse (and stop at) a task whose slot is further away than this `duration`; 0: no cap")
 	fs.StringVar(&e.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never (`when`)")
@@ -208,6 +208,10 @@ func runEnqueue(ctx context.Context, c *common, e *enqueueFlags, fs *flag.FlagSe
 		p, closeP := autoPipelined(rdb)
 		defer closeP()
 		rdb = p
+	}
+	// A task that costs more than its tenant's burst would never run.
+	if err := checkCosts(ctx, func() *throttle.Limiter { return c.limiter(ctx, conn) }, b); err != nil {
+		return err
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()

@@ -73,7 +73,9 @@ func readNDJSON(r io.Reader, base spec) ([]item, error) {
 			}
 			ids[s.ID] = n
 		}
-		tasks = append(tasks, s.item())
+		it := s.item()
+		it.line = n
+		tasks = append(tasks, it)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {

@@ -95,6 +95,11 @@ type item struct {
 	task  *asynq.Task
 	opts  []asynq.Option
 	shape bool
+	cost  int64 // what the worker will charge it
+	line  int   // its NDJSON line; 0: from the flags
+	// costByHeader says the cost came from a "cost" header given as such
+	// (--header, a line's "headers"), for error messages
+	costByHeader bool
 }
 
 // item builds the asynq task: the tenant goes into the TenantHeader header,
@@ -106,8 +111,13 @@ func (s *spec) item() item {
 		headers[k] = v
 	}
 	headers[tenantstatus.TenantHeader] = s.Tenant
-	it := item{opts: s.options(), shape: s.Shape}
+	it := item{opts: s.options(), shape: s.Shape, cost: 1}
+	if v, ok := headers[worker.CostHeader]; ok && s.Cost == 0 {
+		it.cost, _ = worker.ParseCost(v) // checked
+		it.costByHeader = true
+	}
 	if s.Cost > 0 {
+		it.cost = s.Cost
 		headers[worker.CostHeader] = strconv.FormatInt(s.Cost, 10)
 	}
 	it.task = asynq.NewTaskWithHeaders(s.Type, s.Payload, headers)
