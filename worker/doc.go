@@ -37,6 +37,16 @@
 // another is archived (reason "unknown_upstream"), so a payload cannot
 // drain, or create, a shared limit of its choosing.
 //
+// # Cost
+//
+// A task takes one token, and one quota unit, unless its CostHeader header
+// says more ("cost": "5" takes 5 of each, in the same decision); WithCost
+// replaces that rule with a function of your own. A task that costs more
+// than its tenant's burst could never run and is archived (reason
+// "cost_above_burst"); one whose header is not a whole number of 1 or more
+// is archived at once (reason "invalid_cost"). The Shaper books the same
+// cost, and quotaq-enqueue --cost refuses such tasks before enqueueing.
+//
 // # How a throttled task goes back
 //
 // asynq v0.26 has no "not now, and not a failure" outcome: its processor

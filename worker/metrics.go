@@ -23,7 +23,7 @@ import (
 //	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be put back again: the waste to keep near 0
 //	quotaq_worker_upstream_retry_after_total{type,[tenant]}  handlers that returned RetryAfter (upstream 429/503)
 //	quotaq_worker_upstream_retry_after_capped_total{type}  of those, delays cut to WithMaxRetryAfter
-//	quotaq_worker_archived_total{type,reason}        tasks archived by the Throttler: reason "max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid", "unknown_upstream"
+//	quotaq_worker_archived_total{type,reason}        tasks archived by the Throttler: reason "max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid_cost", "invalid", "unknown_upstream"
 //	quotaq_worker_errors_total{type,op}              failed calls: op "limiter", "requeue", "hold"
 //	quotaq_worker_throttle_delay_seconds{type}       delay given to each re-queued task
 type Metrics struct {

@@ -67,9 +67,14 @@ func WithExempt(fn func(*asynq.Task) bool) Option {
 	return func(t *Throttler) { t.exempt = fn }
 }
 
-// WithCost sets how many tokens a task costs. Default 1.
+// WithCost sets how many tokens, and quota units, a task costs; fn must
+// return 1 or more (a task it gives less is archived). Default: the
+// CostHeader header, 1 when the task has none; a task whose header is not a
+// whole number of 1 or more is archived at once (reason "invalid_cost").
 func WithCost(fn func(*asynq.Task) int64) Option {
-	return func(t *Throttler) { t.cost = fn }
+	return func(t *Throttler) {
+		t.cost = func(task *asynq.Task) (int64, error) { return fn(task), nil }
+	}
 }
 
 // WithUpstream sets the shared limits a task is also checked against, such
@@ -182,8 +187,6 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 func defaultExempt(task *asynq.Task) bool { return strings.HasPrefix(task.Type(), "quotaq:") }
-
-func defaultCost(*asynq.Task) int64 { return 1 }
 
 func headerUpstream(task *asynq.Task) []string {
 	if id, ok := task.Headers()[UpstreamHeader]; ok {

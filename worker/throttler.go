@@ -51,7 +51,7 @@ type Throttler struct {
 	tenantFunc func(*asynq.Task) (string, bool)
 	untenanted string
 	exempt     func(*asynq.Task) bool
-	cost       func(*asynq.Task) int64
+	cost       func(*asynq.Task) (int64, error)
 	upstream   func(*asynq.Task) []string
 	upstreams  []string // WithAllowedUpstreams
 	maxWait    time.Duration
@@ -94,7 +94,7 @@ func configure(l *throttle.Limiter, opts []Option) *Throttler {
 		logger:     slog.Default(),
 		untenanted: DefaultUntenanted,
 		exempt:     defaultExempt,
-		cost:       defaultCost,
+		cost:       headerCost,
 		upstream:   headerUpstream,
 		minDelay:   DefaultMinDelay,
 		jitter:     DefaultJitter,
@@ -265,8 +265,12 @@ func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) 
 		}
 		c.ids = append(c.ids, throttle.Upstream(up))
 	}
-	if c.n = t.cost(task); c.n < 1 {
-		c.refusal = "invalid"
+	if c.n, err = t.cost(task); err != nil {
+		c.refusal = "invalid_cost"
+		return c, fmt.Errorf("%w (fix the task's cost and enqueue it again)", err)
+	}
+	if c.n < 1 {
+		c.refusal = "invalid_cost"
 		return c, fmt.Errorf("worker: task type %q costs %d tokens; a cost must be at least 1", task.Type(), c.n)
 	}
 	return c, nil

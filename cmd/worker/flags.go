@@ -131,7 +131,9 @@ func envName(flagName string) string {
 const usageHead = `quotaq-worker runs asynq tasks with per-tenant throttling.
 
 Before a task runs, its tenant (the "tenant" header, else the "tenant" field of
-a JSON payload) is checked against its limit in Redis. A task that must wait is
+a JSON payload) is checked against its limit in Redis, for the tokens and quota
+units its "cost" header says (1 without; a task whose cost is not a whole number
+of 1 or more is archived). A task that must wait is
 moved back to its queue unchanged (same id, payload, options, retry count; not a
 failure, even with MaxRetry(0)) and comes back at its own slot. Handlers:
 http:call (the generic outbound call; 429/503 with Retry-After holds the

@@ -31,6 +31,7 @@ type enqueueFlags struct {
 	headers                     headerFlag
 	shape                       bool
 	shapeMaxWait                time.Duration
+	cost                        costFlag
 }
 
 func (e *enqueueFlags) register(fs *flag.FlagSet) {
@@ -51,6 +52,7 @@ func (e *enqueueFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.file, "file", "", "enqueue the tasks of this NDJSON `file`, one JSON object a line (- for stdin)")
 	fs.IntVar(&e.concurrency, "concurrency", defaultConcurrency, "how many enqueues run at once in bulk; 1 keeps the input's `order`")
 	fs.BoolVar(&e.pipeline, "pipeline", true, "in bulk, send concurrent enqueues to Redis in shared pipelines (--pipeline=false: one round trip each)")
+	fs.Var(&e.cost, "cost", "how many tokens and quota units the task costs, `N` >= 1, put into its \"cost\" header (default: none, the worker charges 1); refused if above the tenant's burst or quota")
 	fs.BoolVar(&e.shape, "shape", false, "shape at enqueue: book each task's tokens with the tenant's limiter now and enqueue it to run at its slot (see --help); an NDJSON line's \"shape\" overrides it")
 	fs.DurationVar(&e.shapeMaxWait, "shape-max-wait", 0, "with --shape, refuse (and stop at) a task whose slot is further away than this `duration`; 0: no cap")
 	fs.StringVar(&e.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never (`when`)")
@@ -103,7 +105,7 @@ func (e *enqueueFlags) baseSpec() (spec, error) {
 	s := spec{
 		Tenant: e.tenant, Type: e.typ, Queue: e.queue, In: e.in, MaxRetry: -1,
 		Timeout: e.timeout, Unique: e.unique, Retention: e.retain, ID: e.id, Headers: e.headers,
-		Shape: e.shape,
+		Shape: e.shape, Cost: int64(e.cost),
 	}
 	if e.maxRetry.set {
 		s.MaxRetry = e.maxRetry.v
@@ -207,11 +209,16 @@ func runEnqueue(ctx context.Context, c *common, e *enqueueFlags, fs *flag.FlagSe
 		defer closeP()
 		rdb = p
 	}
+	// A task that costs more than its tenant's burst would never run.
+	if err := checkCosts(ctx, func() *throttle.Limiter { return c.limiter(ctx, conn) }, b); err != nil {
+		return err
+	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
 	enq := enqueuer{client: client}
 	if b.shaped() {
-		// the workers' defaults: cost 1, upstream from the "upstream" header
+		// the workers' defaults: cost from the "cost" header (1 without),
+		// upstream from the "upstream" header
 		// (any: the worker archives a task naming one it does not accept)
 		logger := slog.New(slog.NewTextHandler(cio.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		lopts := []throttle.Option{throttle.WithPrefix(c.resolvePrefix())}

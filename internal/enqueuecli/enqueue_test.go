@@ -252,6 +252,19 @@ func badCases(queue string) []badCase {
 		{"FileMissing", "", []string{"--file", "/nonexistent/tasks.ndjson", "--queue", queue}, "no such file"},
 		{"FileWithCount", good, file("--count", "3"), "--count and --file"},
 		{"FileWithBadDefaultTenant", good, file("--tenant", "a\x7fb"), "--tenant"},
+		{"CostZero", "", task("--cost", "0"), `invalid value "0" for flag -cost: not a whole number of 1 or more`},
+		{"CostNegative", "", task("--cost", "-1"), `invalid value "-1" for flag -cost`},
+		{"CostFraction", "", task("--cost", "1.5"), `invalid value "1.5" for flag -cost`},
+		{"CostNotANumber", "", task("--cost", "x"), `invalid value "x" for flag -cost`},
+		{"CostZeroAsFileDefault", good, file("--cost", "0"), `flag -cost`},
+		{"HeaderCostBad", "", task("--header", "cost=1.5"), `header "cost": throttle: invalid cost: "1.5" is not a whole number of 1 or more`},
+		{"HeaderCostDisagrees", "", task("--cost", "2", "--header", "cost=3"), `header "cost" is "3" but --cost is 2`},
+		{"LineCostZero", good + `{"tenant":"a","type":"t","cost":0}` + "\n", file(), `line 2: "cost" 0 is not a whole number of 1 or more`},
+		{"LineCostNegative", `{"tenant":"a","type":"t","cost":-1}` + "\n", file(), `line 1: "cost" -1 is not a whole number`},
+		{"LineCostFraction", good + good + `{"tenant":"a","type":"t","cost":1.5}` + "\n", file(), `line 3: "cost" 1.5 is not a whole number`},
+		{"LineCostString", `{"tenant":"a","type":"t","cost":"x"}` + "\n", file(), `line 1: "cost" must be a number, not a JSON string`},
+		{"LineCostObject", `{"tenant":"a","type":"t","cost":{}}` + "\n", file(), `line 1: "cost" {} is not a whole number`},
+		{"LineHeaderCostBad", `{"tenant":"a","type":"t","headers":{"cost":"0"}}` + "\n", file(), `line 1: header "cost"`},
 	}
 }
 

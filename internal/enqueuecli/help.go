@@ -21,9 +21,16 @@ Usage:
 The tenant goes into the task's "tenant" header, which the quotaq worker reads;
 the payload is stored exactly as given. With --file, each line is one JSON
 object; its keys are the task flags' names (tenant, type, payload, queue, in,
-at, max_retry, timeout, deadline, unique, retention, id, headers, shape) and
-the flags give the defaults for keys a line leaves out. Every line is checked
-before anything is enqueued: a bad line stops the run with its line number.
+at, max_retry, timeout, deadline, unique, retention, id, headers, shape, cost)
+and the flags give the defaults for keys a line leaves out. Every line is
+checked before anything is enqueued: a bad line stops the run with its line
+number.
+
+Cost (--cost N, a line's "cost": N): how many tokens, and quota units, the
+task takes; it goes into the task's "cost" header, which the worker charges
+(1 without). N is a whole number of 1 or more. A task that costs more than
+the burst or the quota of its tenant (or of its upstream) could never run:
+the run is refused before anything is enqueued (exit 2).
 
 Shaping (--shape): use it for a backlog far beyond a tenant's rate. Enqueued
 plainly, such a backlog fills the queue: the worker dequeues each task twice
@@ -33,9 +40,10 @@ tokens are booked with the tenant's limiter as it is enqueued, and the task is
 scheduled at its slot (rounded up to the next whole second), so the queue only
 holds tasks that may run: one dequeue each, and quiet tenants are not stuck
 behind a noisy one. The worker redeems the booking when the task comes; it
-needs the same --prefix. The cost: one reservation (a Redis script) per task,
-so a shaped bulk run is slower than a plain one. Cost 1 per task and the
-"upstream" header are assumed, as the worker does by default.
+needs the same --prefix. The price: one reservation (a Redis script) per task,
+so a shaped bulk run is slower than a plain one. Each task is booked at its
+cost, and under the shared limit its "upstream" header names, as the worker
+reads them by default.
 --shape-max-wait refuses (and stops at) a task whose slot is further away.
 
 Exit status: 0 done, 1 failed (e.g. Redis unreachable), 2 bad usage or input
@@ -45,6 +53,7 @@ Examples:
   quotaq-enqueue --tenant acme --type email:send --payload '{"to":"a@example.com"}'
   quotaq-enqueue --tenant acme --type report:build --count 100000 --queue bulk
   quotaq-enqueue --tenant acme --type report:build --count 20000 --shape --shape-max-wait 2h
+  quotaq-enqueue --tenant acme --type llm:complete --cost 5    # takes 5 tokens
   jq -c '.[]' jobs.json | quotaq-enqueue --file - --type email:send
   quotaq-enqueue policy set acme --rate 5 --burst 20 --quota 10000 --quota-period 24h
   quotaq-enqueue status --json

@@ -31,6 +31,7 @@ type line struct {
 	ID        *string           `json:"id"`
 	Headers   map[string]string `json:"headers"`
 	Shape     *bool             `json:"shape"`
+	Cost      json.RawMessage   `json:"cost"`
 }
 
 // lineNames names a spec field as an NDJSON key, and the flag that gives its
@@ -72,7 +73,9 @@ func readNDJSON(r io.Reader, base spec) ([]item, error) {
 			}
 			ids[s.ID] = n
 		}
-		tasks = append(tasks, s.item())
+		it := s.item()
+		it.line = n
+		tasks = append(tasks, it)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -165,6 +168,11 @@ func parseLine(raw []byte, base spec) (spec, error) {
 			if *d.dst, err = parseDuration(fmt.Sprintf("%q", d.name), *d.v); err != nil {
 				return spec{}, err
 			}
+		}
+	}
+	if len(l.Cost) > 0 && string(l.Cost) != "null" {
+		if s.Cost, err = lineCost(l.Cost); err != nil {
+			return spec{}, err
 		}
 	}
 	if l.Deadline != nil {

@@ -3,6 +3,7 @@ package enqueuecli
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +29,8 @@ type spec struct {
 	Retention time.Duration // asynq.Retention; 0: none
 	ID        string        // asynq.TaskID; "": asynq picks one
 	Headers   map[string]string
-	Shape     bool // book the tenant's tokens now and enqueue at their slot (worker.Shaper)
+	Shape     bool  // book the tenant's tokens now and enqueue at their slot (worker.Shaper)
+	Cost      int64 // tokens and quota units, put into the cost header; 0: none given
 }
 
 // check validates s; where says where s came from ("line 7: ", or "" for
@@ -72,6 +74,15 @@ func (s *spec) check(flagName func(string) string) error {
 			return fmt.Errorf("header %q: %w", worker.UpstreamHeader, err)
 		}
 	}
+	if v, ok := s.Headers[worker.CostHeader]; ok {
+		n, err := worker.ParseCost(v)
+		if err != nil {
+			return fmt.Errorf("header %q: %w", worker.CostHeader, err)
+		}
+		if s.Cost != 0 && n != s.Cost {
+			return fmt.Errorf("header %q is %q but %s is %d; drop the header, %s sets it", worker.CostHeader, v, flagName("cost"), s.Cost, flagName("cost"))
+		}
+	}
 	if v, ok := s.Headers[tenantstatus.TenantHeader]; ok && v != s.Tenant {
 		return fmt.Errorf("header %q is %q but the tenant is %q; drop the header, the tenant sets it", tenantstatus.TenantHeader, v, s.Tenant)
 	}
@@ -84,17 +95,33 @@ type item struct {
 	task  *asynq.Task
 	opts  []asynq.Option
 	shape bool
+	cost  int64 // what the worker will charge it
+	line  int   // its NDJSON line; 0: from the flags
+	// costByHeader says the cost came from a "cost" header given as such
+	// (--header, a line's "headers"), for error messages
+	costByHeader bool
 }
 
 // item builds the asynq task: the tenant goes into the TenantHeader header,
-// the payload is the user's, untouched.
+// a cost given into the CostHeader header, the payload is the user's,
+// untouched. s must have been checked.
 func (s *spec) item() item {
-	headers := make(map[string]string, len(s.Headers)+1)
+	headers := make(map[string]string, len(s.Headers)+2)
 	for k, v := range s.Headers {
 		headers[k] = v
 	}
 	headers[tenantstatus.TenantHeader] = s.Tenant
-	return item{task: asynq.NewTaskWithHeaders(s.Type, s.Payload, headers), opts: s.options(), shape: s.Shape}
+	it := item{opts: s.options(), shape: s.Shape, cost: 1}
+	if v, ok := headers[worker.CostHeader]; ok && s.Cost == 0 {
+		it.cost, _ = worker.ParseCost(v) // checked
+		it.costByHeader = true
+	}
+	if s.Cost > 0 {
+		it.cost = s.Cost
+		headers[worker.CostHeader] = strconv.FormatInt(s.Cost, 10)
+	}
+	it.task = asynq.NewTaskWithHeaders(s.Type, s.Payload, headers)
+	return it
 }
 
 func (s *spec) options() []asynq.Option {
