@@ -7,11 +7,9 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/quotaq/quotaq/internal/redistest"
 	"github.com/quotaq/quotaq/throttle"
 )
-
 
 // A client hammering past its limit is refused by the process itself until
 // its Retry-After, without a decision script each time, and admitted again
