@@ -294,6 +294,7 @@ type Standing struct {
 	Policy   Policy
 	Explicit bool  // Policy is the tenant's own, not the default
 	Holds    int64 // times the tenant was paused by Hold
+	InFlight int64 // calls holding one of its slots (Policy.Concurrency)
 	Result         // Peek: tokens now, quota left, pause
 }
 
@@ -312,5 +313,11 @@ func (l *Limiter) Standing(ctx context.Context, tenant string) (Standing, error)
 	if err != nil {
 		return Standing{}, err
 	}
-	return Standing{Tenant: tenant, Policy: p, Explicit: explicit, Holds: h, Result: r}, nil
+	var inFlight int64
+	if p.Concurrency > 0 {
+		if inFlight, err = l.InFlight(ctx, tenant); err != nil {
+			return Standing{}, err
+		}
+	}
+	return Standing{Tenant: tenant, Policy: p, Explicit: explicit, Holds: h, InFlight: inFlight, Result: r}, nil
 }

@@ -37,6 +37,13 @@ func (l *Limiter) ReleaseSlot(ctx context.Context, slot string, ids ...string) e
 	return err
 }
 
+// InFlight returns how many calls hold one of id's slots now (0 for an id
+// without a concurrency limit).
+func (l *Limiter) InFlight(ctx context.Context, id string) (int64, error) {
+	n, err := l.slots(ctx, "count", "-", 0, []string{id})
+	return int64(n), err
+}
+
 func (l *Limiter) slots(ctx context.Context, op, slot string, ttl time.Duration, ids []string) (int, error) {
 	if slot == "" {
 		return 0, fmt.Errorf("throttle: %s a slot: no slot name given", op)

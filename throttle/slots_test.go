@@ -242,3 +242,25 @@ func TestNoSlotWithoutALimit(t *testing.T) {
 		}
 	}
 }
+
+// InFlight counts the slots held now, and Standing reports it.
+func TestInFlightCountsHeldSlots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 100, Burst: 100, Concurrency: 3}))
+	for _, slot := range []string{"a", "b"} {
+		if _, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Slot: slot, SlotTTL: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.ReleaseSlot(ctx, "a", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := l.Standing(ctx, "acme"); err != nil || s.InFlight != 1 {
+		t.Fatalf("Standing: %+v, %v; want 1 in flight", s, err)
+	}
+	m.SetTime(t0.Add(time.Second)) // b's slot runs out
+	if n, err := l.InFlight(ctx, "acme"); err != nil || n != 0 {
+		t.Fatalf("InFlight after the slot ran out: %d, %v; want 0", n, err)
+	}
+}

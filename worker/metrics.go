@@ -39,6 +39,7 @@ type Metrics struct {
 	archived         *prometheus.CounterVec
 	errors           *prometheus.CounterVec
 	delay            *prometheus.HistogramVec
+	slots            *prometheus.GaugeVec
 }
 
 // DefaultMaxTypes is how many distinct task types get their own "type" label
@@ -89,11 +90,13 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "quotaq", Subsystem: "worker", Name: "throttle_delay_seconds",
 			Help:    "Delay given to each re-queued task.",
 			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400}}, []string{"type"}),
+		slots: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "quotaq", Subsystem: "worker", Name: "slots_held",
+			Help: "Tasks running now in this worker that hold a concurrency slot (a tenant's or an upstream's Concurrency limit)."}, who),
 	}
 	for _, o := range opts {
 		o(m)
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay} {
+	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay, m.slots} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {

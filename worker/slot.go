@@ -11,6 +11,9 @@ import (
 // slot and wakes one task waiting for a slot of each of j's ids. A worker
 // that dies frees the slot when its TTL runs out.
 func (t *Throttler) holdSlot(ctx context.Context, j *job) (release func()) {
+	if m := t.metrics; m != nil {
+		m.slots.WithLabelValues(m.labels(j.task.Type(), j.tenant)...).Inc()
+	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -39,6 +42,9 @@ func (t *Throttler) holdSlot(ctx context.Context, j *job) (release func()) {
 	return func() {
 		close(stop)
 		<-done
+		if m := t.metrics; m != nil {
+			m.slots.WithLabelValues(m.labels(j.task.Type(), j.tenant)...).Dec()
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := t.limiter.ReleaseSlot(rctx, j.ticket(), j.ids...); err != nil {

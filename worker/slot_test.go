@@ -20,7 +20,8 @@ func TestConcurrencyLimitsTasksInFlight(t *testing.T) {
 	t.Parallel()
 	const limit, tasks = 3, 24
 	var inFlight, most atomic.Int64
-	b := setup(t, bundleConfig{
+	var b *testBundle
+	b = setup(t, bundleConfig{
 		policies: map[string]throttle.Policy{"acme": {Rate: 1000, Burst: 100, Concurrency: limit}},
 		opts:     []worker.Option{worker.WithSlotTTL(30 * time.Second)},
 		asynqCfg: asynq.Config{Concurrency: 10},
@@ -28,6 +29,9 @@ func TestConcurrencyLimitsTasksInFlight(t *testing.T) {
 			n := inFlight.Add(1)
 			defer inFlight.Add(-1)
 			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			if held := b.counter(t, "quotaq_worker_slots_held"); held < 1 || held > limit {
+				t.Errorf("slots_held = %v while a task runs, want 1 to %d", held, limit)
 			}
 			time.Sleep(50 * time.Millisecond) // the call
 			return nil
@@ -47,8 +51,11 @@ func TestConcurrencyLimitsTasksInFlight(t *testing.T) {
 	if errs := b.errs.list(); len(errs) != 0 {
 		t.Errorf("asynq saw errors: %v", errs)
 	}
-	if st := b.throttler.Stats(); st.Throttled == 0 {
-		t.Errorf("no task waited for a slot: the test did not reach the limit (%+v)", st)
+	if n := b.counter(t, "quotaq_worker_throttled_total", "reason", "concurrency"); n == 0 {
+		t.Errorf("throttled_total{reason=concurrency} = 0: no task waited for a slot, the test did not reach the limit")
+	}
+	if n := b.counter(t, "quotaq_worker_slots_held"); n != 0 {
+		t.Errorf("slots_held = %v after every task returned, want 0", n)
 	}
 }
 

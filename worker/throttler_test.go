@@ -334,7 +334,7 @@ func (b *testBundle) counter(t *testing.T, name string, labels ...string) float6
 					continue series
 				}
 			}
-			sum += m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return sum

@@ -59,6 +59,19 @@ func TestPolicyCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("StandingShowsTasksInFlight", func(t *testing.T) {
+		if code, _, errOut := f.run("", "policy", "set", "busy", "--rate", "10", "--burst", "10", "--concurrency", "2"); code != ExitOK {
+			t.Fatalf("policy set: exit %d, %s", code, errOut)
+		}
+		if _, err := l.Reserve(ctx, throttle.Request{IDs: []string{"busy"}, N: 1, Slot: "task-1"}); err != nil {
+			t.Fatal(err)
+		}
+		code, out, _ := f.run("", "standing", "busy")
+		if code != ExitOK || !strings.Contains(out, "in flight  1 of 2") {
+			t.Errorf("standing: exit %d, stdout:\n%s", code, out)
+		}
+	})
+
 	t.Run("ShowJSON", func(t *testing.T) {
 		code, out, _ := f.run("", "policy", "show", "acme", "--json")
 		var v policyView
@@ -202,7 +215,8 @@ func TestStandingAndStatus(t *testing.T) {
 
 	t.Run("StandingText", func(t *testing.T) {
 		code, out, _ := f.run("", "standing", "held", "--queues", f.queue)
-		if code != ExitOK || !strings.Contains(out, "paused  yes (held 1 times)") || !strings.Contains(out, "quota   none") ||
+		if code != ExitOK || !strings.Contains(out, "paused     yes (held 1 times)") || !strings.Contains(out, "quota      none") ||
+			!strings.Contains(out, "in flight  no limit") ||
 			!strings.HasSuffix(out, ", maxmemory-policy noeviction\n") {
 			t.Errorf("exit %d, stdout:\n%s", code, out)
 		}

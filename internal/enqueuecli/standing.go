@@ -139,9 +139,19 @@ func printStanding(w io.Writer, s tenantstatus.Status) error {
 		paused = "yes"
 	}
 	fmt.Fprintf(tw, "paused\t%s (held %d times)\n", paused, s.Holds)
+	fmt.Fprintf(tw, "in flight\t%s\n", inFlightText(s))
 	t := s.Tasks
 	fmt.Fprintf(tw, "tasks\tpending %d, scheduled %d, retry %d, active %d, archived %d\n", t.Pending, t.Scheduled, t.Retry, t.Active, t.Archived)
 	return tw.Flush()
+}
+
+// inFlightText says how many of a tenant's tasks run now against its
+// concurrency limit.
+func inFlightText(s tenantstatus.Status) string {
+	if s.Policy.Concurrency == 0 {
+		return "no limit"
+	}
+	return fmt.Sprintf("%d of %d", s.InFlight, s.Policy.Concurrency)
 }
 
 func quotaText(q *tenantstatus.Quota) string {
@@ -163,7 +173,7 @@ func printStatusTable(w io.Writer, sts []tenantstatus.Status) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tPOLICY\tTOKENS\tQUOTA USED\tRESETS IN\tPAUSED\tHOLDS\tPENDING\tSCHEDULED\tRETRY\tACTIVE\tARCHIVED")
+	fmt.Fprintln(tw, "TENANT\tPOLICY\tTOKENS\tQUOTA USED\tRESETS IN\tPAUSED\tHOLDS\tIN FLIGHT\tPENDING\tSCHEDULED\tRETRY\tACTIVE\tARCHIVED")
 	for _, s := range sts {
 		pol := s.Policy.String()
 		if !s.Explicit {
@@ -180,9 +190,13 @@ func printStatusTable(w io.Writer, sts []tenantstatus.Status) error {
 		if s.Paused {
 			paused = "yes"
 		}
+		inFlight := "-"
+		if s.Policy.Concurrency > 0 {
+			inFlight = fmt.Sprintf("%d/%d", s.InFlight, s.Policy.Concurrency)
+		}
 		t := s.Tasks
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", strconv.Quote(s.Tenant)[1:len(strconv.Quote(s.Tenant))-1],
-			pol, s.Tokens, s.Policy.Burst, used, resets, paused, s.Holds, t.Pending, t.Scheduled, t.Retry, t.Active, t.Archived)
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", strconv.Quote(s.Tenant)[1:len(strconv.Quote(s.Tenant))-1],
+			pol, s.Tokens, s.Policy.Burst, used, resets, paused, s.Holds, inFlight, t.Pending, t.Scheduled, t.Retry, t.Active, t.Archived)
 	}
 	return tw.Flush()
 }

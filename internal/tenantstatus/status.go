@@ -34,6 +34,7 @@ type Status struct {
 	FullIn      time.Duration // time until the bucket is full
 	Paused      bool          // held by Limiter.Hold (its upstream said 429)
 	Holds       int64         // times the tenant was held
+	InFlight    int64         // its tasks running now, each holding a slot (Policy.Concurrency)
 
 	Quota *Quota // nil when the policy has no quota
 
@@ -67,6 +68,7 @@ func FromStanding(s throttle.Standing, t Tasks) Status {
 		FullIn:   s.ResetAfter,
 		Paused:   s.Reason == throttle.ReasonPaused,
 		Holds:    s.Holds,
+		InFlight: s.InFlight,
 		Tasks:    t,
 	}
 	if !s.Allowed && s.Reason == throttle.ReasonRate || st.Paused {
@@ -181,6 +183,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Burst       int64   `json:"burst"`
 		Quota       int64   `json:"quota"`
 		QuotaPeriod string  `json:"quota_period"`
+		Concurrency int64   `json:"concurrency"`
 		Explicit    bool    `json:"explicit"`
 	}
 	type quota struct {
@@ -201,16 +204,18 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		FullInSeconds      float64 `json:"full_in_seconds"`
 		Paused             bool    `json:"paused"`
 		Holds              int64   `json:"holds"`
+		InFlight           int64   `json:"in_flight"`
 		Quota              *quota  `json:"quota"`
 		Tasks              Tasks   `json:"tasks"`
 	}{
 		Tenant:             s.Tenant,
-		Policy:             policy{s.Policy.Rate, s.Policy.Burst, s.Policy.Quota, s.Policy.QuotaPeriod.String(), s.Explicit},
+		Policy:             policy{s.Policy.Rate, s.Policy.Burst, s.Policy.Quota, s.Policy.QuotaPeriod.String(), s.Policy.Concurrency, s.Explicit},
 		Tokens:             s.Tokens,
 		NextTokenInSeconds: s.NextTokenIn.Seconds(),
 		FullInSeconds:      s.FullIn.Seconds(),
 		Paused:             s.Paused,
 		Holds:              s.Holds,
+		InFlight:           s.InFlight,
 		Quota:              q,
 		Tasks:              s.Tasks,
 	})
