@@ -50,6 +50,9 @@ func (s *stage) policy(t *testing.T, tenant string, p throttle.Policy) {
 	if p.QuotaPeriod > 0 {
 		args = append(args, "--quota-period", p.QuotaPeriod.String())
 	}
+	if p.Concurrency > 0 {
+		args = append(args, "--concurrency", fmt.Sprint(p.Concurrency))
+	}
 	mustEnqueue(t, s.env, "", args...)
 }
 

@@ -29,13 +29,15 @@ type upstream struct {
 	arrivals map[string][]time.Time     // tenant -> start time of each completed call
 	hang     map[int]bool               // seqs whose calls never answer (until the caller goes away)
 	inFlight map[int]int                // seq -> calls running now
+	tenantIn map[string]int             // tenant -> calls running now
+	most     map[string]int             // tenant -> most calls running at once
 	delay    time.Duration              // each call takes this long
 	status   func(seq, attempt int) int // answer; nil: 200
 }
 
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{ok: map[int]int{}, attempts: map[int]int{}, arrivals: map[string][]time.Time{},
-		hang: map[int]bool{}, inFlight: map[int]int{}}
+		hang: map[int]bool{}, inFlight: map[int]int{}, tenantIn: map[string]int{}, most: map[string]int{}}
 	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
 	t.Cleanup(u.srv.Close)
 	return u
@@ -53,9 +55,11 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	u.attempts[seq]++
 	attempt := u.attempts[seq]
 	u.inFlight[seq]++
+	u.tenantIn[tenant]++
+	u.most[tenant] = max(u.most[tenant], u.tenantIn[tenant])
 	hang, delay, status := u.hang[seq], u.delay, u.status
 	u.mu.Unlock()
-	defer func() { u.mu.Lock(); u.inFlight[seq]--; u.mu.Unlock() }()
+	defer func() { u.mu.Lock(); u.inFlight[seq]--; u.tenantIn[tenant]--; u.mu.Unlock() }()
 	if hang {
 		<-r.Context().Done()
 		return
@@ -90,6 +94,13 @@ func (u *upstream) setHang(seq int, on bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.hang[seq] = on
+}
+
+// mostAtOnce reports the most calls of tenant that were in flight at once.
+func (u *upstream) mostAtOnce(tenant string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.most[tenant]
 }
 
 // running reports how many calls of seq are in flight.
