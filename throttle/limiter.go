@@ -341,7 +341,9 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 	var want, settle, unspent, at int64
 	var ttl time.Duration
 	a := req.asking
-	leases := l.local.leases() && !req.noLease && len(req.IDs) == 1 && l.algo.books && req.Slot == "" &&
+	// (a lease is granted only for an id without a concurrency limit, so a
+	// call spent from one needs no slot, whatever Request.Slot says)
+	leases := l.local.leases() && !req.noLease && len(req.IDs) == 1 && l.algo.books &&
 		(mode == modeAllow || mode == modeReserve)
 	if leases {
 		if a == nil {

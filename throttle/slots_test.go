@@ -26,8 +26,8 @@ func TestConcurrencyLimitsCallsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkInFlight(t, limit, []string{"acme"}, func() *throttle.Limiter {
-		// leases on, as in quotaq-worker: a call with a slot is decided by
-		// Redis all the same
+		// leases on, as in quotaq-worker: none is granted where there is a
+		// limit, so every call is decided by Redis
 		return throttle.New(c, throttle.WithPrefix(prefix), throttle.WithLeases(100*time.Millisecond, 0))
 	})
 }
@@ -264,3 +264,26 @@ func TestInFlightCountsHeldSlots(t *testing.T) {
 		t.Fatalf("InFlight after the slot ran out: %d, %v; want 0", n, err)
 	}
 }
+
+// A tenant without a limit keeps its leases when the caller names slots
+// (as quotaq-worker does for every task): most calls are spent locally.
+func TestSlotNamesDoNotCostLeases(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	runs := &redistest.Runs{}
+	c.AddHook(runs)
+	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(throttle.Policy{Rate: 100000, Burst: 10000}),
+		throttle.WithLeases(time.Minute, 0))
+	const calls = 200
+	for i := range calls {
+		r, err := l.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Slot: fmt.Sprint("task-", i)})
+		if err != nil || !r.OK || r.Delay != 0 || r.Result.HoldsSlot {
+			t.Fatalf("call %d: %+v, %v; want admitted now, holding no slot", i, r, err)
+		}
+	}
+	if n := runs.N.Load(); n > calls/4 {
+		t.Fatalf("%d script runs for %d calls: the slot names kept the calls from spending leases", n, calls)
+	}
+}
+
