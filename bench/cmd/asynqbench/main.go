@@ -347,7 +347,7 @@ func throughput(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config)
 				rate:     n / elapsed.Seconds(),
 				dequeues: float64(s.rec.dequeues.Load()) / n,
 				commands: float64(counters.AllCalls()) / n,
-				scripts:  float64(counters.Calls["evalsha"]+counters.Calls["eval"]) / n,
+				scripts:  float64(counters.Calls["evalsha"]+counters.Calls["eval"]+counters.Calls["fcall"]) / n,
 			})
 		}
 	}
@@ -366,7 +366,7 @@ func throughput(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config)
 		fmt.Fprintf(w, "| %s | %.0f | %.0f–%.0f | %.0f%% | %.2f | %.1f | %.2f |\n", k.name, m.rate, rs[0].rate, rs[len(rs)-1].rate,
 			100*m.rate/plain, m.dequeues, m.commands, m.scripts)
 	}
-	fmt.Fprintln(w, "\n(Redis commands per task counts the commands run inside scripts too; scripts per task counts every EVALSHA/EVAL: asynq's own dequeue and done scripts, and the limiter's decision.)")
+	fmt.Fprintln(w, "\n(Redis commands per task counts the commands run inside scripts too; scripts per task counts every EVALSHA/EVAL/FCALL: asynq's own dequeue and done scripts, and the limiter's decision.)")
 	fmt.Fprintln(w)
 	return nil
 }
