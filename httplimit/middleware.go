@@ -28,6 +28,7 @@ type Middleware struct {
 	log      *slog.Logger
 	v6bits   int
 	refusals time.Duration
+	slots    *slotNames // one per request, for a key with a concurrency limit
 }
 
 // New returns a Middleware whose limits live in rdb, which may be a single
@@ -40,6 +41,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Middleware, error) {
 	m := &Middleware{
 		policy:   throttle.Policy{Rate: 1, Burst: 10},
 		algo:     throttle.SlidingWindow,
+		slots:    newSlotNames(),
 		prefix:   "quotaq-http",
 		lookup:   true,
 		log:      slog.Default(),
@@ -92,13 +94,16 @@ func (m *Middleware) Key(r *http.Request) string {
 }
 
 // Handler returns next behind the limit: each request spends one request of
-// its client's allowance, or is refused with 429 (see WithDenied). Every
-// answer carries the client's standing in X-RateLimit-* and RateLimit
-// headers (see the package documentation).
+// its client's allowance, or is refused with 429 (see WithDenied). A client
+// whose policy has a Concurrency limit has at most that many requests in
+// flight; one more is refused with 429 too. Every answer carries the
+// client's standing in X-RateLimit-* and RateLimit headers (see the package
+// documentation).
 func (m *Middleware) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := m.Key(r)
-		res, err := m.lim.Allow(r.Context(), key)
+		slot := m.slots.next()
+		res, err := m.lim.AllowRequest(r.Context(), throttle.Request{IDs: []string{key}, N: 1, Slot: slot})
 		if err != nil {
 			m.unavailable(w, r, next, key, err)
 			return
@@ -109,6 +114,9 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 		if !res.Allowed {
 			m.denied.ServeHTTP(w, r)
 			return
+		}
+		if res.HoldsSlot {
+			defer m.holdSlot(r, key, slot)()
 		}
 		next.ServeHTTP(w, r)
 	})

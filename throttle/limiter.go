@@ -102,7 +102,17 @@ func (l *Limiter) AllowN(ctx context.Context, tenant string, n int64) (Result, e
 // bucket (and quota) or from none. On Redis Cluster the ids must hash to one
 // slot; see the README.
 func (l *Limiter) AllowMulti(ctx context.Context, n int64, ids ...string) (Result, error) {
-	req := Request{IDs: ids, N: n}
+	return l.AllowRequest(ctx, Request{IDs: ids, N: n})
+}
+
+// AllowRequest is AllowMulti with the rest of a Request: req.Slot names the
+// call among those in flight, so that an id with a concurrency limit admits
+// it only with a free slot (see Request.Slot), as an HTTP server does for
+// its requests. MaxWait, Ticket and KeepTicket are for Reserve: they are
+// ignored here.
+func (l *Limiter) AllowRequest(ctx context.Context, req Request) (Result, error) {
+	ids, n := req.IDs, req.N
+	req = Request{IDs: ids, N: n, Slot: req.Slot, SlotTTL: req.SlotTTL}
 	if !l.local.refusals() || n <= 0 || len(ids) == 0 {
 		d, err := l.run(ctx, modeAllow, req)
 		return d.Result, err

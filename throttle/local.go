@@ -260,7 +260,8 @@ func (a *asking) granted(k, at int64) {
 // answered records r, Redis's answer to a, if it is a refusal to keep.
 func (a *asking) answered(r Result) {
 	c := a.c
-	if a.mode != modeAllow || c.refuse == 0 || r.Allowed || r.RetryAfter <= 0 || r.Tenant == "" {
+	if a.mode != modeAllow || c.refuse == 0 || r.Allowed || r.RetryAfter <= 0 || r.Tenant == "" ||
+		r.Reason == ReasonConcurrency { // a slot may free any time: its RetryAfter is only the latest
 		return
 	}
 	until := a.sent.Add(min(r.RetryAfter, c.refuse))
