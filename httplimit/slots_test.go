@@ -59,7 +59,11 @@ func TestConcurrentRequestsOfAClient(t *testing.T) {
 	}
 	wg.Add(1)
 	go serve()
-	<-entered // the next is served
+	select { // the next is served
+	case <-entered:
+	case c := <-codes:
+		t.Fatalf("a request after one returned answered %d, want served", c)
+	}
 	close(release)
 	wg.Wait()
 	close(codes)
