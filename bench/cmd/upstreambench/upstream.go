@@ -15,14 +15,17 @@ import (
 // Each call names its tenant and its task's number in the query
 // (?tenant=T&seq=N). It records when every call arrived, per tenant, and
 // answers 429 with Retry-After to a call its own token bucket for the
-// tenant (see limit) has no token for, else 200.
+// tenant (see limit) has no token for, else 200. A tenant given a latency
+// (see delay) is answered that long after its call arrived; the upstream
+// counts the tenant's calls in flight, from arrival to answer.
 type upstream struct {
 	srv *http.Server
 	url string // http://127.0.0.1:port/call
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	tenants map[string]*calls
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+	latencies map[string]time.Duration
+	tenants   map[string]*calls
 }
 
 // calls is what the upstream saw of one tenant.
@@ -30,7 +33,10 @@ type calls struct {
 	arrivals []time.Time // every call, 429s included, in arrival order
 	refused  int         // calls answered 429
 	ok       map[int]int // task number -> calls answered 200
-	lastOK   time.Time
+	lastOK   time.Time   // when the last 200 was answered
+	answers  []time.Time // when each call was answered, in that order
+	inFlight int         // calls arrived and not yet answered
+	most     int         // the most calls in flight at once
 }
 
 // bucket is the upstream's own token bucket for one tenant.
@@ -58,7 +64,8 @@ func startUpstream() (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fake upstream: %w", err)
 	}
-	u := &upstream{url: "http://" + ln.Addr().String() + "/call", buckets: map[string]*bucket{}, tenants: map[string]*calls{}}
+	u := &upstream{url: "http://" + ln.Addr().String() + "/call", buckets: map[string]*bucket{},
+		latencies: map[string]time.Duration{}, tenants: map[string]*calls{}}
 	u.srv = &http.Server{Handler: http.HandlerFunc(u.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = u.srv.Serve(ln) }()
 	return u, nil
@@ -72,6 +79,14 @@ func (u *upstream) limit(tenant string, rate float64, burst int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.buckets[tenant] = &bucket{rate: rate, burst: float64(burst), tokens: float64(burst), at: time.Now()}
+}
+
+// delay makes the upstream answer tenant's calls d after they arrive (0:
+// at once).
+func (u *upstream) delay(tenant string, d time.Duration) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.latencies[tenant] = d
 }
 
 // callURL is the URL of task seq of tenant.
@@ -94,15 +109,25 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		u.tenants[tenant] = c
 	}
 	c.arrivals = append(c.arrivals, now)
+	c.inFlight++
+	c.most = max(c.most, c.inFlight)
+	latency := u.latencies[tenant]
 	wait, ok := time.Duration(0), true
 	if b := u.buckets[tenant]; b != nil {
 		wait, ok = b.take(now)
 	}
+	if !ok {
+		c.refused++
+	}
+	u.mu.Unlock()
+	time.Sleep(latency)
+	u.mu.Lock()
+	answered := time.Now()
+	c.inFlight--
+	c.answers = append(c.answers, answered)
 	if ok {
 		c.ok[seq]++
-		c.lastOK = now
-	} else {
-		c.refused++
+		c.lastOK = answered
 	}
 	u.mu.Unlock()
 	if !ok {
@@ -117,9 +142,11 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 type seen struct {
 	arrivals   []time.Time
 	refused    int
-	done       int // tasks answered 200 at least once
-	duplicated int // 200 answers beyond the first of a task
-	lastOK     time.Time
+	done       int         // tasks answered 200 at least once
+	duplicated int         // 200 answers beyond the first of a task
+	lastOK     time.Time   // when the last 200 was answered
+	answers    []time.Time // when each call was answered
+	most       int         // the most calls in flight at once
 }
 
 func (u *upstream) seen(tenant string) seen {
@@ -129,7 +156,8 @@ func (u *upstream) seen(tenant string) seen {
 	if c == nil {
 		return seen{}
 	}
-	s := seen{arrivals: append([]time.Time(nil), c.arrivals...), refused: c.refused, lastOK: c.lastOK}
+	s := seen{arrivals: append([]time.Time(nil), c.arrivals...), refused: c.refused, lastOK: c.lastOK,
+		answers: append([]time.Time(nil), c.answers...), most: c.most}
 	for _, n := range c.ok {
 		s.done++
 		s.duplicated += n - 1
