@@ -4,7 +4,8 @@
 // restarted from its AOF) and a fake upstream on loopback, and drains a
 // backlog of http:call tasks through the worker's built-in handler in a few
 // situations (a worker restart, a Redis restart, a paused queue, a shaped
-// backlog, an upstream tighter than the policy, a quota reset, two workers).
+// backlog, an upstream tighter than the policy, a quota reset, two workers,
+// a slow upstream with and without a concurrency limit).
 //
 // The fake upstream records when every call arrives, per tenant, and
 // answers 429 with Retry-After (whole seconds, rounded up) to a call its own
@@ -31,10 +32,18 @@
 //   - drain: from the start of the enqueue (quota-reset: from the reset) to
 //     the last task's 200.
 //
-// It prints a Markdown table, with a line of details per row below it.
+// The concurrency scenarios have a table of their own: the upstream answers
+// every call 200 ms after it arrives and counts the tenant's calls in
+// flight (arrival +1, answer -1). Per tenant it reports the most in flight
+// at once, the mean in flight from the first arrival to the last answer,
+// the throughput over that span against the concurrency limit over the
+// latency (5 / 200 ms = 25/s), 429s, dequeues/task and the drain.
+//
+// It prints Markdown tables, with a line of details per row below them.
 //
 //	cd bench && go run ./cmd/upstreambench -scenario all -out results/upstream.md
 //	cd bench && go run ./cmd/upstreambench -short -scenario steady,shaped
+//	cd bench && go run ./cmd/upstreambench -scenario no-concurrency-limit,concurrency-limit
 package main
 
 import (
@@ -150,12 +159,13 @@ func run(w io.Writer, cfg config) ([]result, error) {
 		}
 		results = append(results, rs...)
 	}
-	fmt.Fprintln(w, "| scenario | tenant | policy | upstream | tasks | calls | 429s | worst excess | achieved/allowed | dequeues/task | drain |")
-	fmt.Fprintln(w, "|---|---|---|---|---:|---:|---:|---|---|---:|---|")
-	for _, r := range results {
-		fmt.Fprintln(w, r.row())
-	}
-	fmt.Fprintln(w)
+	rated, inFlight := splitResults(results)
+	table(w, rated, result.row,
+		"| scenario | tenant | policy | upstream | tasks | calls | 429s | worst excess | achieved/allowed | dequeues/task | drain |",
+		"|---|---|---|---|---:|---:|---:|---|---|---:|---|")
+	table(w, inFlight, result.flightRow,
+		"| scenario | tenant | policy | upstream | workers | tasks | most in flight | mean in flight | throughput | of limit / latency | 429s | dequeues/task | drain |",
+		"|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|")
 	for _, sc := range scenarios {
 		if slices.Contains(cfg.scenarios, sc.name) {
 			fmt.Fprintf(w, "- %s: %s.\n", sc.name, sc.what)
@@ -170,6 +180,34 @@ func run(w io.Writer, cfg config) ([]result, error) {
 		return results, fmt.Errorf("failed: %s", strings.Join(failed, ", "))
 	}
 	return results, nil
+}
+
+// table writes a Markdown table of results, one row each, under its head
+// lines; no results, no table.
+func table(w io.Writer, results []result, row func(result) string, head ...string) {
+	if len(results) == 0 {
+		return
+	}
+	for _, h := range head {
+		fmt.Fprintln(w, h)
+	}
+	for _, r := range results {
+		fmt.Fprintln(w, row(r))
+	}
+	fmt.Fprintln(w)
+}
+
+// splitResults separates the rows of the rate table from those of the
+// in-flight table: the tenants whose upstream answers after a latency.
+func splitResults(results []result) (rated, inFlight []result) {
+	for _, r := range results {
+		if r.tenant.upLatency > 0 {
+			inFlight = append(inFlight, r)
+		} else {
+			rated = append(rated, r)
+		}
+	}
+	return rated, inFlight
 }
 
 // runOne runs sc on a stage of its own, and shows the workers' last log

@@ -23,6 +23,8 @@ var scenarios = []scenario{
 	{"tight-upstream", "the upstream allows half the policy's rate", tightUpstream},
 	{"quota-reset", "half the backlog is parked on a used-up quota, then `quotaq-enqueue quota reset T --now`", quotaReset},
 	{"two-workers", "two worker processes drain one backlog", twoWorkers},
+	{"no-concurrency-limit", "two workers of concurrency 20 drain a backlog to an upstream that answers after 200 ms; the rate alone is limited", noConcurrencyLimit},
+	{"concurrency-limit", "the same with the tenant's concurrency limited to 5 (quotaq-enqueue policy set --concurrency 5)", concurrencyLimit},
 }
 
 // size picks the full or the -short figure.
@@ -41,10 +43,10 @@ func (s *stage) pause(full, short time.Duration) time.Duration {
 	return full
 }
 
-// plainBacklog is the plainest scenario: workers start, t's backlog is
-// enqueued, and it drains with nothing in the way.
-func (s *stage) plainBacklog(scenario string, t tenant, workers int) ([]result, error) {
-	if err := s.workersUp(workers); err != nil {
+// plainBacklog is the plainest scenario: workers start (with workerFlags),
+// t's backlog is enqueued, and it drains with nothing in the way.
+func (s *stage) plainBacklog(scenario string, t tenant, workers int, workerFlags ...string) ([]result, error) {
+	if err := s.workersUp(workers, workerFlags...); err != nil {
 		return nil, err
 	}
 	t0, err := s.backlog(t)
@@ -164,4 +166,19 @@ func quotaReset(s *stage) ([]result, error) {
 
 func twoWorkers(s *stage) ([]result, error) {
 	return s.plainBacklog("two-workers", tenant{id: "acme", rate: 20, burst: 5, upRate: 20, upBurst: 5, tasks: s.size(300, 60)}, 2)
+}
+
+// slowUpstream is the tenant of the concurrency scenarios: a rate high
+// enough never to bind, an upstream that answers every call after 200 ms,
+// and concurrency calls in flight at most (0: no limit).
+func (s *stage) slowUpstream(concurrency int) tenant {
+	return tenant{id: "acme", rate: 1000, burst: 100, concurrency: concurrency, upLatency: 200 * time.Millisecond, tasks: s.size(150, 30)}
+}
+
+func noConcurrencyLimit(s *stage) ([]result, error) {
+	return s.plainBacklog("no-concurrency-limit", s.slowUpstream(0), 2, "--concurrency", "20")
+}
+
+func concurrencyLimit(s *stage) ([]result, error) {
+	return s.plainBacklog("concurrency-limit", s.slowUpstream(5), 2, "--concurrency", "20")
 }

@@ -24,8 +24,10 @@ type tenant struct {
 	burst         int
 	quota         int64 // policy: tasks per period (0: none)
 	period        time.Duration
+	concurrency   int     // policy: tasks in flight at once (0: no limit)
 	upRate        float64 // the upstream's bucket (0: no limit)
 	upBurst       int
+	upLatency     time.Duration // the upstream answers each call this long after it arrives
 	tasks         int
 	enqueueFlags  []string // extra quotaq-enqueue flags (--shape)
 	drainFromNote string   // what the drain time is counted from, when not the enqueue
@@ -36,14 +38,21 @@ func (t tenant) policy() string {
 	if t.quota > 0 {
 		s += fmt.Sprintf(" q%d/%s", t.quota, shortDuration(t.period))
 	}
+	if t.concurrency > 0 {
+		s += fmt.Sprintf(" c%d", t.concurrency)
+	}
 	return s
 }
 
 func (t tenant) upstream() string {
-	if t.upRate == 0 {
-		return "no limit"
+	s := "no limit"
+	if t.upRate > 0 {
+		s = fmt.Sprintf("%g/s b%d", t.upRate, t.upBurst)
 	}
-	return fmt.Sprintf("%g/s b%d", t.upRate, t.upBurst)
+	if t.upLatency > 0 {
+		s = fmt.Sprintf("%s, %d ms", s, t.upLatency.Milliseconds())
+	}
+	return s
 }
 
 // allowed is the most a backlog can achieve: the smaller of the policy's
@@ -109,12 +118,16 @@ func (s *stage) setUp(t tenant) error {
 	if t.quota > 0 {
 		args = append(args, "--quota", strconv.FormatInt(t.quota, 10), "--quota-period", t.period.String())
 	}
+	if t.concurrency > 0 {
+		args = append(args, "--concurrency", strconv.Itoa(t.concurrency))
+	}
 	if err := enqueueCLI(s.bins.enqueue, s.env, nil, args...); err != nil {
 		return err
 	}
 	if t.upRate > 0 {
 		s.up.limit(t.id, t.upRate, t.upBurst)
 	}
+	s.up.delay(t.id, t.upLatency)
 	return nil
 }
 
@@ -123,9 +136,11 @@ func (s *stage) enqueue(t tenant) error {
 	return enqueueCLI(s.bins.enqueue, s.env, ndjson(s.up, t.id, t.tasks), append([]string{"--file", "-"}, t.enqueueFlags...)...)
 }
 
-// worker starts one more quotaq-worker on the stage's Redis.
-func (s *stage) worker() (*workerProc, error) {
-	w, err := startWorker(s.bins.worker, fmt.Sprintf("w%d", len(s.workers)+1), s.env, s.cfg.workerFlags...)
+// worker starts one more quotaq-worker on the stage's Redis, with the
+// flags of -worker-flags and then flags.
+func (s *stage) worker(flags ...string) (*workerProc, error) {
+	args := append(slices.Clone(s.cfg.workerFlags), flags...)
+	w, err := startWorker(s.bins.worker, fmt.Sprintf("w%d", len(s.workers)+1), s.env, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,10 +148,10 @@ func (s *stage) worker() (*workerProc, error) {
 	return w, nil
 }
 
-// workersUp starts n workers.
-func (s *stage) workersUp(n int) error {
+// workersUp starts n workers with flags.
+func (s *stage) workersUp(n int, flags ...string) error {
 	for range n {
-		if _, err := s.worker(); err != nil {
+		if _, err := s.worker(flags...); err != nil {
 			return err
 		}
 	}
@@ -200,7 +215,7 @@ func (s *stage) measure(scenario string, t tenant, t0 time.Time, drained bool, n
 		readings[i] = w.last()
 	}
 	r := result{scenario: scenario, tenant: t, seen: s.up.seen(t.id), drained: drained, t0: t0, notes: notes,
-		dequeues: dequeuesOf(t.id, readings...)}
+		dequeues: dequeuesOf(t.id, readings...), workers: len(s.workers)}
 	r.worst = worstExcess(r.seen.arrivals, t.rate, t.burst)
 	if drained {
 		r.drain = r.seen.lastOK.Sub(t0)
@@ -212,6 +227,9 @@ func (s *stage) measure(scenario string, t tenant, t0 time.Time, drained bool, n
 		if span := r.seen.lastOK.Sub(r.seen.arrivals[0]).Seconds(); span > 0 && ok > t.burst {
 			r.achieved = float64(ok-t.burst) / span
 		}
+	}
+	if t.upLatency > 0 {
+		r.flight = inFlight(r.seen.arrivals, r.seen.answers, r.seen.most)
 	}
 	if q, err := s.inspectQueue(); err == nil && q != "" {
 		r.notes = append(r.notes, q)
@@ -255,6 +273,8 @@ type result struct {
 	worst    window
 	achieved float64 // calls answered 200 beyond the burst, per second, first call to last 200
 	dequeues dequeues
+	flight   flight // when the upstream answers after a latency
+	workers  int    // worker processes
 	drained  bool
 	drain    time.Duration
 	t0       time.Time
@@ -289,6 +309,31 @@ func (r result) row() string {
 	return "| " + strings.Join(cells, " | ") + " |"
 }
 
+// flightRow renders r as a row of the in-flight table: what an upstream
+// that answers after a latency saw of the tenant's calls in flight, and the
+// throughput against the concurrency limit over the latency.
+func (r result) flightRow() string {
+	t := r.tenant
+	cells := []string{r.scenario, t.id, t.policy(), t.upstream(), strconv.Itoa(r.workers), strconv.Itoa(t.tasks)}
+	if r.err != nil {
+		cells = append(cells, "failed: "+strings.ReplaceAll(r.err.Error(), "\n", " "), "", "", "", "", "", "")
+		return "| " + strings.Join(cells, " | ") + " |"
+	}
+	f := r.flight
+	target := "no limit"
+	if t.concurrency > 0 {
+		most := float64(t.concurrency) / t.upLatency.Seconds()
+		target = fmt.Sprintf("%.0f %% of %g/s", 100*f.Throughput/most, most)
+	}
+	drain := seconds(r.drain)
+	if !r.drained {
+		drain = fmt.Sprintf("not drained: %d/%d after %s", r.seen.done, t.tasks, seconds(r.drain))
+	}
+	cells = append(cells, strconv.Itoa(f.Most), fmt.Sprintf("%.2f", f.Mean), fmt.Sprintf("%.1f/s", f.Throughput), target,
+		strconv.Itoa(r.seen.refused), fmt.Sprintf("%.2f", r.dequeues.total()/float64(t.tasks)), drain)
+	return "| " + strings.Join(cells, " | ") + " |"
+}
+
 // detail is r's note line: what the columns do not say.
 func (r result) detail() string {
 	if r.err != nil {
@@ -306,6 +351,11 @@ func (r result) detail() string {
 	}
 	if len(r.seen.arrivals) > 0 && r.worst.Excess > 0 {
 		parts = append(parts, fmt.Sprintf("worst window from %s after the drain began", seconds(r.seen.arrivals[r.worst.First].Sub(r.t0))))
+	}
+	if f, c := r.flight, r.tenant.concurrency; c > 0 && len(r.seen.answers) > 0 {
+		idle := time.Duration((float64(c) - f.Mean) * float64(f.Span) / float64(len(r.seen.answers)))
+		parts = append(parts, fmt.Sprintf("first call to last answer %s; a slot stood idle %s per call on average (%d slots × the span, less the calls' time in flight)",
+			seconds(f.Span), seconds(idle), c))
 	}
 	if r.tenant.drainFromNote != "" {
 		parts = append(parts, "drain counted from "+r.tenant.drainFromNote)
