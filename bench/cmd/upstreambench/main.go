@@ -65,6 +65,7 @@ type config struct {
 	scenarios   []string
 	short       bool
 	tightTasks  int           // tight-upstream's backlog (0: 600, -short 60)
+	slowTasks   int           // the concurrency scenarios' backlog (0: 150, -short 30)
 	maxDrain    time.Duration // give up on a backlog after this long
 	workerFlags []string      // extra quotaq-worker flags for every worker
 }
@@ -75,6 +76,7 @@ func main() {
 	flag.StringVar(&names, "scenario", "all", "scenarios to run, comma-separated, or all: "+strings.Join(scenarioNames(), ", "))
 	flag.BoolVar(&cfg.short, "short", false, "smaller backlogs and shorter outages, for a quick run (under 2 minutes in all)")
 	flag.IntVar(&cfg.tightTasks, "tight-tasks", 0, "tasks of the tight-upstream backlog (default 600; -short 60)")
+	flag.IntVar(&cfg.slowTasks, "slow-tasks", 0, "tasks of the no-concurrency-limit and concurrency-limit backlogs (default 150; -short 30)")
 	flag.DurationVar(&cfg.maxDrain, "max-drain", 6*time.Minute, "give up on a backlog after this long and report it not drained")
 	flag.StringVar(&workerFlags, "worker-flags", "", "extra quotaq-worker flags for every worker, space-separated (e.g. \"--concurrency 20\")")
 	flag.StringVar(&out, "out", "", "also write the report (Markdown) to this file")
@@ -84,8 +86,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "upstreambench:", err)
 		os.Exit(2)
 	}
-	if cfg.tightTasks < 0 || cfg.maxDrain <= 0 {
-		fmt.Fprintf(os.Stderr, "upstreambench: -tight-tasks %d and -max-drain %s must be positive\n", cfg.tightTasks, cfg.maxDrain)
+	if cfg.tightTasks < 0 || cfg.slowTasks < 0 || cfg.maxDrain <= 0 {
+		fmt.Fprintf(os.Stderr, "upstreambench: -tight-tasks %d, -slow-tasks %d and -max-drain %s must be positive\n", cfg.tightTasks, cfg.slowTasks, cfg.maxDrain)
 		os.Exit(2)
 	}
 	cfg.workerFlags = strings.Fields(workerFlags)

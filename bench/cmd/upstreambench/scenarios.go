@@ -172,7 +172,11 @@ func twoWorkers(s *stage) ([]result, error) {
 // enough never to bind, an upstream that answers every call after 200 ms,
 // and concurrency calls in flight at most (0: no limit).
 func (s *stage) slowUpstream(concurrency int) tenant {
-	return tenant{id: "acme", rate: 1000, burst: 100, concurrency: concurrency, upLatency: 200 * time.Millisecond, tasks: s.size(150, 30)}
+	t := tenant{id: "acme", rate: 1000, burst: 100, concurrency: concurrency, upLatency: 200 * time.Millisecond, tasks: s.cfg.slowTasks}
+	if t.tasks == 0 {
+		t.tasks = s.size(150, 30)
+	}
+	return t
 }
 
 func noConcurrencyLimit(s *stage) ([]result, error) {
