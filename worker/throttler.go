@@ -312,7 +312,14 @@ func (t *Throttler) admit(ctx context.Context, j *job) (slot bool, err error) {
 		return false, t.putBack(ctx, j, t.errorDelay, reason, false)
 	}
 	if res.Result.Reason == throttle.ReasonConcurrency {
-		j.slotOf = res.Result.Tenant // woken when one of its slots frees
+		// woken when one of its slots frees; res.Delay is when the first
+		// slot would run out (the latest one frees, if its holder died):
+		// the tasks still waiting then come back spread over as long
+		// again, not all at once
+		j.slotOf = res.Result.Tenant
+		if res.Delay > 0 {
+			res.Delay += rand.N(res.Delay)
+		}
 	}
 	switch {
 	case res.OK && res.Delay <= 0:
