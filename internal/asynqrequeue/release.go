@@ -15,6 +15,9 @@ var (
 	//go:embed release.lua
 	releaseLua    string
 	releaseScript = redis.NewScript(moveLua + releaseLua)
+	//go:embed waiting.lua
+	waitingLua    string
+	waitingScript = redis.NewScript(waitingLua)
 )
 
 // releaseBatch is the most parked tasks one script run looks at.
@@ -122,4 +125,25 @@ func (r *Requeuer) WakeOne(ctx context.Context, queue, id string) (bool, error) 
 			return v[0] > 0, nil
 		}
 	}
+}
+
+// maxCounted is the most entries SlotWaiting looks at per queue.
+const maxCounted = 10000
+
+// SlotWaiting counts the tasks, in every queue, that wait for one of id's
+// concurrency slots (up to 10,000 per queue are looked at).
+func (r *Requeuer) SlotWaiting(ctx context.Context, id string) (int, error) {
+	queues, err := r.rdb.SMembers(ctx, allQueuesKey).Result()
+	if err != nil {
+		return 0, fmt.Errorf("asynqrequeue: count tasks waiting for a slot: list queues: %w", err)
+	}
+	n := 0
+	for _, q := range queues {
+		k, err := waitingScript.Run(ctx, r.rdb, []string{slotWaitKey(q, id)}, taskKeyPrefix(q), maxCounted).Int()
+		if err != nil {
+			return n, fmt.Errorf("asynqrequeue: count tasks of queue %q waiting for a slot of %q: %w", q, id, err)
+		}
+		n += k
+	}
+	return n, nil
 }

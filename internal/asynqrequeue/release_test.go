@@ -222,10 +222,16 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 		t.Fatalf("Release(acme): %d, %v; want 0: tasks waiting for a slot are not parked for a quota", moved, err)
 	}
 	for want := 1; want <= 3; want++ {
+		if n, err := rq.SlotWaiting(ctx, "acme"); err != nil || n != 4-want {
+			t.Fatalf("SlotWaiting: %d, %v; want %d", n, err, 4-want)
+		}
 		if ok, err := rq.WakeOne(ctx, b.queue, "acme"); err != nil || !ok {
 			t.Fatalf("WakeOne %d: %v, %v; want one woken", want, ok, err)
 		}
 		wait.For(t, 10*time.Second, "the woken task to run", func() bool { return ran() == want })
+	}
+	if n, err := rq.SlotWaiting(ctx, "acme"); err != nil || n != 0 {
+		t.Fatalf("SlotWaiting after all ran: %d, %v; want 0", n, err)
 	}
 	if ok, err := rq.WakeOne(ctx, b.queue, "acme"); err != nil || ok {
 		t.Fatalf("WakeOne with none waiting: %v, %v; want none", ok, err)

@@ -67,7 +67,7 @@ func TestPolicyCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, out, _ := f.run("", "standing", "busy")
-		if code != ExitOK || !strings.Contains(out, "in flight  1 of 2") {
+		if code != ExitOK || !strings.Contains(out, "in flight  1 of 2, 0 waiting for a slot") {
 			t.Errorf("standing: exit %d, stdout:\n%s", code, out)
 		}
 	})

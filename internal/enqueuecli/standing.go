@@ -81,7 +81,7 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 	defer conn.Close()
 	insp := c.inspector(conn)
 	defer insp.Close()
-	sts, err := tenantstatus.Collect(ctx, c.limiter(ctx, conn), insp, tenantstatus.Options{Tenants: pos, Queues: queues})
+	sts, err := tenantstatus.Collect(ctx, c.limiter(ctx, conn), insp, tenantstatus.Options{Tenants: pos, Queues: queues, Asynq: conn.Redis})
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func inFlightText(s tenantstatus.Status) string {
 	if s.Policy.Concurrency == 0 {
 		return "no limit"
 	}
-	return fmt.Sprintf("%d of %d", s.InFlight, s.Policy.Concurrency)
+	return fmt.Sprintf("%d of %d, %d waiting for a slot", s.InFlight, s.Policy.Concurrency, s.WaitingSlot)
 }
 
 func quotaText(q *tenantstatus.Quota) string {
@@ -192,7 +192,7 @@ func printStatusTable(w io.Writer, sts []tenantstatus.Status) error {
 		}
 		inFlight := "-"
 		if s.Policy.Concurrency > 0 {
-			inFlight = fmt.Sprintf("%d/%d", s.InFlight, s.Policy.Concurrency)
+			inFlight = fmt.Sprintf("%d/%d +%d", s.InFlight, s.Policy.Concurrency, s.WaitingSlot)
 		}
 		t := s.Tasks
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", strconv.Quote(s.Tenant)[1:len(strconv.Quote(s.Tenant))-1],

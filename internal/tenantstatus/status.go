@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/quotaq/quotaq/internal/asynqrequeue"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
 )
@@ -35,6 +37,7 @@ type Status struct {
 	Paused      bool          // held by Limiter.Hold (its upstream said 429)
 	Holds       int64         // times the tenant was held
 	InFlight    int64         // its tasks running now, each holding a slot (Policy.Concurrency)
+	WaitingSlot int           // its tasks put back to wait for a slot (counted with Options.Asynq)
 
 	Quota *Quota // nil when the policy has no quota
 
@@ -98,6 +101,9 @@ type Options struct {
 	Queues []string
 	// Concurrency of the limiter reads; 0 means 8.
 	Concurrency int
+	// Asynq is asynq's Redis, to count the tasks waiting for a slot of a
+	// tenant with a concurrency limit; nil: not counted.
+	Asynq redis.UniversalClient
 }
 
 // Collect returns the standing of the tenants opts selects, sorted by id.
@@ -160,6 +166,18 @@ func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, op
 					continue
 				}
 				out[i] = FromStanding(s, tasks[ids[i]])
+				if opts.Asynq != nil && s.Policy.Concurrency > 0 {
+					n, err := asynqrequeue.New(opts.Asynq).SlotWaiting(ctx, ids[i])
+					if err != nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = fmt.Errorf("tenantstatus: tenant %q: %w", ids[i], err)
+						}
+						mu.Unlock()
+						continue
+					}
+					out[i].WaitingSlot = n
+				}
 			}
 		}()
 	}
@@ -205,6 +223,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Paused             bool    `json:"paused"`
 		Holds              int64   `json:"holds"`
 		InFlight           int64   `json:"in_flight"`
+		WaitingForSlot     int     `json:"waiting_for_slot"`
 		Quota              *quota  `json:"quota"`
 		Tasks              Tasks   `json:"tasks"`
 	}{
@@ -216,6 +235,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Paused:             s.Paused,
 		Holds:              s.Holds,
 		InFlight:           s.InFlight,
+		WaitingForSlot:     s.WaitingSlot,
 		Quota:              q,
 		Tasks:              s.Tasks,
 	})
