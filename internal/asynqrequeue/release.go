@@ -106,11 +106,32 @@ func (r *Requeuer) parkedKeys(ctx context.Context, queue string) ([]string, erro
 	return keys, nil
 }
 
-// WakeOne brings back now the task of queue that has waited longest for
-// one of id's concurrency slots (Request.WaitsForSlotOf), when a slot has
-// freed, and reports whether there was one. Entries of tasks no longer
-// waiting as Requeue left them are dropped on the way.
+// WakeOne brings back now the task that has waited longest for one of id's
+// concurrency slots (Request.WaitsForSlotOf), when a slot has freed: of
+// queue first, else of the other queues. It reports whether there was one.
+// Entries of tasks no longer waiting as Requeue left them are dropped on
+// the way.
 func (r *Requeuer) WakeOne(ctx context.Context, queue, id string) (bool, error) {
+	if ok, err := r.wakeOne(ctx, queue, id); ok || err != nil {
+		return ok, err
+	}
+	queues, err := r.rdb.SMembers(ctx, allQueuesKey).Result()
+	if err != nil {
+		return false, fmt.Errorf("asynqrequeue: wake a task waiting for a slot of %q: list queues: %w", id, err)
+	}
+	for _, q := range queues {
+		if q == queue {
+			continue
+		}
+		if ok, err := r.wakeOne(ctx, q, id); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// wakeOne is WakeOne in one queue.
+func (r *Requeuer) wakeOne(ctx context.Context, queue, id string) (bool, error) {
 	key := slotWaitKey(queue, id)
 	for {
 		v, err := releaseScript.Run(ctx, r.rdb, []string{key, scheduledKey(queue), pendingKey(queue)},
