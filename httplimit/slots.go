@@ -57,7 +57,7 @@ func (m *Middleware) holdSlot(r *http.Request, key, slot string) (release func()
 		<-done
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		if err := m.lim.ReleaseSlot(rctx, slot, key); err != nil {
+		if _, err := m.lim.ReleaseSlot(rctx, slot, key); err != nil {
 			m.log.Warn("httplimit: could not release a request's concurrency slot; it frees when it runs out",
 				"key", key, "slot_ttl", throttle.DefaultSlotTTL, "err", err)
 		}

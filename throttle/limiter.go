@@ -466,7 +466,7 @@ func (l *Limiter) runSplit(ctx context.Context, mode mode, req Request) (decisio
 					err = uerr
 				}
 				if req.Slot != "" { // and the slot it took, if it has a limit
-					if uerr := l.ReleaseSlot(ctx, req.Slot, prev); uerr != nil && err == nil {
+					if _, uerr := l.ReleaseSlot(ctx, req.Slot, prev); uerr != nil && err == nil {
 						err = uerr
 					}
 				}

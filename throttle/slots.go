@@ -31,10 +31,21 @@ func (l *Limiter) RenewSlot(ctx context.Context, slot string, ttl time.Duration,
 }
 
 // ReleaseSlot frees the slot held under slot on each of ids, when the call
-// has returned, so that a call waiting for it may start.
-func (l *Limiter) ReleaseSlot(ctx context.Context, slot string, ids ...string) error {
-	_, err := l.slots(ctx, "release", slot, 0, ids)
-	return err
+// has returned, so that a call waiting for it may start, and returns the
+// ids it held one on (those with a concurrency limit, where its slot had
+// not run out).
+func (l *Limiter) ReleaseSlot(ctx context.Context, slot string, ids ...string) ([]string, error) {
+	var freed []string
+	for _, id := range ids {
+		n, err := l.slots(ctx, "release", slot, 0, []string{id})
+		if err != nil {
+			return freed, err
+		}
+		if n > 0 {
+			freed = append(freed, id)
+		}
+	}
+	return freed, nil
 }
 
 // InFlight returns how many calls hold one of id's slots now (0 for an id

@@ -75,7 +75,7 @@ func checkInFlight(t *testing.T, limit int64, ids []string, newLimiter func() *t
 				}
 				time.Sleep(2 * time.Millisecond) // the call
 				inFlight.Add(-1)
-				if err := l.ReleaseSlot(ctx, slot, ids...); err != nil {
+				if _, err := l.ReleaseSlot(ctx, slot, ids...); err != nil {
 					t.Error(err)
 				}
 				done.Add(1)
@@ -163,7 +163,9 @@ func TestSlots(t *testing.T) {
 				case "renew":
 					got, err = l.RenewSlot(ctx, s.slot, 2*time.Second, "acme")
 				case "release":
-					err, got = l.ReleaseSlot(ctx, s.slot, "acme"), true
+					var freed []string
+					freed, err = l.ReleaseSlot(ctx, s.slot, "acme")
+					got = len(freed) == 1
 				}
 				if err != nil {
 					t.Fatalf("step %d %s %s: %v", i, s.do, s.slot, err)
@@ -212,7 +214,7 @@ func TestBookedCallWaitsForASlot(t *testing.T) {
 	if r := reserve("b"); !r.Booked || r.Delay == 0 || r.Result.Reason != throttle.ReasonConcurrency {
 		t.Fatalf("b, due, a still running: %+v, want its booking kept, waiting for a slot", r)
 	}
-	if err := l.ReleaseSlot(ctx, "a", "acme"); err != nil {
+	if _, err := l.ReleaseSlot(ctx, "a", "acme"); err != nil {
 		t.Fatal(err)
 	}
 	if r := reserve("b"); !r.OK || r.Delay != 0 {
@@ -253,7 +255,7 @@ func TestInFlightCountsHeldSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.ReleaseSlot(ctx, "a", "acme"); err != nil {
+	if _, err := l.ReleaseSlot(ctx, "a", "acme"); err != nil {
 		t.Fatal(err)
 	}
 	if s, err := l.Standing(ctx, "acme"); err != nil || s.InFlight != 1 {

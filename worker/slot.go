@@ -8,7 +8,7 @@ import (
 // holdSlot keeps the concurrency slot j's task took (see admit) while its
 // handler runs: it renews it every third of the slot TTL, and the function
 // it returns, called when the handler returns, stops renewing, releases the
-// slot and wakes one task waiting for a slot of each of j's ids. A worker
+// slot and wakes one task waiting for a slot of each id it freed one on. A worker
 // that dies frees the slot when its TTL runs out.
 func (t *Throttler) holdSlot(ctx context.Context, j *job) (release func()) {
 	if m := t.metrics; m != nil {
@@ -47,13 +47,13 @@ func (t *Throttler) holdSlot(ctx context.Context, j *job) (release func()) {
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := t.limiter.ReleaseSlot(rctx, j.ticket(), j.ids...); err != nil {
+		freed, err := t.limiter.ReleaseSlot(rctx, j.ticket(), j.ids...)
+		if err != nil {
 			t.countError(j, "limiter")
 			t.logger.Warn("worker: could not release a task's concurrency slot; it frees when its TTL runs out",
 				"type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "slot_ttl", t.slotTTL, "err", err)
-			return
 		}
-		for _, id := range j.ids {
+		for _, id := range freed {
 			if _, err := t.requeuer.WakeOne(rctx, j.queue, id); err != nil {
 				t.countError(j, "requeue")
 				t.logger.Warn("worker: could not wake a task waiting for a slot", "queue", j.queue, "id", id, "err", err)
