@@ -288,4 +288,3 @@ func TestSlotNamesDoNotCostLeases(t *testing.T) {
 		t.Fatalf("%d script runs for %d calls: the slot names kept the calls from spending leases", n, calls)
 	}
 }
-
