@@ -9,7 +9,7 @@ import (
 	"github.com/quotaq/quotaq/throttle"
 )
 
-// BenchmarkThrottledBacklog is the measurement: 400 tasks of one
+// BenchmarkThrottledBacklog measures a throttled backlog: 400 tasks of one
 // tenant limited to 50/s, half of them MaxRetry(0), on a real redis-server
 // and asynq server. It reports tasks lost (archived), dequeues per processed
 // task (1 is ideal; a throttled task cannot do better than 2) and how much of

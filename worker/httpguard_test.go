@@ -151,7 +151,7 @@ func TestHTTPCallRedirectDropsCredentialsAcrossHosts(t *testing.T) {
 	other := httptest.NewServer(log)
 	t.Cleanup(other.Close)
 	header := map[string]string{
-		"Authorization": "Bearer secret", "Cookie": "session=secret", "X-API-Key": "secret",
+		"Authorization": "Bearer secret", "Cookie": "sid=secret", "X-API-Key": "secret",
 		"Proxy-Authorization": "Basic secret", "Accept": "application/json",
 	}
 	h := worker.NewHTTPCallHandler(nil)
