@@ -328,7 +328,7 @@ func (l *Limiter) HoldCount(ctx context.Context, tenant string) (int64, error) {
 // run makes one decision: validate req, answer it locally from a lease if
 // it can, else run decide.lua and read its reply.
 func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, error) {
-	mode, n, keys, err := l.validate(mode, req)
+	mode, n, err := l.validate(mode, req)
 	if err != nil {
 		return decision{}, err
 	}
@@ -376,7 +376,7 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 		keep = 1
 	}
 	c := &batchCall{
-		keys:   keys,
+		keys:   l.decisionKeys(req.IDs),
 		shared: append(def.p.args(), def.next, ttl.Microseconds(), l.learn.Recovery.Microseconds()),
 		own: []any{string(mode), len(req.IDs), n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at,
 			req.Slot, req.slotTTL().Microseconds()},
@@ -406,30 +406,36 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 	return l.decision(r, req.IDs)
 }
 
-// validate checks req and returns the mode and cost to decide with and
-// the ids' keys, five each (see lua/decide.lua).
-func (l *Limiter) validate(m mode, req Request) (mode, int64, []string, error) {
+// validate checks req and returns the mode and cost to decide with.
+func (l *Limiter) validate(m mode, req Request) (mode, int64, error) {
 	n := req.N
 	switch {
 	case n < 0:
-		return m, 0, nil, fmt.Errorf("%w: n=%d must be 0 (a peek) or more", ErrInvalidCost, n)
+		return m, 0, fmt.Errorf("%w: n=%d must be 0 (a peek) or more", ErrInvalidCost, n)
 	case n == 0 && m == modeCancel:
 		n = 1 // CancelTicket: the ticket's booking (CancelN(0) returns before)
 	case n == 0:
 		m = modePeek // nothing to consume: report the state
 	}
 	if len(req.IDs) == 0 {
-		return m, 0, nil, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
+		return m, 0, fmt.Errorf("%w: no tenant given", ErrInvalidTenant)
 	}
-	ks := make([]string, 0, 5*len(req.IDs))
 	for _, id := range req.IDs {
 		if err := ValidateID(id); err != nil {
-			return m, 0, nil, err
+			return m, 0, err
 		}
+	}
+	return m, n, nil
+}
+
+// decisionKeys returns decide.lua's keys for ids, five each.
+func (l *Limiter) decisionKeys(ids []string) []string {
+	ks := make([]string, 0, 5*len(ids))
+	for _, id := range ids {
 		k := l.keysFor(id)
 		ks = append(ks, k.policy, k.state, k.quota, k.aux, k.slots)
 	}
-	return m, n, ks, nil
+	return ks
 }
 
 // runSplit decides on ids that live in different Redis Cluster slots, where
