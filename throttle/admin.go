@@ -295,7 +295,14 @@ type Standing struct {
 	Explicit bool  // Policy is the tenant's own, not the default
 	Holds    int64 // times the tenant was paused by Hold
 	InFlight int64 // calls holding one of its slots (Policy.Concurrency)
-	Result         // Peek: tokens now, quota left, pause
+	// HoldLeft is how long its pause (Hold, Backoff) has left; 0: none.
+	HoldLeft time.Duration
+	// LearnedRate is the rate (per second) it runs at while it climbs back
+	// to its policy's after its upstream refused calls (Backoff), and
+	// LearnedFullIn how long until it is back; 0: at its policy's rate.
+	LearnedRate   float64
+	LearnedFullIn time.Duration
+	Result        // Peek: tokens now, quota left, pause
 }
 
 // Standing returns tenant's policy and what a decision would see now,
@@ -319,5 +326,18 @@ func (l *Limiter) Standing(ctx context.Context, tenant string) (Standing, error)
 			return Standing{}, err
 		}
 	}
-	return Standing{Tenant: tenant, Policy: p, Explicit: explicit, Holds: h, InFlight: inFlight, Result: r}, nil
+	k := l.keysFor(tenant)
+	v, err := standingScript.Run(ctx, l.rdb, []string{k.aux, k.policy}, p.interval()).Int64Slice()
+	if err != nil {
+		return Standing{}, fmt.Errorf("%w: standing of %q: %w", ErrUnavailable, tenant, err)
+	}
+	if len(v) != 3 {
+		return Standing{}, fmt.Errorf("throttle: unexpected standing reply %v", v)
+	}
+	s := Standing{Tenant: tenant, Policy: p, Explicit: explicit, Holds: h, InFlight: inFlight, Result: r,
+		HoldLeft: time.Duration(v[0]) * time.Microsecond}
+	if v[1] >= 0 {
+		s.LearnedRate, s.LearnedFullIn = float64(v[1])/1000, time.Duration(v[2])*time.Microsecond
+	}
+	return s, nil
 }

@@ -128,14 +128,17 @@ var (
 	ticketLua string
 	//go:embed lua/slots.lua
 	slotsLua string
+	//go:embed lua/standing.lua
+	standingLua string
 )
 
 // The scripts that change an id's policy or aux hash without deciding.
 var (
-	holdScript   = changeScript(holdLua)
-	policyScript = changeScript(policyLua)
-	ticketScript = changeScript(ticketLua)
-	slotsScript  = redis.NewScript(commonLua + slotsLua)
+	holdScript     = changeScript(holdLua)
+	policyScript   = changeScript(policyLua)
+	ticketScript   = changeScript(ticketLua)
+	slotsScript    = redis.NewScript(commonLua + slotsLua)
+	standingScript = redis.NewScript(commonLua + standingLua)
 )
 
 // changeScript builds a script that changes an id's policy or aux hash:

@@ -210,3 +210,32 @@ func TestSetPolicyRespacesTheBookings(t *testing.T) {
 		})
 	}
 }
+
+// Standing says how long a pause has left and the rate the id runs at
+// while it climbs back, and when it is back at its policy's.
+func TestStandingShowsHoldAndLearnedRate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, m := setupClock(t, t0, throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 10}),
+		throttle.WithLearning(throttle.Learning{Factor: 0.5, Floor: 0.1, Recovery: 10 * time.Second}))
+	s, err := l.Standing(ctx, "acme")
+	if err != nil || s.HoldLeft != 0 || s.LearnedRate != 0 {
+		t.Fatalf("before any refusal: %+v, %v; want no hold, the policy's rate", s, err)
+	}
+	if err := l.Backoff(ctx, "acme", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m.SetTime(t0.Add(time.Second))
+	s, err = l.Standing(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// cut to 5/s, climbing back by 10/s in 10 s: 6/s a second later, back in 4 s more
+	if s.HoldLeft != 2*time.Second || s.LearnedRate != 6 || s.LearnedFullIn != 4*time.Second {
+		t.Fatalf("a second after a refusal: hold %s, rate %v, back in %s; want 2s, 6/s, 4s", s.HoldLeft, s.LearnedRate, s.LearnedFullIn)
+	}
+	m.SetTime(t0.Add(6 * time.Second))
+	if s, err = l.Standing(ctx, "acme"); err != nil || s.HoldLeft != 0 || s.LearnedRate != 0 {
+		t.Fatalf("after recovery: %+v, %v; want no hold, the policy's rate", s, err)
+	}
+}

@@ -213,9 +213,19 @@ func TestStandingAndStatus(t *testing.T) {
 		}
 	})
 
+	t.Run("StandingSaysWhenASlowedTenantIsBack", func(t *testing.T) {
+		if err := f.limiter().Backoff(ctx, "slowed", 0); err != nil {
+			t.Fatal(err)
+		}
+		code, out, _ := f.run("", "standing", "slowed", "--queues", f.queue)
+		if code != ExitOK || !strings.Contains(out, "rate now") || !strings.Contains(out, "of the policy's 10/s, slowed by its upstream's refusals (429); back in") {
+			t.Errorf("exit %d, stdout:\n%s", code, out)
+		}
+	})
+
 	t.Run("StandingText", func(t *testing.T) {
 		code, out, _ := f.run("", "standing", "held", "--queues", f.queue)
-		if code != ExitOK || !strings.Contains(out, "paused     yes (held 1 times)") || !strings.Contains(out, "quota      none") ||
+		if code != ExitOK || !strings.Contains(out, "paused     yes, 1h0m0s left (its upstream asked to wait) (held 1 times)") || !strings.Contains(out, "quota      none") ||
 			!strings.Contains(out, "in flight  no limit") ||
 			!strings.HasSuffix(out, ", maxmemory-policy noeviction\n") {
 			t.Errorf("exit %d, stdout:\n%s", code, out)

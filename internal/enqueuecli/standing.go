@@ -135,10 +135,14 @@ func printStanding(w io.Writer, s tenantstatus.Status) error {
 	fmt.Fprintf(tw, "tokens\t%s\n", tokens)
 	fmt.Fprintf(tw, "quota\t%s\n", quotaText(s.Quota))
 	paused := "no"
-	if s.Paused {
-		paused = "yes"
+	if s.HoldLeft > 0 {
+		paused = "yes, " + dur(s.HoldLeft) + " left (its upstream asked to wait)"
 	}
 	fmt.Fprintf(tw, "paused\t%s (held %d times)\n", paused, s.Holds)
+	if s.LearnedRate > 0 {
+		fmt.Fprintf(tw, "rate now\t%s/s of the policy's %s/s, slowed by its upstream's refusals (429); back in %s\n",
+			strconv.FormatFloat(s.LearnedRate, 'f', -1, 64), strconv.FormatFloat(s.Policy.Rate, 'f', -1, 64), dur(s.LearnedFullIn))
+	}
 	fmt.Fprintf(tw, "in flight\t%s\n", inFlightText(s))
 	t := s.Tasks
 	fmt.Fprintf(tw, "tasks\tpending %d, scheduled %d, retry %d, active %d, archived %d\n", t.Pending, t.Scheduled, t.Retry, t.Active, t.Archived)
@@ -187,8 +191,8 @@ func printStatusTable(w io.Writer, sts []tenantstatus.Status) error {
 			}
 		}
 		paused := "no"
-		if s.Paused {
-			paused = "yes"
+		if s.HoldLeft > 0 {
+			paused = "yes, " + dur(s.HoldLeft)
 		}
 		inFlight := "-"
 		if s.Policy.Concurrency > 0 {

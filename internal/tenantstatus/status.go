@@ -35,9 +35,15 @@ type Status struct {
 	NextTokenIn time.Duration // time until one token is there; 0 if one is
 	FullIn      time.Duration // time until the bucket is full
 	Paused      bool          // held by Limiter.Hold (its upstream said 429)
-	Holds       int64         // times the tenant was held
-	InFlight    int64         // its tasks running now, each holding a slot (Policy.Concurrency)
-	WaitingSlot int           // its tasks put back to wait for a slot (counted with Options.Asynq)
+	HoldLeft    time.Duration // how long the pause has left
+	// LearnedRate is the rate it runs at while it climbs back to its
+	// policy's after its upstream's refusals, back in LearnedFullIn; 0:
+	// at its policy's rate
+	LearnedRate   float64
+	LearnedFullIn time.Duration
+	Holds         int64 // times the tenant was held
+	InFlight      int64 // its tasks running now, each holding a slot (Policy.Concurrency)
+	WaitingSlot   int   // its tasks put back to wait for a slot (counted with Options.Asynq)
 
 	Quota *Quota // nil when the policy has no quota
 
@@ -72,7 +78,11 @@ func FromStanding(s throttle.Standing, t Tasks) Status {
 		Paused:   s.Reason == throttle.ReasonPaused,
 		Holds:    s.Holds,
 		InFlight: s.InFlight,
-		Tasks:    t,
+		HoldLeft: s.HoldLeft,
+
+		LearnedRate:   s.LearnedRate,
+		LearnedFullIn: s.LearnedFullIn,
+		Tasks:         t,
 	}
 	if !s.Allowed && s.Reason == throttle.ReasonRate || st.Paused {
 		st.NextTokenIn = max(s.RetryAfter, 0)
@@ -221,6 +231,9 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		NextTokenInSeconds float64 `json:"next_token_in_seconds"`
 		FullInSeconds      float64 `json:"full_in_seconds"`
 		Paused             bool    `json:"paused"`
+		HoldLeftSeconds    float64 `json:"hold_left_seconds"`
+		LearnedRate        float64 `json:"learned_rate"` // 0: at the policy's rate
+		LearnedFullInSecs  float64 `json:"learned_full_in_seconds"`
 		Holds              int64   `json:"holds"`
 		InFlight           int64   `json:"in_flight"`
 		WaitingForSlot     int     `json:"waiting_for_slot"`
@@ -233,6 +246,9 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		NextTokenInSeconds: s.NextTokenIn.Seconds(),
 		FullInSeconds:      s.FullIn.Seconds(),
 		Paused:             s.Paused,
+		HoldLeftSeconds:    s.HoldLeft.Seconds(),
+		LearnedRate:        s.LearnedRate,
+		LearnedFullInSecs:  s.LearnedFullIn.Seconds(),
 		Holds:              s.Holds,
 		InFlight:           s.InFlight,
 		WaitingForSlot:     s.WaitingSlot,

@@ -43,7 +43,7 @@ if factor > 0 then
     local was = learned_rate(t, tonumber(l[1]), lc, now, recovery)
     local rate = math.max(was * factor, 1e9 / t * tonumber(ARGV[5]))
     if rate < was then k = was / rate end
-    redis.call('HSET', L.ak, 'lr', string.format('%.17g', rate), 'lc', fmt(now))
+    redis.call('HSET', L.ak, 'lr', string.format('%.17g', rate), 'lc', fmt(now), 'lv', fmt(recovery))
     aux_extend(L, now + recovery, now)
   end
 end
