@@ -302,7 +302,10 @@ type Standing struct {
 	// LearnedFullIn how long until it is back; 0: at its policy's rate.
 	LearnedRate   float64
 	LearnedFullIn time.Duration
-	Result        // Peek: tokens now, quota left, pause
+	// Booked is how many bookings (Request.Ticket) wait to be redeemed:
+	// their tokens, and quota, are counted as spent already.
+	Booked int64
+	Result // Peek: tokens now, quota left, pause
 }
 
 // Standing returns tenant's policy and what a decision would see now,
@@ -331,11 +334,11 @@ func (l *Limiter) Standing(ctx context.Context, tenant string) (Standing, error)
 	if err != nil {
 		return Standing{}, fmt.Errorf("%w: standing of %q: %w", ErrUnavailable, tenant, err)
 	}
-	if len(v) != 3 {
+	if len(v) != 4 {
 		return Standing{}, fmt.Errorf("throttle: unexpected standing reply %v", v)
 	}
 	s := Standing{Tenant: tenant, Policy: p, Explicit: explicit, Holds: h, InFlight: inFlight, Result: r,
-		HoldLeft: time.Duration(v[0]) * time.Microsecond}
+		HoldLeft: time.Duration(v[0]) * time.Microsecond, Booked: v[3]}
 	if v[1] >= 0 {
 		s.LearnedRate, s.LearnedFullIn = float64(v[1])/1000, time.Duration(v[2])*time.Microsecond
 	}

@@ -223,6 +223,23 @@ func TestStandingAndStatus(t *testing.T) {
 		}
 	})
 
+	t.Run("StandingCountsBookingsInTheQuota", func(t *testing.T) {
+		l := f.limiter()
+		if err := l.SetPolicy(ctx, "booker", throttle.Policy{Rate: 0.01, Burst: 1, Quota: 10}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = l.DeletePolicy(ctx, "booker") }() // (the other views list every tenant with a policy)
+		for _, job := range []string{"a", "b", "c"} { // a runs now, b and c are booked
+			if _, err := l.Reserve(ctx, throttle.Request{IDs: []string{"booker"}, N: 1, Ticket: job}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, out, _ := f.run("", "standing", "booker", "--queues", f.queue)
+		if code != ExitOK || !strings.Contains(out, "3 of 10 used (7 left), counting the bookings of 2 tasks waiting their turn") {
+			t.Errorf("exit %d, stdout:\n%s", code, out)
+		}
+	})
+
 	t.Run("StandingText", func(t *testing.T) {
 		code, out, _ := f.run("", "standing", "held", "--queues", f.queue)
 		if code != ExitOK || !strings.Contains(out, "paused     yes, 1h0m0s left (its upstream asked to wait) (held 1 times)") || !strings.Contains(out, "quota      none") ||

@@ -133,7 +133,7 @@ func printStanding(w io.Writer, s tenantstatus.Status) error {
 		tokens += ", next token in " + dur(s.NextTokenIn)
 	}
 	fmt.Fprintf(tw, "tokens\t%s\n", tokens)
-	fmt.Fprintf(tw, "quota\t%s\n", quotaText(s.Quota))
+	fmt.Fprintf(tw, "quota\t%s\n", quotaText(s.Quota, s.Booked))
 	paused := "no"
 	if s.HoldLeft > 0 {
 		paused = "yes, " + dur(s.HoldLeft) + " left (its upstream asked to wait)"
@@ -158,11 +158,14 @@ func inFlightText(s tenantstatus.Status) string {
 	return fmt.Sprintf("%d of %d, %d waiting for a slot", s.InFlight, s.Policy.Concurrency, s.WaitingSlot)
 }
 
-func quotaText(q *tenantstatus.Quota) string {
+func quotaText(q *tenantstatus.Quota, booked int64) string {
 	if q == nil {
 		return "none"
 	}
 	s := fmt.Sprintf("%d of %d used (%d left)", q.Used, q.Limit, q.Remaining)
+	if booked > 0 {
+		s += fmt.Sprintf(", counting the bookings of %d tasks waiting their turn", booked)
+	}
 	if q.ResetsIn > 0 {
 		s += ", resets in " + dur(q.ResetsIn)
 	} else {

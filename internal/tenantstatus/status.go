@@ -41,6 +41,7 @@ type Status struct {
 	// at its policy's rate
 	LearnedRate   float64
 	LearnedFullIn time.Duration
+	Booked        int64 // its tasks' bookings not run yet (counted in the quota used)
 	Holds         int64 // times the tenant was held
 	InFlight      int64 // its tasks running now, each holding a slot (Policy.Concurrency)
 	WaitingSlot   int   // its tasks put back to wait for a slot (counted with Options.Asynq)
@@ -82,6 +83,7 @@ func FromStanding(s throttle.Standing, t Tasks) Status {
 
 		LearnedRate:   s.LearnedRate,
 		LearnedFullIn: s.LearnedFullIn,
+		Booked:        s.Booked,
 		Tasks:         t,
 	}
 	if !s.Allowed && s.Reason == throttle.ReasonRate || st.Paused {
@@ -234,6 +236,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		HoldLeftSeconds    float64 `json:"hold_left_seconds"`
 		LearnedRate        float64 `json:"learned_rate"` // 0: at the policy's rate
 		LearnedFullInSecs  float64 `json:"learned_full_in_seconds"`
+		Booked             int64   `json:"booked"`
 		Holds              int64   `json:"holds"`
 		InFlight           int64   `json:"in_flight"`
 		WaitingForSlot     int     `json:"waiting_for_slot"`
@@ -249,6 +252,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		HoldLeftSeconds:    s.HoldLeft.Seconds(),
 		LearnedRate:        s.LearnedRate,
 		LearnedFullInSecs:  s.LearnedFullIn.Seconds(),
+		Booked:             s.Booked,
 		Holds:              s.Holds,
 		InFlight:           s.InFlight,
 		WaitingForSlot:     s.WaitingSlot,
