@@ -229,7 +229,7 @@ func TestStandingAndStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = l.DeletePolicy(ctx, "booker") }() // (the other views list every tenant with a policy)
-		for _, job := range []string{"a", "b", "c"} { // a runs now, b and c are booked
+		for _, job := range []string{"a", "b", "c"} {        // a runs now, b and c are booked
 			if _, err := l.Reserve(ctx, throttle.Request{IDs: []string{"booker"}, N: 1, Ticket: job}); err != nil {
 				t.Fatal(err)
 			}
