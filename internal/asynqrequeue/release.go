@@ -148,8 +148,43 @@ func (r *Requeuer) wakeOne(ctx context.Context, queue, id string) (bool, error) 
 	}
 }
 
-// maxCounted is the most entries SlotWaiting looks at per queue.
+// maxCounted is the most entries Waiting looks at per index and queue.
 const maxCounted = 10000
+
+// Waiting is what a tenant's tasks put back by the worker wait for.
+type Waiting struct {
+	ForTurn  int       // a booked slot at the tenant's rate (Retime moves them)
+	ForOther int       // nothing booked: a quota used up, a pause, an outage (Release brings them back)
+	ForSlot  int       // one of its concurrency slots (WakeOne)
+	NextDue  time.Time // the earliest due time among them; zero: none
+}
+
+// Waiting counts, in every queue, the tasks of tenant put back to wait
+// (up to 10,000 per index and queue are looked at): an entry counts only
+// while its task is still scheduled as Requeue left it.
+func (r *Requeuer) Waiting(ctx context.Context, tenant string) (Waiting, error) {
+	var w Waiting
+	queues, err := r.rdb.SMembers(ctx, allQueuesKey).Result()
+	if err != nil {
+		return w, fmt.Errorf("asynqrequeue: count waiting tasks: list queues: %w", err)
+	}
+	for _, q := range queues {
+		for _, ix := range []struct {
+			key string
+			n   *int
+		}{{bookedKey(q, tenant), &w.ForTurn}, {parkedKey(q, tenant), &w.ForOther}, {slotWaitKey(q, tenant), &w.ForSlot}} {
+			n, first, err := r.countIndex(ctx, q, ix.key)
+			if err != nil {
+				return w, err
+			}
+			*ix.n += n
+			if !first.IsZero() && (w.NextDue.IsZero() || first.Before(w.NextDue)) {
+				w.NextDue = first
+			}
+		}
+	}
+	return w, nil
+}
 
 // SlotWaiting counts the tasks, in every queue, that wait for one of id's
 // concurrency slots (up to 10,000 per queue are looked at).
@@ -160,11 +195,28 @@ func (r *Requeuer) SlotWaiting(ctx context.Context, id string) (int, error) {
 	}
 	n := 0
 	for _, q := range queues {
-		k, err := waitingScript.Run(ctx, r.rdb, []string{slotWaitKey(q, id)}, taskKeyPrefix(q), maxCounted).Int()
+		k, _, err := r.countIndex(ctx, q, slotWaitKey(q, id))
 		if err != nil {
-			return n, fmt.Errorf("asynqrequeue: count tasks of queue %q waiting for a slot of %q: %w", q, id, err)
+			return n, err
 		}
 		n += k
 	}
 	return n, nil
+}
+
+// countIndex counts the tasks of queue still waiting as index says, and
+// returns the earliest due time among them (zero: none).
+func (r *Requeuer) countIndex(ctx context.Context, queue, index string) (int, time.Time, error) {
+	v, err := waitingScript.Run(ctx, r.rdb, []string{index}, taskKeyPrefix(queue), maxCounted).Int64Slice()
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("asynqrequeue: count the tasks of %q: %w", index, err)
+	}
+	if len(v) != 2 {
+		return 0, time.Time{}, fmt.Errorf("asynqrequeue: unexpected reply %v from the count script", v)
+	}
+	var first time.Time
+	if v[1] > 0 {
+		first = time.UnixMilli(v[1])
+	}
+	return int(v[0]), first, nil
 }

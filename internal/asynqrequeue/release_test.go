@@ -68,6 +68,17 @@ func TestReleaseBringsBackParkedTasks(t *testing.T) {
 		return n
 	}
 
+	for _, tc := range []struct {
+		tenant string
+		want   asynqrequeue.Waiting // (NextDue checked apart)
+	}{{"acme", asynqrequeue.Waiting{ForOther: 5}}, {"booked", asynqrequeue.Waiting{ForTurn: 2}}} {
+		w, err := rq.Waiting(ctx, tc.tenant)
+		due := w.NextDue
+		w.NextDue = time.Time{}
+		if err != nil || w != tc.want || due.Before(time.Now().Add(50*time.Minute)) {
+			t.Fatalf("Waiting(%s): %+v next due %s, %v; want %+v, due in about an hour", tc.tenant, w, due, err, tc.want)
+		}
+	}
 	moved, err := rq.Release(ctx, "acme")
 	if err != nil || moved != 5 {
 		t.Fatalf("Release(acme): %d, %v; want 5 moved", moved, err)
@@ -192,7 +203,7 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 		if n > 1 {
 			return nil
 		}
-		req := asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: "acme", Parked: true, WaitsForSlotOf: "acme"}
+		req := asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: "slotted", Parked: true, WaitsForSlotOf: "slotted"}
 		if _, err := rq.Requeue(ctx, req); err != nil {
 			return err
 		}
@@ -218,26 +229,29 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 		}
 		return n
 	}
-	if moved, err := rq.Release(ctx, "acme"); err != nil || moved != 0 {
-		t.Fatalf("Release(acme): %d, %v; want 0: tasks waiting for a slot are not parked for a quota", moved, err)
+	if moved, err := rq.Release(ctx, "slotted"); err != nil || moved != 0 {
+		t.Fatalf("Release(slotted): %d, %v; want 0: tasks waiting for a slot are not parked for a quota", moved, err)
+	}
+	if w, err := rq.Waiting(ctx, "slotted"); err != nil || w.ForSlot != 3 || w.ForOther != 0 || w.ForTurn != 0 {
+		t.Fatalf("Waiting: %+v, %v; want 3 for a slot", w, err)
 	}
 	for want := 1; want <= 3; want++ {
-		if n, err := rq.SlotWaiting(ctx, "acme"); err != nil || n != 4-want {
+		if n, err := rq.SlotWaiting(ctx, "slotted"); err != nil || n != 4-want {
 			t.Fatalf("SlotWaiting: %d, %v; want %d", n, err, 4-want)
 		}
 		queue := b.queue
 		if want == 2 {
 			queue = "elsewhere" // a slot freed by a task of another queue
 		}
-		if ok, err := rq.WakeOne(ctx, queue, "acme"); err != nil || !ok {
+		if ok, err := rq.WakeOne(ctx, queue, "slotted"); err != nil || !ok {
 			t.Fatalf("WakeOne %d from queue %q: %v, %v; want one woken", want, queue, ok, err)
 		}
 		wait.For(t, 10*time.Second, "the woken task to run", func() bool { return ran() == want })
 	}
-	if n, err := rq.SlotWaiting(ctx, "acme"); err != nil || n != 0 {
+	if n, err := rq.SlotWaiting(ctx, "slotted"); err != nil || n != 0 {
 		t.Fatalf("SlotWaiting after all ran: %d, %v; want 0", n, err)
 	}
-	if ok, err := rq.WakeOne(ctx, b.queue, "acme"); err != nil || ok {
+	if ok, err := rq.WakeOne(ctx, b.queue, "slotted"); err != nil || ok {
 		t.Fatalf("WakeOne with none waiting: %v, %v; want none", ok, err)
 	}
 }

@@ -146,6 +146,7 @@ func printStanding(w io.Writer, s tenantstatus.Status) error {
 	fmt.Fprintf(tw, "in flight\t%s\n", inFlightText(s))
 	t := s.Tasks
 	fmt.Fprintf(tw, "tasks\tpending %d, scheduled %d, retry %d, active %d, archived %d\n", t.Pending, t.Scheduled, t.Retry, t.Active, t.Archived)
+	fmt.Fprintf(tw, "waiting\t%s\n", waitingText(s))
 	return tw.Flush()
 }
 
@@ -155,7 +156,21 @@ func inFlightText(s tenantstatus.Status) string {
 	if s.Policy.Concurrency == 0 {
 		return "no limit"
 	}
-	return fmt.Sprintf("%d of %d, %d waiting for a slot", s.InFlight, s.Policy.Concurrency, s.WaitingSlot)
+	return fmt.Sprintf("%d of %d, %d waiting for a slot", s.InFlight, s.Policy.Concurrency, s.Waiting.ForSlot)
+}
+
+// waitingText says what a tenant's put-back tasks wait for, when the
+// first is due, and about when its queued tasks will have run.
+func waitingText(s tenantstatus.Status) string {
+	w := s.Waiting
+	text := fmt.Sprintf("%d for their turn (the rate), %d for the quota or a pause, %d for a concurrency slot", w.ForTurn, w.ForOther, w.ForSlot)
+	if w.NextDueIn > 0 {
+		text += "; the next is due in " + dur(w.NextDueIn)
+	}
+	if w.DrainIn > 0 {
+		text += "; its queued tasks run in about " + dur(w.DrainIn) + " at its rate now"
+	}
+	return text
 }
 
 func quotaText(q *tenantstatus.Quota, booked int64) string {
@@ -199,7 +214,7 @@ func printStatusTable(w io.Writer, sts []tenantstatus.Status) error {
 		}
 		inFlight := "-"
 		if s.Policy.Concurrency > 0 {
-			inFlight = fmt.Sprintf("%d/%d +%d", s.InFlight, s.Policy.Concurrency, s.WaitingSlot)
+			inFlight = fmt.Sprintf("%d/%d +%d", s.InFlight, s.Policy.Concurrency, s.Waiting.ForSlot)
 		}
 		t := s.Tasks
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", strconv.Quote(s.Tenant)[1:len(strconv.Quote(s.Tenant))-1],

@@ -44,11 +44,22 @@ type Status struct {
 	Booked        int64 // its tasks' bookings not run yet (counted in the quota used)
 	Holds         int64 // times the tenant was held
 	InFlight      int64 // its tasks running now, each holding a slot (Policy.Concurrency)
-	WaitingSlot   int   // its tasks put back to wait for a slot (counted with Options.Asynq)
+	// Waiting counts its tasks put back by the worker, by what they wait
+	// for (counted when Options.Asynq is given and it has scheduled tasks)
+	Waiting Waiting
 
 	Quota *Quota // nil when the policy has no quota
 
 	Tasks Tasks
+}
+
+// Waiting is what a tenant's put-back tasks wait for.
+type Waiting struct {
+	ForTurn   int           `json:"for_their_turn"`     // a booked slot at the tenant's rate
+	ForOther  int           `json:"for_quota_or_pause"` // nothing booked: a quota used up, a pause, an outage
+	ForSlot   int           `json:"for_a_slot"`         // a concurrency slot
+	NextDueIn time.Duration `json:"-"`                  // until the first of them is due; 0: none
+	DrainIn   time.Duration `json:"-"`                  // about how long its tasks in the queues take at the rate it runs at now; 0: none
 }
 
 // Quota is the state of a tenant's period quota.
@@ -102,6 +113,21 @@ func FromStanding(s throttle.Standing, t Tasks) Status {
 		}
 	}
 	return st
+}
+
+// drainIn estimates how long s's tasks in the queues take at the rate it
+// runs at now (its policy's, or the slower one learned from its upstream),
+// after its pause: a lower bound when a quota or concurrency limit binds.
+func drainIn(s Status) time.Duration {
+	n := s.Tasks.Pending + s.Tasks.Scheduled
+	rate := s.Policy.Rate
+	if s.LearnedRate > 0 {
+		rate = s.LearnedRate
+	}
+	if n == 0 || rate <= 0 {
+		return 0
+	}
+	return s.HoldLeft + time.Duration(float64(n)/rate*float64(time.Second))
 }
 
 // Options narrows what Collect looks at.
@@ -178,8 +204,8 @@ func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, op
 					continue
 				}
 				out[i] = FromStanding(s, tasks[ids[i]])
-				if opts.Asynq != nil && s.Policy.Concurrency > 0 {
-					n, err := asynqrequeue.New(opts.Asynq).SlotWaiting(ctx, ids[i])
+				if opts.Asynq != nil && out[i].Tasks.Scheduled > 0 {
+					w, err := asynqrequeue.New(opts.Asynq).Waiting(ctx, ids[i])
 					if err != nil {
 						mu.Lock()
 						if firstErr == nil {
@@ -188,8 +214,12 @@ func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, op
 						mu.Unlock()
 						continue
 					}
-					out[i].WaitingSlot = n
+					out[i].Waiting = Waiting{ForTurn: w.ForTurn, ForOther: w.ForOther, ForSlot: w.ForSlot}
+					if !w.NextDue.IsZero() {
+						out[i].Waiting.NextDueIn = max(0, time.Until(w.NextDue))
+					}
 				}
+				out[i].Waiting.DrainIn = drainIn(out[i])
 			}
 		}()
 	}
@@ -222,6 +252,11 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Remaining       int64   `json:"remaining"`
 		ResetsInSeconds float64 `json:"resets_in_seconds"`
 	}
+	type waiting struct {
+		Waiting
+		NextDueInSeconds float64 `json:"next_due_in_seconds"`
+		DrainInSeconds   float64 `json:"drain_in_seconds"`
+	}
 	var q *quota
 	if s.Quota != nil {
 		q = &quota{s.Quota.Limit, s.Quota.Used, s.Quota.Remaining, s.Quota.ResetsIn.Seconds()}
@@ -239,7 +274,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Booked             int64   `json:"booked"`
 		Holds              int64   `json:"holds"`
 		InFlight           int64   `json:"in_flight"`
-		WaitingForSlot     int     `json:"waiting_for_slot"`
+		Waiting            waiting `json:"waiting"`
 		Quota              *quota  `json:"quota"`
 		Tasks              Tasks   `json:"tasks"`
 	}{
@@ -255,7 +290,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Booked:             s.Booked,
 		Holds:              s.Holds,
 		InFlight:           s.InFlight,
-		WaitingForSlot:     s.WaitingSlot,
+		Waiting:            waiting{s.Waiting, s.Waiting.NextDueIn.Seconds(), s.Waiting.DrainIn.Seconds()},
 		Quota:              q,
 		Tasks:              s.Tasks,
 	})
