@@ -3,6 +3,8 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -17,7 +19,7 @@ import (
 // producer that makes up task types cannot grow the series without end.
 //
 //	quotaq_worker_allowed_total{type,[tenant],via}   tasks let through: via "now" (including on tokens booked when put back) or "fail_open"
-//	quotaq_worker_throttled_total{type,[tenant],reason}  dequeues not let start at once, by cause: reason "rate", "quota", "paused", "upstream", "unavailable" (Redis), "invalid" (a policy that cannot be enforced); each then waited in the worker and ran, or was put back
+//	quotaq_worker_throttled_total{type,[tenant],reason}  dequeues not let start at once, by cause: reason "rate", "quota", "paused", "upstream", "concurrency", "unavailable" (Redis), "invalid" (a policy that cannot be enforced); each then waited in the worker and ran, or was put back
 //	quotaq_worker_requeued_total{type,[tenant]}      of those, the dequeues that did not run: the task went back to its queue (not a failure)
 //	quotaq_worker_waited_in_process_total{type,[tenant]}  of those, the dequeues that waited in the worker for their slot (within WithWaitInProcess), then ran
 //	quotaq_worker_rethrottled_total{type,[tenant]}   dequeues of a task that had been put back, only to be put back again: the waste to keep near 0
@@ -26,6 +28,9 @@ import (
 //	quotaq_worker_archived_total{type,reason}        tasks archived by the Throttler: reason "max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid_cost", "invalid", "unknown_upstream"
 //	quotaq_worker_errors_total{type,op}              failed calls: op "limiter", "requeue", "hold"
 //	quotaq_worker_throttle_delay_seconds{type}       delay given to each re-queued task
+//	quotaq_worker_slots_held{type,[tenant]}          tasks running now that hold a concurrency slot
+//	quotaq_worker_decision_seconds{type}             how long the limiter took to decide on a dequeued task
+//	quotaq_build_info{version,asynq,goversion}       1: what the worker was built with
 type Metrics struct {
 	perTenant        bool
 	types            typeLabels
@@ -40,6 +45,8 @@ type Metrics struct {
 	errors           *prometheus.CounterVec
 	delay            *prometheus.HistogramVec
 	slots            *prometheus.GaugeVec
+	decision         *prometheus.HistogramVec
+	build            *prometheus.GaugeVec
 }
 
 // DefaultMaxTypes is how many distinct task types get their own "type" label
@@ -92,11 +99,16 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400}}, []string{"type"}),
 		slots: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "quotaq", Subsystem: "worker", Name: "slots_held",
 			Help: "Tasks running now in this worker that hold a concurrency slot (a tenant's or an upstream's Concurrency limit)."}, who),
+		decision: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "quotaq", Subsystem: "worker", Name: "decision_seconds",
+			Help:    "How long the limiter took to decide on a dequeued task (a local lease: microseconds; Redis: a round trip).",
+			Buckets: []float64{0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1}}, []string{"type"}),
+		build: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "quotaq", Name: "build_info",
+			Help: "Always 1: the quotaq, asynq and Go versions this worker was built with."}, []string{"version", "asynq", "goversion"}),
 	}
 	for _, o := range opts {
 		o(m)
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay, m.slots} {
+	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay, m.slots, m.decision, m.build} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -105,7 +117,30 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 			return nil, fmt.Errorf("worker: register metrics: %w", err)
 		}
 	}
+	m.build.WithLabelValues(buildVersions()).Set(1)
 	return m, nil
+}
+
+// buildVersions returns the quotaq (main module), asynq and Go versions of
+// the running program, "unknown" where the build does not say.
+func buildVersions() (quotaq, asynqVersion, goVersion string) {
+	quotaq, asynqVersion, goVersion = "unknown", "unknown", runtime.Version()
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if v := bi.Main.Version; v != "" {
+		quotaq = v
+	}
+	for _, d := range bi.Deps {
+		if d.Path == "github.com/quotaq/quotaq" && d.Version != "" {
+			quotaq = d.Version // a program that uses quotaq as a library
+		}
+		if d.Path == "github.com/hibiken/asynq" {
+			asynqVersion = d.Version
+		}
+	}
+	return
 }
 
 func (m *Metrics) labels(taskType, tenant string, extra ...string) []string {

@@ -84,3 +84,30 @@ func TestSlotOfADeadWorkerFreesWhenItRunsOut(t *testing.T) {
 		t.Errorf("the first task ran %s after the dead worker's slot was taken, before its 1 s TTL ran out", first)
 	}
 }
+
+// Every decision's latency is observed, and the build is described from
+// the start.
+func TestDecisionLatencyAndBuildInfo(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleConfig{})
+	if n := b.counter(t, "quotaq_build_info"); n != 1 {
+		t.Errorf("quotaq_build_info = %v before any task, want 1", n)
+	}
+	b.enqueue(t, "acme", 3)
+	b.waitQueueDone(t, 20*time.Second)
+	mfs, err := b.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var observed uint64
+	for _, mf := range mfs {
+		if mf.GetName() == "quotaq_worker_decision_seconds" {
+			for _, m := range mf.GetMetric() {
+				observed += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if observed != 3 {
+		t.Errorf("decision_seconds observed %d decisions, want 3", observed)
+	}
+}

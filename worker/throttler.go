@@ -284,7 +284,11 @@ func (t *Throttler) chargeOf(task *asynq.Task, id string) (c charge, err error) 
 // waiting for a concurrency slot is put back until one frees.
 func (t *Throttler) admit(ctx context.Context, j *job) (slot bool, err error) {
 	req := throttle.Request{IDs: j.ids, N: j.n, MaxWait: t.maxWait, Ticket: j.ticket(), Slot: j.ticket(), SlotTTL: t.slotTTL}
+	asked := time.Now()
 	res, err := t.limiter.Reserve(ctx, req)
+	if m := t.metrics; m != nil {
+		m.decision.WithLabelValues(m.typ(j.task.Type())).Observe(time.Since(asked).Seconds())
+	}
 	why := reasonLabel(res.Result.Reason) // of the first answer, when it said wait
 	var waited time.Duration              // in all, for this dequeue
 	for err == nil && res.OK && res.Delay > 0 && res.Result.Reason != throttle.ReasonConcurrency &&
