@@ -18,16 +18,15 @@ func (r Request) slotTTL() time.Duration {
 }
 
 // RenewSlot keeps the slot held under slot on each of ids for ttl from now
-// (0: DefaultSlotTTL), for a call that is still running, and reports
-// whether it still held one on every id. A slot that ran out before it was
-// renewed may have gone to another call: the caller is then over the limit
-// until it returns.
-func (l *Limiter) RenewSlot(ctx context.Context, slot string, ttl time.Duration, ids ...string) (bool, error) {
+// (0: DefaultSlotTTL), for a call that is still running, and returns the
+// ids it still held one on (an id without a concurrency limit holds none).
+// A slot that ran out before it was renewed may have gone to another call:
+// the caller is then over the limit until it returns.
+func (l *Limiter) RenewSlot(ctx context.Context, slot string, ttl time.Duration, ids ...string) ([]string, error) {
 	if ttl <= 0 {
 		ttl = DefaultSlotTTL
 	}
-	held, err := l.slots(ctx, "renew", slot, ttl, ids)
-	return held == len(ids), err
+	return l.eachSlot(ctx, "renew", slot, ttl, ids)
 }
 
 // ReleaseSlot frees the slot held under slot on each of ids, when the call
@@ -35,17 +34,23 @@ func (l *Limiter) RenewSlot(ctx context.Context, slot string, ttl time.Duration,
 // ids it held one on (those with a concurrency limit, where its slot had
 // not run out).
 func (l *Limiter) ReleaseSlot(ctx context.Context, slot string, ids ...string) ([]string, error) {
-	var freed []string
+	return l.eachSlot(ctx, "release", slot, 0, ids)
+}
+
+// eachSlot runs op on slot on each of ids, one at a time (on a Cluster they
+// may live in different slots), and returns the ids it held one on.
+func (l *Limiter) eachSlot(ctx context.Context, op, slot string, ttl time.Duration, ids []string) ([]string, error) {
+	var held []string
 	for _, id := range ids {
-		n, err := l.slots(ctx, "release", slot, 0, []string{id})
+		n, err := l.slots(ctx, op, slot, ttl, []string{id})
 		if err != nil {
-			return freed, err
+			return held, err
 		}
 		if n > 0 {
-			freed = append(freed, id)
+			held = append(held, id)
 		}
 	}
-	return freed, nil
+	return held, nil
 }
 
 // InFlight returns how many calls hold one of id's slots now (0 for an id

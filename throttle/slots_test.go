@@ -161,7 +161,9 @@ func TestSlots(t *testing.T) {
 					r, err = l.Reserve(ctx, req)
 					got = r.OK
 				case "renew":
-					got, err = l.RenewSlot(ctx, s.slot, 2*time.Second, "acme")
+					var held []string
+					held, err = l.RenewSlot(ctx, s.slot, 2*time.Second, "acme")
+					got = len(held) == 1
 				case "release":
 					var freed []string
 					freed, err = l.ReleaseSlot(ctx, s.slot, "acme")

@@ -18,6 +18,7 @@ func (t *Throttler) holdSlot(ctx context.Context, j *job) (release func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		holding, first := j.ids, true // the ids whose slot it renews
 		tick := time.NewTicker(max(t.slotTTL/3, time.Millisecond))
 		defer tick.Stop()
 		for {
@@ -27,16 +28,20 @@ func (t *Throttler) holdSlot(ctx context.Context, j *job) (release func()) {
 			case <-tick.C:
 			}
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.slotTTL/3+time.Second)
-			held, err := t.limiter.RenewSlot(rctx, j.ticket(), t.slotTTL, j.ids...)
+			renewed, err := t.limiter.RenewSlot(rctx, j.ticket(), t.slotTTL, holding...)
 			cancel()
 			switch {
 			case err != nil:
 				t.countError(j, "limiter")
 				t.logger.Warn("worker: could not renew a task's concurrency slot", "type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "err", err)
-			case !held:
+			case len(renewed) < len(holding) && !first:
 				t.logger.Warn("worker: a running task's concurrency slot ran out before it was renewed; another task may have it",
 					"type", j.task.Type(), "tenant", j.tenant, "task_id", j.id, "slot_ttl", t.slotTTL)
+				holding = renewed
+			default:
+				holding = renewed // (the first renewal finds the ids with a limit)
 			}
+			first = false
 		}
 	}()
 	return func() {

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,5 +110,42 @@ func TestDecisionLatencyAndBuildInfo(t *testing.T) {
 	}
 	if observed != 3 {
 		t.Errorf("decision_seconds observed %d decisions, want 3", observed)
+	}
+}
+
+// A task longer than its slot's TTL keeps the slot by renewing it, also
+// when one of its ids (its upstream) has no limit and so holds no slot.
+func TestLongTaskKeepsItsSlot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var b *testBundle
+	var heldLate atomic.Int64
+	b = setup(t, bundleConfig{
+		policies: map[string]throttle.Policy{"acme": {Rate: 100, Burst: 100, Concurrency: 1}},
+		opts: []worker.Option{
+			worker.WithSlotTTL(300 * time.Millisecond),
+			worker.WithUpstream(func(*asynq.Task) []string { return []string{"api.example"} }),
+			worker.WithAllowedUpstreams("api.*"),
+		},
+		handler: func(ctx context.Context, task *asynq.Task) error {
+			time.Sleep(time.Second) // three TTLs
+			n, err := b.limiter.InFlight(ctx, "acme")
+			if err != nil {
+				t.Error(err)
+			}
+			heldLate.Store(n)
+			return nil
+		},
+	})
+	b.enqueue(t, "acme", 1)
+	b.waitQueueDone(t, 20*time.Second)
+	if heldLate.Load() != 1 {
+		t.Errorf("in flight after three slot TTLs: %d, want 1 (renewed)", heldLate.Load())
+	}
+	if strings.Contains(b.logs.String(), "ran out") {
+		t.Errorf("logs say a slot ran out:\n%s", b.logs.String())
+	}
+	if n, err := b.limiter.InFlight(ctx, "acme"); err != nil || n != 0 {
+		t.Errorf("in flight after the task: %d, %v; want 0 (released)", n, err)
 	}
 }
