@@ -2,6 +2,7 @@ package asynqrequeue_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,24 +22,10 @@ func TestReleaseBringsBackParkedTasks(t *testing.T) {
 	b := setup(t)
 	rq := asynqrequeue.New(b.rdb)
 
-	var mu sync.Mutex
-	runs := map[string]int{}
-	b.startServer(t, func(ctx context.Context, task *asynq.Task) error {
-		id, _ := asynq.GetTaskID(ctx)
-		mu.Lock()
-		runs[id]++
-		n := runs[id]
-		mu.Unlock()
-		if n > 1 {
-			return nil
-		}
+	reran := putBackOnFirstRun(t, b, func(id string, task *asynq.Task) asynqrequeue.Request {
 		tenant := task.Headers()["tenant"]
-		req := asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: tenant, Parked: tenant != "booked"}
-		if _, err := rq.Requeue(ctx, req); err != nil {
-			return err
-		}
-		return asynq.RevokeTask
-	}, time.Hour)
+		return asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: tenant, Parked: tenant != "booked"}
+	})
 
 	enqueue := func(tenant string, n int) []string {
 		var ids []string
@@ -56,17 +43,7 @@ func TestReleaseBringsBackParkedTasks(t *testing.T) {
 		q, err := b.inspector.GetQueueInfo(b.queue)
 		return err == nil && q.Scheduled == 10
 	})
-	ran := func(ids []string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, id := range ids {
-			if runs[id] == 2 {
-				n++
-			}
-		}
-		return n
-	}
+	ran := reran
 
 	for _, tc := range []struct {
 		tenant string
@@ -192,23 +169,9 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 	b := setup(t)
 	rq := asynqrequeue.New(b.rdb)
 
-	var mu sync.Mutex
-	runs := map[string]int{}
-	b.startServer(t, func(ctx context.Context, task *asynq.Task) error {
-		id, _ := asynq.GetTaskID(ctx)
-		mu.Lock()
-		runs[id]++
-		n := runs[id]
-		mu.Unlock()
-		if n > 1 {
-			return nil
-		}
-		req := asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: "slotted", Parked: true, WaitsForSlotOf: "slotted"}
-		if _, err := rq.Requeue(ctx, req); err != nil {
-			return err
-		}
-		return asynq.RevokeTask
-	}, time.Hour)
+	reran := putBackOnFirstRun(t, b, func(id string, _ *asynq.Task) asynqrequeue.Request {
+		return asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: "slotted", Parked: true, WaitsForSlotOf: "slotted"}
+	})
 	for range 3 {
 		if _, err := b.client.Enqueue(asynq.NewTask("job", nil), asynq.Queue(b.queue)); err != nil {
 			t.Fatal(err)
@@ -218,17 +181,7 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 		q, err := b.inspector.GetQueueInfo(b.queue)
 		return err == nil && q.Scheduled == 3
 	})
-	ran := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, r := range runs {
-			if r == 2 {
-				n++
-			}
-		}
-		return n
-	}
+	ran := func() int { return reran(nil) }
 	if moved, err := rq.Release(ctx, "slotted"); err != nil || moved != 0 {
 		t.Fatalf("Release(slotted): %d, %v; want 0: tasks waiting for a slot are not parked for a quota", moved, err)
 	}
@@ -253,5 +206,41 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 	}
 	if ok, err := rq.WakeOne(ctx, b.queue, "slotted"); err != nil || ok {
 		t.Fatalf("WakeOne with none waiting: %v, %v; want none", ok, err)
+	}
+}
+
+// putBackOnFirstRun starts b's asynq server with a handler that, on a
+// task's first run, puts it back as reqFor says (and revokes it), and on
+// its second run succeeds. It returns how many of ids (every task when nil)
+// have run the second time.
+func putBackOnFirstRun(t *testing.T, b *testBundle, reqFor func(id string, task *asynq.Task) asynqrequeue.Request) func(ids []string) int {
+	t.Helper()
+	rq := asynqrequeue.New(b.rdb)
+	var mu sync.Mutex
+	runs := map[string]int{}
+	b.startServer(t, func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		mu.Lock()
+		runs[id]++
+		n := runs[id]
+		mu.Unlock()
+		if n > 1 {
+			return nil
+		}
+		if _, err := rq.Requeue(ctx, reqFor(id, task)); err != nil {
+			return err
+		}
+		return asynq.RevokeTask
+	}, time.Hour)
+	return func(ids []string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for id, r := range runs {
+			if r == 2 && (ids == nil || slices.Contains(ids, id)) {
+				n++
+			}
+		}
+		return n
 	}
 }
