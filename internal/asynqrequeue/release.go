@@ -186,24 +186,6 @@ func (r *Requeuer) Waiting(ctx context.Context, tenant string) (Waiting, error) 
 	return w, nil
 }
 
-// SlotWaiting counts the tasks, in every queue, that wait for one of id's
-// concurrency slots (up to 10,000 per queue are looked at).
-func (r *Requeuer) SlotWaiting(ctx context.Context, id string) (int, error) {
-	queues, err := r.rdb.SMembers(ctx, allQueuesKey).Result()
-	if err != nil {
-		return 0, fmt.Errorf("asynqrequeue: count tasks waiting for a slot: list queues: %w", err)
-	}
-	n := 0
-	for _, q := range queues {
-		k, _, err := r.countIndex(ctx, q, slotWaitKey(q, id))
-		if err != nil {
-			return n, err
-		}
-		n += k
-	}
-	return n, nil
-}
-
 // countIndex counts the tasks of queue still waiting as index says, and
 // returns the earliest due time among them (zero: none).
 func (r *Requeuer) countIndex(ctx context.Context, queue, index string) (int, time.Time, error) {

@@ -189,8 +189,8 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 		t.Fatalf("Waiting: %+v, %v; want 3 for a slot", w, err)
 	}
 	for want := 1; want <= 3; want++ {
-		if n, err := rq.SlotWaiting(ctx, "slotted"); err != nil || n != 4-want {
-			t.Fatalf("SlotWaiting: %d, %v; want %d", n, err, 4-want)
+		if w, err := rq.Waiting(ctx, "slotted"); err != nil || w.ForSlot != 4-want {
+			t.Fatalf("Waiting: %+v, %v; want %d for a slot", w, err, 4-want)
 		}
 		queue := b.queue
 		if want == 2 {
@@ -201,8 +201,8 @@ func TestWakeOneBringsBackOneSlotWaiter(t *testing.T) {
 		}
 		wait.For(t, 10*time.Second, "the woken task to run", func() bool { return ran() == want })
 	}
-	if n, err := rq.SlotWaiting(ctx, "slotted"); err != nil || n != 0 {
-		t.Fatalf("SlotWaiting after all ran: %d, %v; want 0", n, err)
+	if w, err := rq.Waiting(ctx, "slotted"); err != nil || w.ForSlot != 0 {
+		t.Fatalf("Waiting after all ran: %+v, %v; want none for a slot", w, err)
 	}
 	if ok, err := rq.WakeOne(ctx, b.queue, "slotted"); err != nil || ok {
 		t.Fatalf("WakeOne with none waiting: %v, %v; want none", ok, err)
