@@ -38,6 +38,10 @@ type local struct {
 
 	hashKey maphash.Seed
 	shards  [localShards]localShard
+
+	// decisions ask was given: answered by a lease, by a known refusal,
+	// or sent to Redis (LocalStats)
+	leaseHits, refusalHits, asked atomic.Int64
 }
 
 // maxLocal bounds the tenants a Limiter keeps local state for; past that,
@@ -141,9 +145,11 @@ func (c *local) ask(ctx context.Context, ids []string, n int64, mode mode, keep 
 		}
 		for _, id := range ids {
 			if r, ok := c.refused(id, n, a.sent); refusals && ok {
+				c.refusalHits.Add(1)
 				return r, true, nil
 			}
 		}
+		c.asked.Add(1)
 		return Result{}, false, a
 	}
 	id := ids[0]
@@ -155,11 +161,13 @@ func (c *local) ask(ctx context.Context, ids []string, n int64, mode mode, keep 
 		if e != nil && refusals && e.no.covers(n, now) {
 			r := e.no.aged(now)
 			s.mu.Unlock()
+			c.refusalHits.Add(1)
 			return r, true, nil
 		}
 		if e != nil && leases {
 			if r, ok := e.take(id, n, now); ok {
 				s.mu.Unlock()
+				c.leaseHits.Add(1)
 				return r, true, nil
 			}
 		}
@@ -179,6 +187,7 @@ func (c *local) ask(ctx context.Context, ids []string, n int64, mode mode, keep 
 				e.flight = a.f
 			}
 			s.mu.Unlock()
+			c.asked.Add(1)
 			return Result{}, false, a
 		}
 		f.waiting++

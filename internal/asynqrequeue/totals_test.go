@@ -1,0 +1,68 @@
+package asynqrequeue_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/internal/asynqrequeue"
+	"github.com/quotaq/quotaq/internal/wait"
+)
+
+// WaitingByQueue adds up every tenant's put-back tasks of each queue asked
+// for, by what they wait for; a queue with none is there with zeros, and a
+// task that left its index (released) is no longer counted.
+func TestWaitingByQueueAddsUpTenants(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	rq := asynqrequeue.New(b.rdb)
+	putBackOnFirstRun(t, b, func(id string, task *asynq.Task) asynqrequeue.Request {
+		req := asynqrequeue.Request{Queue: b.queue, ID: id, Due: time.Now().Add(time.Hour), Tenant: task.Headers()["tenant"]}
+		switch task.Headers()["wait"] {
+		case "parked":
+			req.Parked = true
+		case "slot":
+			req.WaitsForSlotOf = "upstream:api"
+		}
+		return req
+	})
+	for _, e := range []struct {
+		tenant, wait string
+		n            int
+	}{{"acme", "parked", 3}, {"globex", "parked", 2}, {"acme", "booked", 4}, {"initech", "slot", 1}} {
+		for range e.n {
+			if _, err := b.client.Enqueue(asynq.NewTaskWithHeaders("job", nil, map[string]string{"tenant": e.tenant, "wait": e.wait}), asynq.Queue(b.queue)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wait.For(t, 10*time.Second, "every task put back", func() bool {
+		q, err := b.inspector.GetQueueInfo(b.queue)
+		return err == nil && q.Scheduled == 10
+	})
+	idle := b.queue + "-idle"
+	check := func(want asynqrequeue.Waiting) {
+		t.Helper()
+		got, err := rq.WaitingByQueue(ctx, []string{b.queue, idle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := got[b.queue]
+		due := w.NextDue
+		w.NextDue = time.Time{}
+		if w != want || due.Before(time.Now().Add(50*time.Minute)) {
+			t.Errorf("queue: %+v next due %s, want %+v due in about an hour", w, due, want)
+		}
+		if w, ok := got[idle]; !ok || w != (asynqrequeue.Waiting{}) {
+			t.Errorf("idle queue: %+v (there: %v), want zeros", w, ok)
+		}
+	}
+	check(asynqrequeue.Waiting{ForTurn: 4, ForOther: 5, ForSlot: 1})
+	if n, err := rq.Release(ctx, "acme"); err != nil || n != 3 {
+		t.Fatalf("Release: %d, %v", n, err)
+	}
+	check(asynqrequeue.Waiting{ForTurn: 4, ForOther: 2, ForSlot: 1})
+}
