@@ -60,7 +60,7 @@ func NewHTTPCallTask(c HTTPCall, opts ...asynq.Option) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: encode http call: %w", err)
 	}
-	h := map[string]string{TenantHeader: c.Tenant}
+	h := StampReady(map[string]string{TenantHeader: c.Tenant}, opts...)
 	if c.Upstream != "" {
 		h[UpstreamHeader] = c.Upstream
 	}

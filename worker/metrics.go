@@ -30,7 +30,13 @@ import (
 //	quotaq_worker_throttle_delay_seconds{type}       delay given to each re-queued task
 //	quotaq_worker_slots_held{type,[tenant]}          tasks running now that hold a concurrency slot
 //	quotaq_worker_decision_seconds{type}             how long the limiter took to decide on a dequeued task
+//	quotaq_worker_throttle_wait_seconds{type}        from a task's ReadyHeader to the start of its first run
+//	quotaq_redis_errors_total{kind}                  Redis calls that failed for want of a usable server (RedisHook): kind "connection" or "server"
 //	quotaq_build_info{version,asynq,goversion}       1: what the worker was built with
+//
+// Series are there from the start, at zero, for the task types given to
+// KnownTypes (without the per-tenant label: a tenant's series appear with
+// its first task), and for every label value listed above.
 type Metrics struct {
 	perTenant        bool
 	types            typeLabels
@@ -46,8 +52,20 @@ type Metrics struct {
 	delay            *prometheus.HistogramVec
 	slots            *prometheus.GaugeVec
 	decision         *prometheus.HistogramVec
+	wait             *prometheus.HistogramVec
+	redisErrors      *prometheus.CounterVec
 	build            *prometheus.GaugeVec
+	known            []string // KnownTypes
 }
+
+// Label values, each metric's bounded set: series are made for each at the
+// start (see KnownTypes).
+var (
+	allowedVia      = []string{"now", "fail_open"}
+	throttleReasons = []string{"rate", "quota", "paused", "upstream", "concurrency", "unavailable", "invalid"}
+	archiveReasons  = []string{"max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid_cost", "invalid", "unknown_upstream"}
+	errorOps        = []string{"limiter", "requeue", "hold"}
+)
 
 // DefaultMaxTypes is how many distinct task types get their own "type" label
 // value unless MaxTypes says otherwise.
@@ -66,6 +84,14 @@ type MetricsOption func(*Metrics)
 // DefaultMaxTypes.
 func MaxTypes(n int) MetricsOption {
 	return func(m *Metrics) { m.types.max = n }
+}
+
+// KnownTypes makes every series of the given task types (those the program
+// handles) at zero from the start, so that dashboards and alerts see them
+// before the first task; without the per-tenant label only, as tenants are
+// not known in advance. They count towards MaxTypes first. Default: none.
+func KnownTypes(types ...string) MetricsOption {
+	return func(m *Metrics) { m.known = append(m.known, types...) }
 }
 
 // NewMetrics makes a Throttler's metrics and registers them with reg.
@@ -102,13 +128,18 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 		decision: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "quotaq", Subsystem: "worker", Name: "decision_seconds",
 			Help:    "How long the limiter took to decide on a dequeued task (a local lease: microseconds; Redis: a round trip).",
 			Buckets: []float64{0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1}}, []string{"type"}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "quotaq", Subsystem: "worker", Name: "throttle_wait_seconds",
+			Help:    "From when a task was ready to run (its " + ReadyHeader + " header) to the start of its first run: the wait the throttle and the queue added.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400, 86400}}, []string{"type"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Name: "redis_errors_total",
+			Help: "Redis calls of the worker (asynq's included) that failed for want of a usable server: kind \"connection\" (refused, broken, timed out) or \"server\" (OOM, READONLY, LOADING, ...)."}, []string{"kind"}),
 		build: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "quotaq", Name: "build_info",
 			Help: "Always 1: the quotaq, asynq and Go versions this worker was built with."}, []string{"version", "asynq", "goversion"}),
 	}
 	for _, o := range opts {
 		o(m)
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay, m.slots, m.decision, m.build} {
+	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay, m.slots, m.decision, m.wait, m.redisErrors, m.build} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -118,7 +149,40 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 		}
 	}
 	m.build.WithLabelValues(buildVersions()).Set(1)
+	for _, kind := range redisErrorKinds {
+		m.redisErrors.WithLabelValues(kind)
+	}
+	for _, typ := range m.known {
+		m.initType(m.typ(typ))
+	}
 	return m, nil
+}
+
+// initType makes the series of task type label typ, at zero.
+func (m *Metrics) initType(typ string) {
+	for _, reason := range archiveReasons {
+		m.archived.WithLabelValues(typ, reason)
+	}
+	for _, op := range errorOps {
+		m.errors.WithLabelValues(typ, op)
+	}
+	m.retryAfterCapped.WithLabelValues(typ)
+	m.delay.WithLabelValues(typ)
+	m.decision.WithLabelValues(typ)
+	m.wait.WithLabelValues(typ)
+	if m.perTenant {
+		return // a tenant's series appear with its first task
+	}
+	for _, via := range allowedVia {
+		m.allowed.WithLabelValues(typ, via)
+	}
+	for _, reason := range throttleReasons {
+		m.throttled.WithLabelValues(typ, reason)
+	}
+	for _, c := range []*prometheus.CounterVec{m.requeued, m.rethrottled, m.retryAfter, m.waited} {
+		c.WithLabelValues(typ)
+	}
+	m.slots.WithLabelValues(typ)
 }
 
 // buildVersions returns the quotaq (main module), asynq and Go versions of

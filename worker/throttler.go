@@ -192,6 +192,7 @@ func (t *Throttler) Middleware(next asynq.Handler) asynq.Handler {
 		if slot {
 			defer t.holdSlot(ctx, j)()
 		}
+		t.observeWait(ctx, j)
 		sink := &budgetSink{}
 		err = next.ProcessTask(context.WithValue(ctx, budgetKey{}, sink), task)
 		if ra, ok := asRetryAfter(err); ok {

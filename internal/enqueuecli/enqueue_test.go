@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
+	"github.com/quotaq/quotaq/worker"
 )
 
 func TestEnqueueOneTask(t *testing.T) {
@@ -34,7 +35,11 @@ func TestEnqueueOneTask(t *testing.T) {
 	if ti.Type != "email:send" || string(ti.Payload) != payload {
 		t.Errorf("task type %q payload %q, want email:send and %q", ti.Type, ti.Payload, payload)
 	}
-	if want := map[string]string{"tenant": "acme", "trace": "abc"}; !maps.Equal(ti.Headers, want) {
+	// the ready time, for the worker's throttle wait histogram
+	if ready, err := time.Parse(time.RFC3339Nano, ti.Headers[worker.ReadyHeader]); err != nil || time.Since(ready) > time.Minute || time.Since(ready) < 0 {
+		t.Errorf("header %s = %q (%v), want the enqueue time", worker.ReadyHeader, ti.Headers[worker.ReadyHeader], err)
+	}
+	if want := map[string]string{"tenant": "acme", "trace": "abc"}; !maps.Equal(withoutReady(ti.Headers), want) {
 		t.Errorf("headers = %v, want %v", ti.Headers, want)
 	}
 	if ti.MaxRetry != 0 || ti.Timeout != 45*time.Second {
@@ -143,7 +148,7 @@ func TestEnqueueNDJSON(t *testing.T) {
 		if ti.Headers["tenant"] != tenant || string(ti.Payload) != payload || ti.Queue != queue {
 			t.Errorf("task %s: tenant %q payload %q queue %s; want %q %q %s", typ, ti.Headers["tenant"], ti.Payload, ti.Queue, tenant, payload, queue)
 		}
-		if !maps.Equal(ti.Headers, headers) {
+		if !maps.Equal(withoutReady(ti.Headers), headers) {
 			t.Errorf("task %s: headers %v, want %v", typ, ti.Headers, headers)
 		}
 		return ti
@@ -403,4 +408,11 @@ func TestConfigurationErrorsExit2AndWriteNothing(t *testing.T) {
 	if code != ExitOK || !strings.Contains(errOut, "EVICTION ALLOWED") || !strings.Contains(out, "redis "+lruURL+", maxmemory-policy allkeys-lru") {
 		t.Errorf("with QUOTAQ_ALLOW_EVICTION: exit %d, stdout %q, stderr %q; want 0, a warning and the policy", code, out, errOut)
 	}
+}
+
+// withoutReady is h without the ready time every enqueued task carries.
+func withoutReady(h map[string]string) map[string]string {
+	out := maps.Clone(h)
+	delete(out, worker.ReadyHeader)
+	return out
 }

@@ -120,6 +120,9 @@ func (s *spec) item() item {
 		it.cost = s.Cost
 		headers[worker.CostHeader] = strconv.FormatInt(s.Cost, 10)
 	}
+	if _, ok := headers[worker.ReadyHeader]; !ok {
+		worker.StampReady(headers, it.opts...)
+	}
 	it.task = asynq.NewTaskWithHeaders(s.Type, s.Payload, headers)
 	return it
 }
