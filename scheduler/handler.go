@@ -12,8 +12,8 @@ import (
 )
 
 // RegisterHandlers registers on mux the handlers of TypeQuotaReset and
-// TypeQuotaAdjust, which act on l. Options: WithLogger, and WithRelease to
-// bring back the tasks a change frees.
+// TypeQuotaAdjust, which act on l. Options: WithLogger, WithRelease to
+// bring back the tasks a change frees, WithMetrics.
 //
 // A change made by a handler is seen by every limiter on the same Redis and
 // prefix from its next decision on (a default policy: within the limiter's
@@ -22,8 +22,8 @@ import (
 // is returned as is, so asynq retries the task.
 func RegisterHandlers(mux *asynq.ServeMux, l *throttle.Limiter, opts ...Option) {
 	h := newHandlers(l, opts)
-	mux.HandleFunc(TypeQuotaReset, h.reset)
-	mux.HandleFunc(TypeQuotaAdjust, h.adjust)
+	mux.HandleFunc(TypeQuotaReset, h.counted(ActionReset, h.reset))
+	mux.HandleFunc(TypeQuotaAdjust, h.counted(ActionAdjust, h.adjust))
 }
 
 type handlers struct {
@@ -33,6 +33,15 @@ type handlers struct {
 
 func newHandlers(l *throttle.Limiter, opts []Option) *handlers {
 	return &handlers{l: l, cfg: newConfig(opts)}
+}
+
+// counted counts fn's results in the metrics (WithMetrics).
+func (h *handlers) counted(action string, fn asynq.HandlerFunc) asynq.HandlerFunc {
+	return func(ctx context.Context, t *asynq.Task) error {
+		err := fn(ctx, t)
+		h.cfg.metrics.acted(action, err)
+		return err
+	}
 }
 
 // badPayload marks an error that retrying cannot fix.

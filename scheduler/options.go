@@ -17,6 +17,7 @@ type config struct {
 	queue   string
 	clock   Clock
 	release func(ctx context.Context, tenants ...string) (int, error)
+	metrics *Metrics
 }
 
 func newConfig(opts []Option) config {

@@ -35,12 +35,13 @@ type Scheduler struct {
 }
 
 // New returns a Scheduler that enqueues s's tasks with c. Options:
-// WithLogger, WithQueue, WithClock. Call Start to run it.
+// WithLogger, WithQueue, WithClock, WithMetrics. Call Start to run it.
 func New(c *asynq.Client, s *Schedule, opts ...Option) *Scheduler {
 	sc := &Scheduler{client: c, cfg: newConfig(opts)}
 	if s != nil {
 		sc.entries = s.Entries
 	}
+	sc.cfg.metrics.entries(sc.entries)
 	return sc
 }
 
@@ -122,6 +123,7 @@ func (s *Scheduler) run(ctx context.Context) {
 			}
 			if late := now.Sub(fire); late > window(e) {
 				s.cfg.logger.Warn("scheduler: firing too late, skipped", "entry", e.Name, "fire_time", fire, "late", late, "window", window(e))
+				s.cfg.metrics.fired(e.Name, "skipped")
 			} else {
 				s.fire(ctx, e, fire)
 			}
@@ -156,13 +158,20 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, fire time.Time) {
 		for attempt := 1; ; attempt++ {
 			// Stop does not interrupt an attempt under way, only the
 			// waits between attempts.
-			_, err := s.enqueue(context.WithoutCancel(ctx), e, fire)
-			if err == nil {
+			enqueued, err := s.enqueue(context.WithoutCancel(ctx), e, fire)
+			switch {
+			case err == nil && enqueued:
+				s.cfg.metrics.fired(e.Name, "enqueued")
+				return
+			case err == nil:
+				s.cfg.metrics.fired(e.Name, "already_enqueued")
 				return
 			}
+			s.cfg.metrics.enqueueFailed(e.Name)
 			now := s.cfg.clock.Now()
 			if ctx.Err() != nil || !now.Add(backoff).Before(giveUp) {
 				s.cfg.logger.Error("scheduler: firing not enqueued, giving up", "entry", e.Name, "fire_time", fire, "attempts", attempt, "err", err)
+				s.cfg.metrics.fired(e.Name, "failed")
 				return
 			}
 			s.cfg.logger.Warn("scheduler: enqueue failed, retrying", "entry", e.Name, "fire_time", fire, "attempt", attempt, "retry_in", backoff, "err", err)

@@ -267,7 +267,8 @@ entries:
 	fire := mustTime(t, "2026-03-02T01:00:00Z")
 	clk := newFakeClock(fire)
 	log, logs := newLogger()
-	sc := New(client, s, WithClock(clk), WithLogger(log))
+	m, _ := newMetrics(t)
+	sc := New(client, s, WithClock(clk), WithLogger(log), WithMetrics(m))
 	sc.fire(context.Background(), s.Entries[0], fire)
 	// Backoffs 1, 2, 4, 8, 16, 30 s: attempts at 0, 1, 3, 7, 15, 31 s; the
 	// next would be at 61 s, past the window (MinWindow, 1m).
@@ -284,6 +285,9 @@ entries:
 	}
 	if got, want := clk.Now(), fire.Add(31*time.Second); !got.Equal(want) {
 		t.Errorf("last attempt at %s, want %s", got, want)
+	}
+	if errs, failed := value(m.errors.WithLabelValues("e")), value(m.firings.WithLabelValues("e", "failed")); errs != 6 || failed != 1 {
+		t.Errorf("metrics: %v enqueue errors, %v firings failed; want 6 and 1", errs, failed)
 	}
 }
 
