@@ -48,6 +48,8 @@ type options struct {
 	metricsAddr      string
 	perTenant        bool
 	maxTypes         int
+	metricsTenants   string
+	watch            map[string]string // metricsTenants, parsed
 	schedule         string
 	scheduleQueue    string
 	httpTimeout      time.Duration
@@ -115,7 +117,7 @@ var ownFlags = []string{
 	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "algorithm", "default-rate", "default-burst",
 	"max-wait", "min-delay", "slot-ttl", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
 	"upstreams", "delayed-task-check-interval", "task-check-interval",
-	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "schedule", "schedule-queue", "http-timeout", "http-allow", "max-retry-after", "echo-types",
+	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "metrics-tenants", "schedule", "schedule-queue", "http-timeout", "http-allow", "max-retry-after", "echo-types",
 	"log-level", "log-format",
 }
 
@@ -193,6 +195,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:2112", "`address` of the Prometheus /metrics and /healthz endpoint; the default listens on loopback only, give :2112 to listen on every interface (\"\": none)")
 	fs.BoolVar(&o.perTenant, "per-tenant-metrics", false, "label metrics by tenant too (one series per tenant: only with a bounded number of tenants)")
 	fs.IntVar(&o.maxTypes, "metrics-max-types", worker.DefaultMaxTypes, "how many distinct task types get their own metrics \"type\" label; later ones are counted as \""+worker.OtherType+"\" (-1: no cap)")
+	fs.StringVar(&o.metricsTenants, "metrics-tenants", "", metricsTenantsUsage)
 	fs.StringVar(&o.schedule, "schedule", "", "a quota schedule `file` (YAML: cron entries that reset or adjust tenants' quotas) to run in this worker")
 	fs.StringVar(&o.scheduleQueue, "schedule-queue", "", "queue of the schedule's tasks (default: the first of --queues by weight, then name); every replica must use the same")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 30*time.Second, "timeout of one http:call request")
@@ -274,6 +277,9 @@ func (o *options) validate() error {
 		return fmt.Errorf("--http-allow: %v", err)
 	}
 	o.allow = allow
+	if o.watch, err = parseWatch(o.metricsTenants); err != nil {
+		return err
+	}
 	if _, err := throttle.ParseAlgorithm(o.algorithm); err != nil {
 		return fmt.Errorf("--algorithm: %v", err)
 	}

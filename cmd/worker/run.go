@@ -104,7 +104,12 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := worker.NewMetrics(reg, o.perTenant, worker.MaxTypes(o.maxTypes))
+	metrics, err := worker.NewMetrics(reg, o.perTenant, worker.MaxTypes(o.maxTypes), worker.KnownTypes(o.handledTypes()...))
+	if err != nil {
+		return fail("metrics", err)
+	}
+	conn.Redis.AddHook(metrics.RedisHook())
+	schedMetrics, err := scheduler.NewMetrics(reg)
 	if err != nil {
 		return fail("metrics", err)
 	}
@@ -128,6 +133,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		return fail("cannot start", err)
 	}
 	defer th.Close()
+	reg.MustRegister(th.StateCollector(o.queueNames(), worker.WatchTenants(o.watch)))
 
 	level, _ := o.level()
 	srv := asynq.NewServerFromRedisClient(conn.Redis, th.ServerConfig(asynq.Config{
@@ -148,7 +154,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 
 	mux := asynq.NewServeMux()
 	mux.Use(th.Middleware)
-	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRelease(th.Release))
+	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRelease(th.Release), scheduler.WithMetrics(schedMetrics))
 	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(&http.Client{Timeout: o.httpTimeout}, worker.WithAllowList(o.allow)))
 	for _, typ := range strings.Split(o.echoTypes, ",") {
 		if typ = strings.TrimSpace(typ); typ != "" {
@@ -176,7 +182,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	var sch *scheduler.Scheduler
 	if sched != nil {
 		client := asynq.NewClientFromRedisClient(conn.Redis)
-		sch = scheduler.New(client, sched, scheduler.WithLogger(logger), scheduler.WithQueue(o.scheduleQueue))
+		sch = scheduler.New(client, sched, scheduler.WithLogger(logger), scheduler.WithQueue(o.scheduleQueue), scheduler.WithMetrics(schedMetrics))
 		sch.Start()
 		logger.Info("quotaq-worker: running schedule", "file", o.schedule, "queue", o.scheduleQueue)
 		if err := scheduler.RecordNextResets(ctx, limiter, sched, time.Now()); err != nil {

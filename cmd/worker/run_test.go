@@ -65,6 +65,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"NegativeBatch", nil, map[string]string{"QUOTAQ_BATCH": "-1"}, "--batch -1 is negative"},
 		{"BadUntenanted", []string{"--untenanted", ""}, nil, "--untenanted"},
 		{"BadUpstreamPattern", []string{"--upstreams", "api.example,api[.*"}, nil, `--upstreams: worker: upstream pattern "api[.*"`},
+		{"MetricsTenantWithoutTier", []string{"--metrics-tenants", "acme,globex="}, nil, `--metrics-tenants: "globex=" has no tier after "=": give TENANT or TENANT=TIER`},
+		{"MetricsTenantInvalid", nil, map[string]string{"QUOTAQ_METRICS_TENANTS": "=gold"}, `--metrics-tenants: "=gold"`},
+		{"MetricsTenantTwice", []string{"--metrics-tenants", "acme,acme=gold"}, nil, `tenant "acme" is listed twice`},
 		{"Argument", []string{"extra"}, nil, `unexpected argument "extra"`},
 		{"UnknownFlag", []string{"--nope"}, nil, "flag provided but not defined: -nope"},
 		{"BadEnv", nil, map[string]string{"QUOTAQ_CONCURRENCY": "many"}, `environment QUOTAQ_CONCURRENCY="many"`},
@@ -569,4 +572,38 @@ func TestGoRedisLinesGoThroughTheStructuredLog(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestMetricsThereFromStart: before any task, /metrics has every series a
+// dashboard reads, at zero: the handled types' counters, the waiting tasks
+// of each served queue, holds, the watched tenants' and tiers' quota, the
+// scheduler's and Redis's counters.
+func TestMetricsThereFromStart(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redistest.Client(t)
+	queue := "q-" + prefix
+	l := throttle.New(rdb, throttle.WithPrefix(prefix))
+	if err := l.SetPolicy(context.Background(), "acme", throttle.Policy{Rate: 10, Burst: 10, Quota: 50, QuotaPeriod: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, []string{"--redis-url", "redis://" + redistest.Addr(t), "--queues", queue, "--prefix", prefix,
+		"--echo-types", "email:send", "--metrics-tenants", "acme, globex=gold"}, nil)
+	code, body := w.get(t, "/metrics")
+	for _, want := range []string{
+		`quotaq_worker_allowed_total{type="http:call",via="now"} 0`,
+		`quotaq_worker_rethrottled_total{type="email:send"} 0`,
+		`quotaq_worker_throttle_wait_seconds_count{type="http:call"} 0`,
+		`quotaq_waiting_tasks{cause="quota_or_hold",queue="` + queue + `"} 0`,
+		`quotaq_tenants_held{kind="tenant"} 0`,
+		`quotaq_tenant_quota_remaining{tenant="acme"} 50`,
+		`quotaq_tier_quota_remaining{tier="gold"} -1`,
+		`quotaq_scheduler_actions_total{action="reset",result="failed"} 0`,
+		`quotaq_redis_errors_total{kind="connection"} 0`,
+		`quotaq_limiter_local_decisions_total{answer="lease"} 0`,
+		`quotaq_build_info{`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) lacks %q", code, want)
+		}
+	}
 }
