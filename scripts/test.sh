@@ -27,3 +27,8 @@ go test -count=1 -timeout 9m "$@" ./...
 # its smoke tests keep it building; the benchmarks themselves are run by hand
 # (BENCHMARKS.md).
 (cd bench && go vet ./... && go test -count=1 -timeout 5m ./...)
+
+# The Grafana dashboard and the alert rules in deploy/ are checked against a
+# running quotaq-worker's /metrics with Prometheus's own parsers, also in a
+# module of their own (prometheus/prometheus stays out of go.mod).
+(cd deploy && go vet ./... && go test -count=1 -timeout 5m ./...)
