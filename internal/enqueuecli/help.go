@@ -18,7 +18,8 @@ Usage:
   quotaq-enqueue quota reset|adjust ...         through the scheduler's tasks
   quotaq-enqueue COMMAND --help                 a command's own help
 
-The tenant goes into the task's "tenant" header, which the quotaq worker reads;
+The tenant goes into the task's "tenant" header, which the quotaq worker reads,
+and the time it is ready to run into "ready_at" (for the worker's metrics);
 the payload is stored exactly as given. With --file, each line is one JSON
 object; its keys are the task flags' names (tenant, type, payload, queue, in,
 at, max_retry, timeout, deadline, unique, retention, id, headers, shape, cost)
