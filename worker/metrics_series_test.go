@@ -18,6 +18,11 @@ import (
 	"github.com/quotaq/quotaq/worker"
 )
 
+// uniq is a name of t's own.
+func uniq(t testing.TB) string {
+	return strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())
+}
+
 // series gathers g into name{label="value",...} -> value; a histogram
 // gives its _count and _sum.
 func series(t testing.TB, g prometheus.Gatherer) map[string]float64 {
@@ -118,22 +123,25 @@ func TestMetricsSeriesExistFromStart(t *testing.T) {
 func TestStateMetricsFollowRedis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
+	// tenant names of this test's own: put-back tasks are indexed by
+	// queue and tenant, outside the limiter's prefix
+	slow, capped := "slow-"+uniq(t), "capped-"+uniq(t)
 	b := setup(t, bundleConfig{policies: map[string]throttle.Policy{
-		"slow":   {Rate: 0.1, Burst: 1},
-		"capped": {Rate: 100, Burst: 100, Quota: 2, QuotaPeriod: time.Hour},
+		slow:   {Rate: 0.1, Burst: 1},
+		capped: {Rate: 100, Burst: 100, Quota: 2, QuotaPeriod: time.Hour},
 	}})
 	b.reg.MustRegister(b.throttler.StateCollector([]string{b.queue}, worker.StateInterval(0),
-		worker.WatchTenants(map[string]string{"capped": "", "slow": "free"})))
+		worker.WatchTenants(map[string]string{capped: "", slow: "free"})))
 	q := fmt.Sprintf("%q", b.queue)
 	rate, quota := `quotaq_waiting_tasks{cause="rate",queue=`+q+`}`, `quotaq_waiting_tasks{cause="quota_or_hold",queue=`+q+`}`
-	b.enqueue(t, "slow", 4)
-	b.enqueue(t, "capped", 5)
+	b.enqueue(t, slow, 4)
+	b.enqueue(t, capped, 5)
 	var got map[string]float64
 	waitFor(t, 20*time.Second, "3 tasks waiting for their turn, 3 for the quota", func() bool {
 		got = series(t, b.reg)
 		return got[rate] == 3 && got[quota] == 3
 	})
-	if v := got[`quotaq_tenant_quota_remaining{tenant="capped"}`]; v != 0 {
+	if v := got[`quotaq_tenant_quota_remaining{tenant="`+capped+`"}`]; v != 0 {
 		t.Errorf("capped's quota remaining %v, want 0", v)
 	}
 	if v := got[`quotaq_tier_quota_remaining{tier="free"}`]; v != -1 {
@@ -142,7 +150,7 @@ func TestStateMetricsFollowRedis(t *testing.T) {
 	if got[`quotaq_tenants_held{kind="tenant"}`] != 0 {
 		t.Errorf("held before any hold: %v", got[`quotaq_tenants_held{kind="tenant"}`])
 	}
-	if err := b.limiter.Hold(ctx, "slow", time.Hour); err != nil {
+	if err := b.limiter.Hold(ctx, slow, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	got = series(t, b.reg)
@@ -159,11 +167,12 @@ func TestStateMetricsFollowRedis(t *testing.T) {
 func TestThrottleWaitIsObserved(t *testing.T) {
 	t.Parallel()
 	b := setup(t, bundleConfig{})
-	ready := worker.StampReady(map[string]string{worker.TenantHeader: "acme"}, asynq.ProcessAt(time.Now().Add(-time.Minute)))
+	tenant := "ready-" + uniq(t)
+	ready := worker.StampReady(map[string]string{worker.TenantHeader: tenant}, asynq.ProcessAt(time.Now().Add(-time.Minute)))
 	if _, err := b.client.Enqueue(asynq.NewTaskWithHeaders("job", nil, ready), asynq.Queue(b.queue)); err != nil {
 		t.Fatal(err)
 	}
-	b.enqueue(t, "acme", 1) // no ready time: not observed
+	b.enqueue(t, tenant, 1) // no ready time: not observed
 	b.waitQueueDone(t, 10*time.Second)
 	got := series(t, b.reg)
 	if n, sum := got[`quotaq_worker_throttle_wait_seconds_count{type="job"}`], got[`quotaq_worker_throttle_wait_seconds_sum{type="job"}`]; n != 1 || sum < 60 || sum > 70 {

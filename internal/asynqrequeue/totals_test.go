@@ -25,7 +25,7 @@ func TestWaitingByQueueAddsUpTenants(t *testing.T) {
 		case "parked":
 			req.Parked = true
 		case "slot":
-			req.WaitsForSlotOf = "upstream:api"
+			req.WaitsForSlotOf = "upstream:api-" + b.queue
 		}
 		return req
 	})
@@ -34,7 +34,9 @@ func TestWaitingByQueueAddsUpTenants(t *testing.T) {
 		n            int
 	}{{"acme", "parked", 3}, {"globex", "parked", 2}, {"acme", "booked", 4}, {"initech", "slot", 1}} {
 		for range e.n {
-			if _, err := b.client.Enqueue(asynq.NewTaskWithHeaders("job", nil, map[string]string{"tenant": e.tenant, "wait": e.wait}), asynq.Queue(b.queue)); err != nil {
+			// tenant names of this test's own: Waiting looks in every queue
+			tenant := e.tenant + "-" + b.queue
+			if _, err := b.client.Enqueue(asynq.NewTaskWithHeaders("job", nil, map[string]string{"tenant": tenant, "wait": e.wait}), asynq.Queue(b.queue)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -61,7 +63,7 @@ func TestWaitingByQueueAddsUpTenants(t *testing.T) {
 		}
 	}
 	check(asynqrequeue.Waiting{ForTurn: 4, ForOther: 5, ForSlot: 1})
-	if n, err := rq.Release(ctx, "acme"); err != nil || n != 3 {
+	if n, err := rq.Release(ctx, "acme-"+b.queue); err != nil || n != 3 {
 		t.Fatalf("Release: %d, %v", n, err)
 	}
 	check(asynqrequeue.Waiting{ForTurn: 4, ForOther: 2, ForSlot: 1})
