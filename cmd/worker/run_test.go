@@ -105,7 +105,7 @@ func TestHelpExitsZeroAndExplains(t *testing.T) {
 		t.Fatalf("--help exit %d", code)
 	}
 	for _, want := range []string{"QUOTAQ_<FLAG>", "-max-wait", "-delayed-task-check-interval", "-metrics-addr", "-fail-open", "-queues", "REDIS_URL", "--embedded",
-		"-allow-eviction", "noeviction", "loopback only", "-metrics-max-types", "-http-allow", "169.254.0.0/16", "-max-retry-after"} {
+		"-allow-eviction", "noeviction", "loopback only", "-metrics-max-types", "-metrics-tenants", "TENANT=TIER", "-http-allow", "169.254.0.0/16", "-max-retry-after"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not mention %q", want)
 		}
