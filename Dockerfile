@@ -11,6 +11,9 @@
 # serves /metrics on loopback unless given --metrics-addr=:2112, as
 # docker-compose.yml does, to publish the port.
 #
+# The image has no shell: a container healthcheck runs the worker itself,
+# ["CMD", "quotaq-worker", "healthcheck"], which asks its /healthz.
+#
 # docker-compose.yml runs them with Redis. Time zones for CRON_TZ= are compiled
 # in (-tags timetzdata), so the image needs no tzdata.
 

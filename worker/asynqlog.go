@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -37,10 +38,32 @@ func (s *slogAsynq) Fatal(args ...any) {
 // quietLogger drops the lines asynq v0.26 writes about a task the Throttler
 // put back ("revoke task id=X", and "Could not remove task id=X ... NOT
 // FOUND", from the Done that finds the task already moved): they are the
-// expected effect of a re-queue, not problems. Everything else goes through.
+// expected effect of a re-queue, not problems. It lets asynq's debug line
+// "All queues are empty" through once per emptyQueuesEvery. Everything else
+// goes through.
 type quietLogger struct {
 	next    asynq.Logger
 	revoked *revokedSet
+	// emptyAt is when "All queues are empty" last went through (UnixNano)
+	emptyAt atomic.Int64
+}
+
+// emptyQueuesMsg is what asynq logs at debug level each time one of its
+// workers finds no task: tens of times a second from an idle worker.
+const emptyQueuesMsg = "All queues are empty"
+
+// emptyQueuesEvery is how often emptyQueuesMsg goes through at most.
+const emptyQueuesEvery = time.Minute
+
+// emptyQueuesDue reports whether emptyQueuesMsg may go through now, and if
+// so records that it did.
+func (q *quietLogger) emptyQueuesDue() bool {
+	now := time.Now().UnixNano()
+	last := q.emptyAt.Load()
+	if last != 0 && now-last < int64(emptyQueuesEvery) {
+		return false
+	}
+	return q.emptyAt.CompareAndSwap(last, now)
 }
 
 func (q *quietLogger) quiet(args []any) bool {
@@ -64,7 +87,15 @@ func (q *quietLogger) quiet(args []any) bool {
 	return q.revoked.has(id)
 }
 
-func (q *quietLogger) Debug(args ...any) { q.next.Debug(args...) }
+func (q *quietLogger) Debug(args ...any) {
+	if len(args) == 1 && args[0] == emptyQueuesMsg {
+		if q.emptyQueuesDue() {
+			q.next.Debug(emptyQueuesMsg + " (logged once a minute at most)")
+		}
+		return
+	}
+	q.next.Debug(args...)
+}
 func (q *quietLogger) Info(args ...any)  { q.next.Info(args...) }
 func (q *quietLogger) Fatal(args ...any) { q.next.Fatal(args...) }
 func (q *quietLogger) Warn(args ...any) {

@@ -244,6 +244,30 @@ func TestQuietLoggerDropsOnlyLinesAboutRequeuedTasks(t *testing.T) {
 	}
 }
 
+// TestQuietLoggerLetsEmptyQueuesThroughOnceAMinute: asynq's debug line for
+// an idle worker, written by each of its goroutines at every check, goes
+// through once, then again only after emptyQueuesEvery; other debug lines
+// all go through.
+func TestQuietLoggerLetsEmptyQueuesThroughOnceAMinute(t *testing.T) {
+	t.Parallel()
+	rec := &recordLogger{}
+	q := &quietLogger{next: rec, revoked: &revokedSet{}}
+	for range 100 {
+		q.Debug("All queues are empty")
+	}
+	q.Debug("Starting processing")
+	want := []string{"All queues are empty (logged once a minute at most)", "Starting processing"}
+	if strings.Join(rec.lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("lines that went through:\n%s\nwant:\n%s", strings.Join(rec.lines, "\n"), strings.Join(want, "\n"))
+	}
+	q.emptyAt.Add(-int64(emptyQueuesEvery)) // a minute later
+	q.Debug("All queues are empty")
+	q.Debug("All queues are empty")
+	if len(rec.lines) != 3 {
+		t.Errorf("a minute later, %d lines went through in all, want 3: %q", len(rec.lines), rec.lines)
+	}
+}
+
 func TestJitterStaysWithinItsCap(t *testing.T) {
 	t.Parallel()
 	th := &Throttler{jitter: 100 * time.Millisecond}

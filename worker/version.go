@@ -65,3 +65,52 @@ func NewChecked(l *throttle.Limiter, asynqRedis redis.UniversalClient, opts ...O
 	}
 	return New(l, asynqRedis, opts...), nil
 }
+
+// BuildVersion describes the running program's build for --version and bug
+// reports, as the Go toolchain recorded it: the main module's version, the
+// VCS revision, its time and whether the tree had uncommitted changes, and
+// the asynq version linked: "v1.2.0 (revision 4ce2d3e1a2b3,
+// 2026-11-30T19:20:00Z) asynq v0.26.0". Parts the build did not record
+// (a build outside a repository, go run) are left out; the version is
+// "(devel)" when there is none.
+func BuildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel) (no build information)"
+	}
+	return buildVersion(bi)
+}
+
+func buildVersion(bi *debug.BuildInfo) string {
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var vcs []string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && s.Value != "":
+			rev := s.Value
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			vcs = append([]string{"revision " + rev}, vcs...)
+		case s.Key == "vcs.time" && s.Value != "":
+			vcs = append(vcs, s.Value)
+		case s.Key == "vcs.modified" && s.Value == "true":
+			vcs = append(vcs, "modified")
+		}
+	}
+	if len(vcs) > 0 {
+		v += " (" + strings.Join(vcs, ", ") + ")"
+	}
+	for _, m := range bi.Deps {
+		if m.Path == "github.com/hibiken/asynq" {
+			if m.Replace != nil {
+				m = m.Replace
+			}
+			v += " asynq " + m.Version
+		}
+	}
+	return v
+}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"errors"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,39 @@ func TestAsynqVersionCheck(t *testing.T) {
 	// this test binary links the go.mod's asynq, which is supported
 	if err := CheckAsynq(); err != nil {
 		t.Errorf("CheckAsynq() = %v with the asynq of go.mod", err)
+	}
+}
+
+func TestBuildVersionSaysWhatTheBuildRecorded(t *testing.T) {
+	t.Parallel()
+	asynqDep := []*debug.Module{{Path: "github.com/hibiken/asynq", Version: "v0.26.0"}}
+	vcs := []debug.BuildSetting{
+		{Key: "vcs", Value: "git"},
+		{Key: "vcs.revision", Value: "4ce2d3e1a2b3c4d5e6f708192a3b4c5d6e7f8091"},
+		{Key: "vcs.time", Value: "2026-11-30T19:20:00Z"},
+		{Key: "vcs.modified", Value: "true"},
+	}
+	cases := []struct {
+		name string
+		bi   debug.BuildInfo
+		want string
+	}{
+		{"Release", debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}, Deps: asynqDep}, "v1.2.0 asynq v0.26.0"},
+		{"FromARepository", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs, Deps: asynqDep},
+			"(devel) (revision 4ce2d3e1a2b3, 2026-11-30T19:20:00Z, modified) asynq v0.26.0"},
+		{"CleanTree", debug.BuildInfo{Main: debug.Module{Version: "v1.2.1"}, Settings: vcs[:3], Deps: asynqDep},
+			"v1.2.1 (revision 4ce2d3e1a2b3, 2026-11-30T19:20:00Z) asynq v0.26.0"},
+		{"NothingRecorded", debug.BuildInfo{}, "(devel)"},
+		{"AsynqReplaced", debug.BuildInfo{Main: debug.Module{Version: "v1.0.0"},
+			Deps: []*debug.Module{{Path: "github.com/hibiken/asynq", Version: "v0.26.0", Replace: &debug.Module{Path: "../asynq", Version: "(devel)"}}}},
+			"v1.0.0 asynq (devel)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := buildVersion(&tc.bi); got != tc.want {
+				t.Errorf("buildVersion = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/internal/redisconn"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
@@ -59,6 +60,9 @@ type options struct {
 	echoTypes        string
 	logLevel         string
 	logFormat        string
+	config           string   // --config, QUOTAQ_CONFIG
+	version          bool     // --version
+	warnings         []string // about the environment, logged at start
 }
 
 // queueWeights is the --queues flag: "critical=6,default=3,low=1".
@@ -110,36 +114,26 @@ func (q queueWeights) Set(v string) error {
 	return nil
 }
 
-// ownFlags are the flags read from QUOTAQ_<NAME> when not given; the Redis
-// flags read their own variables (REDIS_URL, ...), and --prefix is resolved
-// by redisconn.Prefix, the rule quotaq-enqueue uses too.
-var ownFlags = []string{
-	"concurrency", "queues", "strict-priority", "fail-open", "lease", "batch", "algorithm", "default-rate", "default-burst",
-	"max-wait", "min-delay", "slot-ttl", "wait-in-process", "learn-factor", "learn-floor", "learn-recovery", "untenanted", "refuse-untenanted",
-	"upstreams", "delayed-task-check-interval", "task-check-interval",
-	"shutdown-timeout", "metrics-addr", "per-tenant-metrics", "metrics-max-types", "metrics-tenants", "schedule", "schedule-queue", "http-timeout", "http-allow", "max-retry-after", "echo-types",
-	"log-level", "log-format",
-}
-
 // learning is the limiter's Learning the flags say.
 func (o *options) learning() throttle.Learning {
 	return throttle.Learning{Factor: o.learnFactor, Floor: o.learnFloor, Recovery: o.learnRecovery}
 }
 
-func envName(flagName string) string {
-	return "QUOTAQ_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
 const usageHead = `quotaq-worker runs asynq tasks with per-tenant throttling.
+
+Usage:
+  quotaq-worker [flags]
+  quotaq-worker healthcheck [flags]   is the worker's /healthz answering? (exit 0 or 1)
+  quotaq-worker --version
 
 Before a task runs, its tenant (the "tenant" header, else the "tenant" field of
 a JSON payload) is checked against its limit in Redis, for the tokens and quota
 units its "cost" header says (1 without; a task whose cost is not a whole number
-of 1 or more is archived). A task that must wait is
-moved back to its queue unchanged (same id, payload, options, retry count; not a
-failure, even with MaxRetry(0)) and comes back at its own slot. Handlers:
-http:call (the generic outbound call; 429/503 with Retry-After holds the
-tenant), quotaq:quota:reset and quotaq:quota:adjust (the scheduler's tasks).
+of 1 or more is archived). A task that must wait is moved back to its queue
+unchanged (same id, payload, options, retry count; not a failure, even with
+MaxRetry(0)) and comes back at its own slot. Handlers: http:call (the generic
+outbound call; 429/503 with Retry-After holds the tenant), quotaq:quota:reset
+and quotaq:quota:adjust (the scheduler's tasks).
 
 It needs a Redis: set REDIS_URL (or --redis-url, or the Sentinel or Cluster
 flags). To try quotaq without one, pass --embedded: the worker then runs an
@@ -147,51 +141,67 @@ in-memory Redis, whose data is lost on exit, which quotaq-enqueue with no
 configuration reaches. With neither it refuses to start. It also refuses a
 Redis whose maxmemory-policy is not noeviction (see --allow-eviction).
 
-Every flag can also be set by an environment variable: QUOTAQ_<FLAG> (e.g.
-QUOTAQ_CONCURRENCY=20) for the worker's own flags, REDIS_URL and friends for
-the Redis flags. A flag given on the command line wins.
+Settings, each source overriding the ones before it:
+  1. the defaults below;
+  2. a config file, --config FILE or QUOTAQ_CONFIG: YAML whose keys are the
+     flags' names (concurrency: 20; lists and maps for --queues and
+     --http-allow may be written as YAML lists and maps); an unknown key is an
+     error;
+  3. environment variables: QUOTAQ_<FLAG> for the worker's own flags
+     (QUOTAQ_CONCURRENCY=20), REDIS_URL and the others named below for the
+     Redis flags; a QUOTAQ_* variable that is not a setting is warned about;
+  4. the command line.
+Durations are written 250ms, 1.5s, 2m, 1h.
 
-Usage: quotaq-worker [flags]
-
-Flags:
+Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a runtime error,
+2 on a usage or configuration error.
 `
 
-// parseFlags reads args and the environment into options. A usage error
-// (exit 2) is returned as an error; --help returns flag.ErrHelp after
-// printing the help to out.
-func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*options, error) {
-	o := &options{queues: queueWeights{"default": 1}}
-	o.redis.AllowEmbedded = true
-	o.redis.Env = lookupEnv
-	fs := flag.NewFlagSet("quotaq-worker", flag.ContinueOnError)
-	fs.SetOutput(out)
+// cliOnly are flags of the command line alone, never read from the
+// environment or a config file.
+var cliOnly = map[string]bool{"version": true}
+
+// notInFile are flags a config file may not set.
+var notInFile = map[string]bool{"config": true, "version": true}
+
+// flagSet defines every flag of the worker on a new set, bound to o, and
+// returns it with the names of the flags that read their own environment
+// variables (the Redis flags and --prefix, which quotaq-enqueue shares; each
+// names its variable in its help). The worker's own flags read QUOTAQ_<FLAG>.
+// One line per flag: the environment and the config file follow by
+// themselves.
+func (o *options) flagSet() (fs *flag.FlagSet, shared map[string]bool) {
+	fs = flag.NewFlagSet("quotaq-worker", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, help is printed by parseFlags
 	o.redis.RegisterFlags(fs)
+	fs.Var(&o.prefixFlag, "prefix", redisconn.PrefixUsage)
+	shared = map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { shared[f.Name] = true })
+
+	fs.StringVar(&o.config, "config", "", "YAML `file` of settings, keyed by the flags' names; the environment and flags override it")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.IntVar(&o.concurrency, "concurrency", 10, "how many tasks run at once")
 	fs.Var(o.queues, "queues", "queues to serve, with `weights`: critical=6,default=3,low=1 (a higher weight is served more often)")
 	fs.BoolVar(&o.strictPriority, "strict-priority", false, "serve queues strictly by weight: a lower queue only when the higher ones are empty")
 	fs.BoolVar(&o.failOpen, "fail-open", false, "when the limiter's Redis cannot be reached, run tasks anyway (default: fail closed, put them back for a second)")
 	fs.DurationVar(&o.lease, "lease", 100*time.Millisecond, "let Redis lease this worker tokens of tenants far under their limits, spent here without a round trip for up to this long; never past a policy, but another process's hold or policy change is seen up to this late (0: off, ask Redis for every task)")
 	fs.IntVar(&o.batch, "batch", 0, "let decisions of tasks that start at the same time share one round trip and one script run, up to this many (default 0: off; measured, it does not pay for asynq's one-task-at-a-time workers: see BENCHMARKS.md)")
-	fs.Var(&o.prefixFlag, "prefix", redisconn.PrefixUsage)
 	fs.StringVar(&o.algorithm, "algorithm", throttle.TokenBucket.String(), algorithmUsage())
 	fs.Float64Var(&o.defaultRate, "default-rate", 10, "tokens per second of tenants with no policy, until a default is stored in Redis (quotaq-enqueue policy set --default); recorded in Redis so quotaq-enqueue shows it (the last worker started wins)")
-	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size of tenants with no policy, until a default is stored in Redis")
+	fs.Int64Var(&o.defaultBurst, "default-burst", 10, "bucket size in tokens of tenants with no policy, until a default is stored in Redis")
 	fs.DurationVar(&o.maxWait, "max-wait", 0, "the longest a task may wait in all because of throttling before it is archived with a message saying so (0: no cap, wait as long as it takes)")
 	fs.DurationVar(&o.minDelay, "min-delay", worker.DefaultMinDelay, "the shortest time a throttled task stays out of its queue")
 	fs.DurationVar(&o.slotTTL, "slot-ttl", throttle.DefaultSlotTTL, "for tenants and upstreams whose policy has a concurrency limit: how long a running task's slot is held without renewal (renewed every third of it while the task runs), so the slots of a worker that dies free at most this late")
-	fs.Float64Var(&o.learnFactor, "learn-factor", throttle.DefaultLearning.Factor,
-		"learning an upstream tighter than the policy: each 429/503 (worker.RetryAfter) multiplies the rate the tenant runs at by this, once per second at most; it climbs back to the policy's rate while none comes (0: learning off, a 429 only holds the tenant for its Retry-After)")
+	fs.Float64Var(&o.learnFactor, "learn-factor", throttle.DefaultLearning.Factor, "learning an upstream tighter than the policy: each 429/503 (worker.RetryAfter) multiplies the rate the tenant runs at by this, once per second at most; it climbs back to the policy's rate while none comes (0: learning off, a 429 only holds the tenant for its Retry-After)")
 	fs.Float64Var(&o.learnFloor, "learn-floor", throttle.DefaultLearning.Floor, "the lowest rate learning cuts a tenant to, as a fraction of its policy's rate")
 	fs.DurationVar(&o.learnRecovery, "learn-recovery", throttle.DefaultLearning.Recovery, "how long a learned rate takes to climb back by the policy's whole rate")
-	fs.DurationVar(&o.waitInProcess, "wait-in-process", worker.DefaultWaitInProcess,
-		"the longest a task waits in the worker, holding its slot, for a start booked before it was dequeued (a shaped task the forwarder brought early, a late task given its turn), instead of being put back; up to --concurrency tasks wait at once (0: never wait, always put back)")
+	fs.DurationVar(&o.waitInProcess, "wait-in-process", worker.DefaultWaitInProcess, "the longest a task waits in the worker, holding its slot, for a start booked before it was dequeued (a shaped task the forwarder brought early, a late task given its turn), instead of being put back; up to --concurrency tasks wait at once (0: never wait, always put back)")
 	fs.StringVar(&o.untenanted, "untenanted", worker.DefaultUntenanted, "tenant id under which tasks with no tenant are limited, together")
 	fs.BoolVar(&o.refuseUntenanted, "refuse-untenanted", false, "archive tasks with no tenant instead of limiting them under --untenanted")
 	fs.StringVar(&o.upstreams, "upstreams", "", "comma-separated upstream `names` or patterns (api.*) a task's \"upstream\" header may name; it is then also limited by that upstream's shared policy (quotaq-enqueue policy set upstream:NAME). A task naming another upstream is archived (default: none accepted)")
-	fs.DurationVar(&o.delayedCheck, "delayed-task-check-interval", worker.DefaultDelayedTaskCheckInterval,
-		"how often asynq moves due retries and ProcessIn/ProcessAt tasks to their queue (asynq's default: 5s). Throttled tasks do not wait for it: the worker wakes them itself. Shorter: retries run closer to their time, for one Redis script per queue per interval")
+	fs.DurationVar(&o.delayedCheck, "delayed-task-check-interval", worker.DefaultDelayedTaskCheckInterval, "how often asynq moves due retries and ProcessIn/ProcessAt tasks to their queue (asynq's default: 5s). Throttled tasks do not wait for it: the worker wakes them itself. Shorter: retries run closer to their time, for one Redis script per queue per interval")
 	fs.DurationVar(&o.taskCheck, "task-check-interval", worker.DefaultTaskCheckInterval, "how long an idle worker sleeps before it looks at empty queues again (asynq's default: 1s)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long running tasks may finish before they are handed back to their queue")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long running tasks may finish before they are handed back to their queue (give a container's stop grace period a few seconds more)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:2112", "`address` of the Prometheus /metrics and /healthz endpoint; the default listens on loopback only, give :2112 to listen on every interface (\"\": none)")
 	fs.BoolVar(&o.perTenant, "per-tenant-metrics", false, "label metrics by tenant too (one series per tenant: only with a bounded number of tenants)")
 	fs.IntVar(&o.maxTypes, "metrics-max-types", worker.DefaultMaxTypes, "how many distinct task types get their own metrics \"type\" label; later ones are counted as \""+worker.OtherType+"\" (-1: no cap)")
@@ -202,33 +212,90 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.StringVar(&o.httpAllow, "http-allow", "", "comma-separated `hosts` http:call may reach: names (api.example.com), wildcards (*.example.com), IPs and CIDR blocks (10.0.0.0/8); every redirect and resolved address is checked. Default \"\": any host, loopback and private networks included, except link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200, 168.63.129.16) and 0.0.0.0, which stay denied unless an IP or CIDR entry names them. Set it in production")
 	fs.DurationVar(&o.maxRetryAfter, "max-retry-after", worker.DefaultMaxRetryAfter, "the longest an upstream's Retry-After (429/503, seconds or a date) or a spent budget's reset (X-RateLimit-Reset) puts a task back and holds its tenant; a longer one is cut to it, logged and counted (quotaq_worker_upstream_retry_after_capped_total)")
 	fs.StringVar(&o.echoTypes, "echo-types", "", "comma-separated task `types` to handle by logging them and succeeding (to try quotaq with quotaq-enqueue)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (debug logs every throttled task)")
-	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usageHead)
-		fs.PrintDefaults()
+	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error (debug logs every throttled task)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "`format`: text or json (durations as \"1.5s\")")
+	return fs, shared
+}
+
+// envOf is the environment variable that sets flag f, "" for none.
+func envOf(f *flag.Flag, shared map[string]bool) string {
+	switch {
+	case cliOnly[f.Name]:
+		return ""
+	case shared[f.Name]:
+		return cmdline.UsageEnv(f)
 	}
+	return cmdline.EnvName(f.Name)
+}
+
+// printHelp writes the worker's help: what it does, how settings combine, its
+// own flags, then the Redis flags.
+func printHelp(w io.Writer, fs *flag.FlagSet, shared map[string]bool) {
+	fmt.Fprint(w, usageHead)
+	fmt.Fprintln(w, "\nFlags:")
+	cmdline.PrintFlags(w, fs, func(f *flag.Flag) bool { return !shared[f.Name] })
+	fmt.Fprintln(w, "\nRedis flags (shared with quotaq-enqueue; each reads the variable it names):")
+	cmdline.PrintFlags(w, fs, func(f *flag.Flag) bool { return shared[f.Name] })
+}
+
+// errVersion is returned by parseFlags after printing the version.
+var errVersion = errors.New("version printed")
+
+// parseFlags reads the command line, the environment and the config file into
+// options (see usageHead for which wins). A usage error (exit 2) is returned
+// as a one-line error; --help and --version print to stdout and return
+// flag.ErrHelp and errVersion.
+func parseFlags(args []string, env cmdline.Env, stdout io.Writer) (*options, error) {
+	o := &options{queues: queueWeights{"default": 1}}
+	o.redis.AllowEmbedded = true
+	o.redis.Env = env.Lookup
+	fs, shared := o.flagSet()
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout, fs, shared)
+		}
+		return nil, cmdline.Explain(fs, err)
+	}
+	if o.version {
+		fmt.Fprintln(stdout, cmdline.Version("quotaq-worker"))
+		return nil, errVersion
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: quotaq-worker takes flags only (see --help)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q: quotaq-worker takes flags only", fs.Arg(0))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if lookupEnv != nil {
-		for _, name := range ownFlags {
-			if given[name] {
-				continue
-			}
-			if v, ok := lookupEnv(envName(name)); ok {
-				if err := fs.Set(name, v); err != nil {
-					return nil, fmt.Errorf("environment %s=%q: %v", envName(name), v, err)
-				}
+	given := cmdline.Given(fs)
+	var known []string
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envOf(f, shared)
+		if strings.HasPrefix(name, "QUOTAQ_") {
+			known = append(known, name)
+		}
+		if err != nil || given[f.Name] || shared[f.Name] || name == "" {
+			return // the shared flags read their variables in redisconn
+		}
+		if v, ok := env[name]; ok {
+			if serr := cmdline.Set(fs, f.Name, v); serr != nil {
+				err = fmt.Errorf("%s=%q: %v", name, v, serr)
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	prefix, err := o.prefixFlag.Resolve(lookupEnv)
+	if o.config != "" {
+		if err := o.applyConfig(fs, func(f *flag.Flag) bool {
+			if given[f.Name] {
+				return false
+			}
+			_, inEnv := env[envOf(f, shared)]
+			return !inEnv
+		}); err != nil {
+			return nil, err
+		}
+	}
+	o.warnings = cmdline.UnknownEnv("quotaq-worker", env, known, false)
+	prefix, err := o.prefixFlag.Resolve(env.Lookup)
 	if err != nil {
 		return nil, err
 	}

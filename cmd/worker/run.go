@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/internal/redisconn"
 	"github.com/quotaq/quotaq/internal/tenantstatus"
 	"github.com/quotaq/quotaq/scheduler"
@@ -26,26 +27,43 @@ import (
 
 // run is the whole command: it returns the exit code (0 after a clean
 // shutdown when ctx is cancelled, 1 on a runtime error, 2 on a usage error).
-// Environment variables are read with env (os.LookupEnv in main).
-func run(ctx context.Context, args []string, env func(string) (string, bool), stderr io.Writer) int {
-	o, err := parseFlags(args, env, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+// Help and the version go to stdout; errors and logs to stderr.
+func run(ctx context.Context, args []string, env cmdline.Env, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(ctx, args[1:], env, stdout, stderr)
+	}
+	o, err := parseFlags(args, env, stdout)
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "quotaq-worker: %v\n", err)
-		return 2
+		return usageError(stderr, err)
 	}
 	return o.run(ctx, stderr)
 }
 
+// usageError reports err on one line and returns exit code 2.
+func usageError(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "quotaq-worker: %s (see quotaq-worker --help)\n", cmdline.OneLine(err.Error()))
+	return 2
+}
+
 func (o *options) logger(w io.Writer) *slog.Logger {
 	level, _ := o.level()
-	hopts := &slog.HandlerOptions{Level: level}
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	if o.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, hopts))
 	}
 	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// durationsAsText writes durations as people read them ("1.5s"), not as
+// the nanoseconds the JSON handler writes by default.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func (o *options) run(ctx context.Context, logw io.Writer) int {
@@ -55,6 +73,9 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		return 1
 	}
 	redisconn.SetRedisLogger(logger)
+	for _, w := range o.warnings {
+		logger.Warn("quotaq-worker: " + w)
+	}
 
 	// The schedule file is read before anything starts: a bad file is a
 	// usage error.

@@ -17,6 +17,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotaq/quotaq/internal/buildtest"
+	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/internal/enqueuecli"
 	"github.com/quotaq/quotaq/internal/redistest"
 	"github.com/quotaq/quotaq/internal/wait"
@@ -24,14 +26,13 @@ import (
 	"github.com/quotaq/quotaq/worker"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
-
-func env(vars map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := vars[k]
-		return v, ok
-	}
+func TestMain(m *testing.M) {
+	code := redistest.Main(m)
+	buildtest.Cleanup()
+	os.Exit(code)
 }
+
+func env(vars map[string]string) cmdline.Env { return cmdline.Env(vars) }
 
 func TestUsageErrorsExitTwo(t *testing.T) {
 	t.Parallel()
@@ -69,8 +70,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"MetricsTenantInvalid", nil, map[string]string{"QUOTAQ_METRICS_TENANTS": "=gold"}, `--metrics-tenants: "=gold"`},
 		{"MetricsTenantTwice", []string{"--metrics-tenants", "acme,acme=gold"}, nil, `tenant "acme" is listed twice`},
 		{"Argument", []string{"extra"}, nil, `unexpected argument "extra"`},
-		{"UnknownFlag", []string{"--nope"}, nil, "flag provided but not defined: -nope"},
-		{"BadEnv", nil, map[string]string{"QUOTAQ_CONCURRENCY": "many"}, `environment QUOTAQ_CONCURRENCY="many"`},
+		{"UnknownFlag", []string{"--nope"}, nil, "unknown flag --nope (see quotaq-worker --help)"},
+		{"BadEnv", nil, map[string]string{"QUOTAQ_CONCURRENCY": "many"}, `QUOTAQ_CONCURRENCY="many": not a whole number`},
 		{"ScheduleQueueNotServed", []string{"--schedule", badSchedule, "--queues", "a", "--schedule-queue", "b"}, nil, `--schedule-queue "b" is not one of --queues (a=1)`},
 		{"BadScheduleFile", []string{"--schedule", badSchedule, "--metrics-addr", ""}, nil, "--schedule:"},
 		{"MissingScheduleFile", []string{"--schedule", filepath.Join(dir, "none.yaml"), "--metrics-addr", ""}, nil, "none.yaml"},
@@ -90,7 +91,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 			// a worker that starts instead of refusing stops here and fails
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			code := run(ctx, tc.args, env(tc.env), &stderr)
+			code := run(ctx, tc.args, env(tc.env), io.Discard, &stderr)
 			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, stderr.String(), tc.want)
 			}
@@ -101,7 +102,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 func TestHelpExitsZeroAndExplains(t *testing.T) {
 	t.Parallel()
 	var out wait.Buffer
-	if code := run(context.Background(), []string{"--help"}, env(nil), &out); code != 0 {
+	if code := run(context.Background(), []string{"--help"}, env(nil), &out, io.Discard); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
 	for _, want := range []string{"QUOTAQ_<FLAG>", "-max-wait", "-delayed-task-check-interval", "-metrics-addr", "-fail-open", "-queues", "REDIS_URL", "--embedded",
@@ -143,7 +144,9 @@ func startWorker(t *testing.T, args []string, vars map[string]string) *runningWo
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &runningWorker{logs: &wait.Buffer{}, metrics: "http://" + addr, cancel: cancel, done: make(chan int, 1)}
-	go func() { w.done <- run(ctx, append([]string{"--metrics-addr", addr}, args...), env(vars), w.logs) }()
+	go func() {
+		w.done <- run(ctx, append([]string{"--metrics-addr", addr}, args...), env(vars), io.Discard, w.logs)
+	}()
 	wait.For(t, 20*time.Second, "the worker to start", func() bool {
 		select {
 		case code := <-w.done:
@@ -447,7 +450,7 @@ func TestEvictingRedisIsRefusedUnlessAllowed(t *testing.T) {
 			srv := redistest.NewServer(t, "maxmemory-policy "+policy)
 			url := "redis://" + srv.Addr + "/0"
 			var stderr wait.Buffer
-			code := run(context.Background(), []string{"--redis-url", url, "--metrics-addr", ""}, env(nil), &stderr)
+			code := run(context.Background(), []string{"--redis-url", url, "--metrics-addr", ""}, env(nil), io.Discard, &stderr)
 			if code != 2 || !strings.Contains(stderr.String(), "maxmemory-policy "+policy) ||
 				!strings.Contains(stderr.String(), "maxmemory-policy noeviction") || !strings.Contains(stderr.String(), "--allow-eviction") {
 				t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 naming %s, noeviction and --allow-eviction", code, stderr.String(), policy)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,9 +14,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
 )
 
 // root is the repository, two levels up from this module.
@@ -160,8 +163,12 @@ func TestComposeFileLoads(t *testing.T) {
 	if all["enqueue"].Profiles == nil {
 		t.Error(`service "enqueue" (the CLI) should be in a profile, so "docker compose up" does not start it`)
 	}
-	if w := all["worker"]; !slicesContainPrefix(w.Command, "--schedule") {
-		t.Errorf("the worker runs no schedule: command %q", w.Command)
+	w := all["worker"]
+	schedule := workerSettings(t, w)["schedule"]
+	if schedule == "" {
+		t.Errorf("the worker runs no schedule: command %q, settings %v", w.Command, workerSettings(t, w))
+	} else if hostPath(w, schedule) == "" {
+		t.Errorf("the worker's schedule %s is not in a bind mount", schedule)
 	}
 }
 
@@ -202,9 +209,10 @@ func TestDockerfileBuildsTheCommands(t *testing.T) {
 			t.Errorf("%s is built from %s, which is not a main package: %q %v", name, pkg, out, err)
 		}
 	}
-	// Every binary a service runs is one the Dockerfile builds.
-	for name, s := range loadProject(t).AllServices() {
-		if s.Build == nil {
+	// Every binary a service of the image runs is one the Dockerfile builds.
+	p := loadProject(t)
+	for name, s := range p.AllServices() {
+		if !runsTheImage(p, s) {
 			continue
 		}
 		argv := append(append([]string{}, s.Entrypoint...), s.Command...)
@@ -233,8 +241,9 @@ func TestServiceCommandsUseRealFlags(t *testing.T) {
 	t.Parallel()
 	bin := binaries(t)
 	d := readDockerfile(t)
-	for name, s := range loadProject(t).AllServices() {
-		if s.Build == nil {
+	p := loadProject(t)
+	for name, s := range p.AllServices() {
+		if !runsTheImage(p, s) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
@@ -278,7 +287,7 @@ func TestServiceCommandsUseRealFlags(t *testing.T) {
 			if err != nil {
 				t.Errorf("%s %q --help: %v\n%s", argv[0], append(sub, args...), err, out)
 			}
-			for _, bad := range []string{"flag provided but not defined", "invalid value", "invalid boolean"} {
+			for _, bad := range []string{"unknown flag", "flag provided but not defined", "invalid value", "invalid boolean", "needs a value"} {
 				if bytes.Contains(out, []byte(bad)) {
 					t.Errorf("%s refuses the service's command line: %s", argv[0], out)
 				}
@@ -299,9 +308,13 @@ func TestServiceCommandsUseRealFlags(t *testing.T) {
 			// Every published port is one the command listens on, on every
 			// interface (the worker's metrics default to loopback, which a
 			// published port cannot reach).
+			settings := workerSettings(t, s)
 			for _, p := range s.Ports {
 				port := ":" + strconv.FormatUint(uint64(p.Target), 10)
 				line := strings.Join(args, " ")
+				for k, v := range settings {
+					line += " --" + k + "=" + v
+				}
 				if !strings.Contains(line, port) {
 					t.Errorf("port %d is published, but no flag of %q listens on %s", p.Target, args, port)
 				}
@@ -353,5 +366,174 @@ func TestComposeRedisKeepsQuotaqsKeys(t *testing.T) {
 		if u, ok := s.Environment["REDIS_URL"]; (!ok || u == nil || *u == "") && !slicesContainPrefix(argv, "--redis-url") {
 			t.Errorf("service %q runs %s without REDIS_URL or --redis-url", name, argv[0])
 		}
+	}
+}
+
+// builtImage is the image of the one service that builds the Dockerfile.
+func builtImage(t *testing.T, p *types.Project) string {
+	t.Helper()
+	var builders []string
+	image := ""
+	for name, s := range p.AllServices() {
+		if s.Build != nil {
+			builders = append(builders, name)
+			image = s.Image
+		}
+	}
+	if len(builders) != 1 || image == "" {
+		t.Fatalf("services %v build the Dockerfile, want one, which names its image (image: quotaq:local) for the others", builders)
+	}
+	return image
+}
+
+// runsTheImage reports whether s runs the project's own image.
+func runsTheImage(p *types.Project, s types.ServiceConfig) bool {
+	if s.Build != nil {
+		return true
+	}
+	for _, o := range p.AllServices() {
+		if o.Build != nil && o.Image == s.Image {
+			return true
+		}
+	}
+	return false
+}
+
+// hostPath is the file on this machine that a container path of s is bound
+// to, or "".
+func hostPath(s types.ServiceConfig, path string) string {
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind {
+			continue
+		}
+		if path == v.Target {
+			return v.Source
+		}
+		if rel, ok := strings.CutPrefix(path, v.Target+"/"); ok {
+			return filepath.Join(v.Source, rel)
+		}
+	}
+	return ""
+}
+
+// workerSettings are a quotaq-worker service's settings by flag name, as
+// the worker reads them: its config file (QUOTAQ_CONFIG, through its bind
+// mount), then its QUOTAQ_* environment, then its command's flags. Other
+// services have none.
+func workerSettings(t *testing.T, s types.ServiceConfig) map[string]string {
+	t.Helper()
+	argv := append(append([]string{}, s.Entrypoint...), s.Command...)
+	if len(argv) == 0 || argv[0] != "quotaq-worker" {
+		return nil
+	}
+	settings := map[string]string{}
+	if c := s.Environment["QUOTAQ_CONFIG"]; c != nil {
+		file := hostPath(s, *c)
+		if file == "" {
+			t.Fatalf("QUOTAQ_CONFIG=%s is not in a bind mount of the worker", *c)
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for k, v := range m {
+			settings[k] = fmt.Sprint(v)
+		}
+	}
+	for k, v := range s.Environment {
+		if name, ok := strings.CutPrefix(k, "QUOTAQ_"); ok && v != nil {
+			settings[strings.ToLower(strings.ReplaceAll(name, "_", "-"))] = *v
+		}
+	}
+	for _, a := range argv[1:] {
+		if k, v, ok := strings.Cut(strings.TrimLeft(a, "-"), "="); ok {
+			settings[k] = v
+		}
+	}
+	return settings
+}
+
+// TestImageIsBuiltOnce: one service builds the Dockerfile and names the
+// image; every other service of the project's commands runs that image
+// rather than building it again.
+func TestImageIsBuiltOnce(t *testing.T) {
+	t.Parallel()
+	p := loadProject(t)
+	image := builtImage(t, p)
+	d := readDockerfile(t)
+	for name, s := range p.AllServices() {
+		argv := append(append([]string{}, s.Entrypoint...), s.Command...)
+		if len(argv) == 0 {
+			continue
+		}
+		if _, ours := d.bins[argv[0]]; ours && s.Image != image {
+			t.Errorf("service %q runs %s from image %q, want the built %q", name, argv[0], s.Image, image)
+		}
+	}
+}
+
+// TestWorkerStopsWithinItsGracePeriod: Docker kills a container
+// stop_grace_period after SIGTERM (10s by default); the worker needs its
+// --shutdown-timeout (10s by default) and a few seconds more to hand
+// unfinished tasks back to their queues.
+func TestWorkerStopsWithinItsGracePeriod(t *testing.T) {
+	t.Parallel()
+	w := loadProject(t).AllServices()["worker"]
+	shutdown := 10 * time.Second
+	if v := workerSettings(t, w)["shutdown-timeout"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("shutdown-timeout %q: %v", v, err)
+		}
+		shutdown = d
+	}
+	grace := 10 * time.Second
+	if w.StopGracePeriod != nil {
+		grace = time.Duration(*w.StopGracePeriod)
+	}
+	if grace < shutdown+5*time.Second {
+		t.Errorf("stop_grace_period %s, shutdown-timeout %s: give the worker at least 5s more than its shutdown-timeout", grace, shutdown)
+	}
+}
+
+// TestWorkerHealthcheckWorksInTheImage: the worker's healthcheck runs the
+// worker's own healthcheck subcommand in exec form (the distroless image has
+// no shell and no curl), with the worker's settings: run here against an
+// address where nothing listens, it parses them all and reports the worker
+// unhealthy (exit 1), not a configuration error (exit 2).
+func TestWorkerHealthcheckWorksInTheImage(t *testing.T) {
+	t.Parallel()
+	w := loadProject(t).AllServices()["worker"]
+	hc := w.HealthCheck
+	if hc == nil || hc.Disable || len(hc.Test) < 3 {
+		t.Fatalf("the worker has no healthcheck: %+v", hc)
+	}
+	if hc.Test[0] != "CMD" || hc.Test[1] != "quotaq-worker" || hc.Test[2] != "healthcheck" {
+		t.Fatalf("healthcheck %q, want [CMD quotaq-worker healthcheck ...] (exec form: the image has no shell)", []string(hc.Test))
+	}
+	if hc.Timeout != nil && time.Duration(*hc.Timeout) <= 3*time.Second {
+		t.Errorf("healthcheck timeout %s: the check itself waits up to 3s", time.Duration(*hc.Timeout))
+	}
+	cmd := exec.Command(filepath.Join(binaries(t), "quotaq-worker"), hc.Test[2:]...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
+	for k, v := range w.Environment {
+		if v == nil {
+			continue
+		}
+		val := *v
+		if k == "QUOTAQ_CONFIG" {
+			val = hostPath(w, val)
+		}
+		cmd.Env = append(cmd.Env, k+"="+val)
+	}
+	cmd.Env = append(cmd.Env, "QUOTAQ_METRICS_ADDR=127.0.0.1:1") // nothing listens there
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "unhealthy") || strings.Count(string(out), "\n") != 1 {
+		t.Errorf("quotaq-worker healthcheck with the worker's settings and no worker: %v, %q; want exit 1 and one line saying unhealthy", err, out)
 	}
 }

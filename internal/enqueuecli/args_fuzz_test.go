@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/quotaq/quotaq/internal/cmdline"
 )
 
 // fuzzSecret is the password of the fuzz target's Redis: it must never be
@@ -61,15 +63,8 @@ func FuzzArgs(f *testing.F) {
 		m.FlushAll()
 		before := m.Dump()
 		var stdout, stderr bytes.Buffer
-		env := func(k string) (string, bool) {
-			if k == "REDIS_URL" {
-				return redisURL, true
-			}
-			if k == "QUOTAQ_ALLOW_EVICTION" {
-				return "1", true // miniredis has no CONFIG: its policy cannot be read, so say any will do
-			}
-			return "", false
-		}
+		// miniredis has no CONFIG: its policy cannot be read, so say any will do
+		env := cmdline.Env{"REDIS_URL": redisURL, "QUOTAQ_ALLOW_EVICTION": "1"}
 		code := run(context.Background(), args, cmdIO{stdin: bytes.NewReader(stdin), stdout: &stdout, stderr: &stderr, env: env})
 		out := stdout.String() + stderr.String()
 		if strings.Contains(out, fuzzSecret) && !strings.Contains(argLines+string(stdin), fuzzSecret) {

@@ -226,7 +226,7 @@ func badCases(queue string) []badCase {
 		{"TenantTooLong", "", []string{"--tenant", strings.Repeat("x", 129), "--type", "t", "--queue", queue}, "129 bytes"},
 		{"NoType", "", []string{"--tenant", "acme", "--queue", queue}, "no task type"},
 		{"PayloadNotJSON", "", task("--payload", "{to: a}"), "--payload is not valid JSON"},
-		{"InNotADuration", "", task("--in", "5x"), `invalid value "5x" for flag -in`},
+		{"InNotADuration", "", task("--in", "5x"), `--in "5x":`},
 		{"TimeoutNotADuration", "", task("--timeout", "soon"), `"soon"`},
 		{"InNegative", "", task("--in", "-5s"), "negative"},
 		{"InAndAt", "", task("--in", "5s", "--at", "2099-01-01T00:00:00Z"), "keep one"},
@@ -240,7 +240,7 @@ func badCases(queue string) []badCase {
 		{"HeaderUpstreamControlChar", "", task("--header", "upstream=api\x7f"), `header "upstream"`},
 		{"LineHeaderUpstreamBad", `{"tenant":"acme","type":"t","headers":{"upstream":"a\u0001"}}` + "\n", file(), `line 1: header "upstream"`},
 		{"TenantPosesAsUpstream", "", []string{"--tenant", "upstream:acme", "--type", "t", "--queue", queue}, "names a shared upstream limit"},
-		{"UnknownFlag", "", task("--tenat", "a"), "not defined: -tenat"},
+		{"UnknownFlag", "", task("--tenat", "a"), "unknown flag --tenat (did you mean --tenant?)"},
 		{"UnknownCommand", "", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"StrayArgument", "", append(task(), "--", "extra"), `"extra"`},
 		{"BadProgress", "", task("--progress", "sometimes"), "--progress"},
@@ -257,11 +257,11 @@ func badCases(queue string) []badCase {
 		{"FileMissing", "", []string{"--file", "/nonexistent/tasks.ndjson", "--queue", queue}, "no such file"},
 		{"FileWithCount", good, file("--count", "3"), "--count and --file"},
 		{"FileWithBadDefaultTenant", good, file("--tenant", "a\x7fb"), "--tenant"},
-		{"CostZero", "", task("--cost", "0"), `invalid value "0" for flag -cost: not a whole number of 1 or more`},
-		{"CostNegative", "", task("--cost", "-1"), `invalid value "-1" for flag -cost`},
-		{"CostFraction", "", task("--cost", "1.5"), `invalid value "1.5" for flag -cost`},
-		{"CostNotANumber", "", task("--cost", "x"), `invalid value "x" for flag -cost`},
-		{"CostZeroAsFileDefault", good, file("--cost", "0"), `flag -cost`},
+		{"CostZero", "", task("--cost", "0"), `--cost "0": not a whole number of 1 or more`},
+		{"CostNegative", "", task("--cost", "-1"), `--cost "-1":`},
+		{"CostFraction", "", task("--cost", "1.5"), `--cost "1.5":`},
+		{"CostNotANumber", "", task("--cost", "x"), `--cost "x":`},
+		{"CostZeroAsFileDefault", good, file("--cost", "0"), `--cost "0":`},
 		{"HeaderCostBad", "", task("--header", "cost=1.5"), `header "cost": throttle: invalid cost: "1.5" is not a whole number of 1 or more`},
 		{"HeaderCostDisagrees", "", task("--cost", "2", "--header", "cost=3"), `header "cost" is "3" but --cost is 2`},
 		{"LineCostZero", good + `{"tenant":"a","type":"t","cost":0}` + "\n", file(), `line 2: "cost" 0 is not a whole number of 1 or more`},
@@ -336,10 +336,53 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	_, out, _ := f.run("", "--help")
-	for _, want := range []string{"Examples:", "--redis-url", "REDIS_URL", "--count", "--file"} {
+	for _, want := range []string{"Examples:", "--redis-url", "REDIS_URL", "--count", "--file", "--version"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--help does not mention %s", want)
 		}
+	}
+	// each command's help describes its flags and their units
+	for cmd, wants := range map[string][]string{
+		"policy":   {"--rate RATE", "tokens per second", "--burst TOKENS", "--quota-period DURATION", "aligned to UTC", "--default"},
+		"quota":    {"--all", "--now", "--queue QUEUE", "--quota TOKENS", "aligned to UTC"},
+		"standing": {"--queues QUEUES", "a rate in tokens", "--json"},
+	} {
+		_, out, _ := f.run("", cmd, "--help")
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s --help does not mention %s", cmd, want)
+			}
+		}
+	}
+}
+
+// TestMistypedVariablesAreWarnedAbout: a QUOTAQ_* variable close to one the
+// command reads is warned about on stderr, once, and the command goes on;
+// the worker's variables, set in a shared environment, are not.
+func TestMistypedVariablesAreWarnedAbout(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"MistypedPrefix", map[string]string{"QUOTAQ_PREFX": "x"}, "quotaq-enqueue: warning: QUOTAQ_PREFX is not a setting of quotaq-enqueue (did you mean QUOTAQ_PREFIX?); it is ignored\n"},
+		{"MistypedEviction", map[string]string{"QUOTAQ_ALLOW_EVICTON": "1"}, "quotaq-enqueue: warning: QUOTAQ_ALLOW_EVICTON is not a setting of quotaq-enqueue (did you mean QUOTAQ_ALLOW_EVICTION?); it is ignored\n"},
+		{"WorkersVariables", map[string]string{"QUOTAQ_CONCURRENCY": "20", "QUOTAQ_METRICS_ADDR": ":2112", "QUOTAQ_EMBEDDED": "1", "QUOTAQ_CONFIG": "/etc/quotaq.yaml"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := f.env()
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			code, _, errOut := f.runEnv(env, "", "status", "--queues", f.queue)
+			if code != ExitOK || errOut != tc.want {
+				t.Errorf("exit %d, stderr %q; want 0 and %q", code, errOut, tc.want)
+			}
+		})
 	}
 }
 

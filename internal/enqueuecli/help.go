@@ -4,7 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
+
+	"github.com/quotaq/quotaq/internal/cmdline"
 )
 
 const helpText = `quotaq-enqueue enqueues tenants' tasks into asynq and administers their limits.
@@ -17,6 +18,7 @@ Usage:
   quotaq-enqueue status [TENANT...]             every tenant, one line each
   quotaq-enqueue quota reset|adjust ...         through the scheduler's tasks
   quotaq-enqueue COMMAND --help                 a command's own help
+  quotaq-enqueue --version
 
 The tenant goes into the task's "tenant" header, which the quotaq worker reads,
 and the time it is ready to run into "ready_at" (for the worker's metrics);
@@ -47,6 +49,10 @@ cost, and under the shared limit its "upstream" header names, as the worker
 reads them by default.
 --shape-max-wait refuses (and stops at) a task whose slot is further away.
 
+Settings: flags override the environment (REDIS_URL, QUOTAQ_PREFIX, ... as
+named below); a QUOTAQ_* variable that looks like a mistyped one of these is
+warned about.
+
 Exit status: 0 done, 1 failed (e.g. Redis unreachable), 2 bad usage or input
 (nothing was enqueued).
 
@@ -64,21 +70,30 @@ Examples:
 
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, helpText)
-	c := &common{}
 	e := &enqueueFlags{}
 	fs := flag.NewFlagSet(progName, flag.ContinueOnError)
 	e.register(fs)
 	fmt.Fprintln(w, "Task flags:")
-	printFlags(w, fs)
-	fs = flag.NewFlagSet(progName, flag.ContinueOnError)
-	c.register(fs)
-	fmt.Fprintln(w, "\nConnection and output flags (every command; flags win over the environment):")
-	printFlags(w, fs)
+	cmdline.PrintFlags(w, fs, nil)
+	printCommonFlags(w)
 }
 
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	var b strings.Builder
-	fs.SetOutput(&b)
-	fs.PrintDefaults()
-	fmt.Fprint(w, strings.ReplaceAll(b.String(), "  -", "  --"))
+// printCommonFlags ends every help with the flags every command takes.
+func printCommonFlags(w io.Writer) {
+	fs := flag.NewFlagSet(progName, flag.ContinueOnError)
+	(&common{}).register(fs)
+	fmt.Fprintln(w, "\nConnection and output flags (every command; flags win over the environment):")
+	cmdline.PrintFlags(w, fs, nil)
+}
+
+// commandHelp returns a function that prints a command's help: its text,
+// the flags that are its own (those of fs that are not common), and the
+// common ones.
+func commandHelp(text string, fs *flag.FlagSet) func(io.Writer) {
+	return func(w io.Writer) {
+		fmt.Fprint(w, text)
+		fmt.Fprintln(w, "\nFlags:")
+		cmdline.PrintFlags(w, fs, func(f *flag.Flag) bool { return !commonFlags[f.Name] })
+		printCommonFlags(w)
+	}
 }

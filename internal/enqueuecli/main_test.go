@@ -5,24 +5,16 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotaq/quotaq/internal/buildtest"
+	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/internal/redistest"
-)
-
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
 )
 
 // quiet drops go-redis's own log lines (dial retries of the unreachable
@@ -34,29 +26,14 @@ func (quiet) Printf(context.Context, string, ...any) {}
 func TestMain(m *testing.M) {
 	redis.SetLogger(quiet{})
 	code := redistest.Main(m)
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	buildtest.Cleanup()
 	os.Exit(code)
 }
 
-// binary builds cmd/enqueue once per test run and returns its path.
+// binary is cmd/enqueue, built once per test run.
 func binary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "quotaq-enqueue-bin-"); binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "quotaq-enqueue")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/quotaq/quotaq/cmd/enqueue").CombinedOutput()
-		if err != nil {
-			binErr = errors.New("go build ./cmd/enqueue: " + err.Error() + ": " + string(out))
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return buildtest.Command(t, "quotaq-enqueue", "github.com/quotaq/quotaq/cmd/enqueue")
 }
 
 // fixture is one test's own slice of the shared redis-server: its own
@@ -101,7 +78,7 @@ func (f *fixture) runEnv(env map[string]string, stdin string, args ...string) (c
 		stdin:  strings.NewReader(stdin),
 		stdout: &out,
 		stderr: &errb,
-		env:    func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		env:    cmdline.Env(env),
 	})
 	return code, out.String(), errb.String()
 }
@@ -114,28 +91,7 @@ func (f *fixture) exec(stdin string, args ...string) (code int, stdout, stderr s
 
 func (f *fixture) execEnv(env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
 	f.t.Helper()
-	cmd := exec.Command(binary(f.t), args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "QUOTAQ_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		f.t.Fatalf("run %s: %v", binary(f.t), err)
-	}
-	return code, out.String(), errb.String()
+	return buildtest.Run(f.t, binary(f.t), env, stdin, args...)
 }
 
 // list returns every task of queue in the given state.

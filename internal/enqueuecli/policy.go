@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
 )
@@ -27,10 +28,10 @@ type policyFlags struct {
 }
 
 func (p *policyFlags) register(fs *flag.FlagSet) {
-	fs.Float64Var(&p.rate, "rate", 0, fmt.Sprintf("tokens per `second` (%v to %v)", throttle.MinRate, throttle.MaxRate))
-	fs.Int64Var(&p.burst, "burst", 0, "bucket capacity in `tokens` (>= 1)")
+	fs.Float64Var(&p.rate, "rate", 0, fmt.Sprintf("`rate` in tokens per second, %v (one per 240h) to %v; 0.5 is one every 2s", throttle.MinRate, throttle.MaxRate))
+	fs.Int64Var(&p.burst, "burst", 0, "bucket capacity in `tokens`, 1 or more: how many may be taken at once after a quiet spell")
 	fs.Int64Var(&p.quota, "quota", 0, "`tokens` per quota period; 0: no quota")
-	fs.DurationVar(&p.quotaPeriod, "quota-period", 0, "quota period (`duration`, e.g. 24h, aligned to UTC); 0: until reset")
+	fs.DurationVar(&p.quotaPeriod, "quota-period", 0, "length of a quota period, a `duration` (1h, 24h, 720h), aligned to UTC: 24h resets at 00:00 UTC, 1h on the hour; 0: the quota lasts until reset (quota reset, a schedule)")
 	fs.Int64Var(&p.concurrency, "concurrency", 0, "most `tasks` in flight at once (each holds a slot while it runs); 0: no limit")
 }
 
@@ -129,6 +130,13 @@ policy from its next decision on. delete makes the tenant use the default.
 upstream:NAME is the shared limit of the upstream NAME (a task's "upstream"
 header), kept apart from the tenants: no tenant id starts with "upstream:".
 
+Units: --rate is tokens per second; --burst and --quota count tokens (a task
+takes its cost in tokens, 1 unless its "cost" header says more);
+--quota-period is a duration. Quota periods are aligned to UTC, counted from
+1970-01-01 00:00 UTC, not from when the policy was set: a 24h quota resets at
+midnight UTC, a 1h quota on the hour. For a quota that resets at local
+midnight or monthly, give no --quota-period and reset it from a schedule.
+
 Examples:
   quotaq-enqueue policy set acme --rate 5 --burst 20 --quota 10000 --quota-period 24h
   quotaq-enqueue policy set upstream:api.example.com --concurrency 10
@@ -143,30 +151,32 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 	}
 	sub, args := args[0], args[1:]
 	if sub == "-h" || sub == "--help" || sub == "help" {
-		fmt.Fprint(cio.stdout, policyHelp)
+		var def bool
+		commandHelp(policyHelp, policyFlagSet("policy", &common{}, &def, &policyFlags{}))(cio.stdout)
 		return flag.ErrHelp
 	}
-	fs := newFlagSet("policy "+sub, c)
 	var def bool
 	var pf policyFlags
 	switch sub {
-	case "show", "set":
-		fs.BoolVar(&def, "default", false, "the default policy, for tenants without their own")
-	case "delete":
+	case "show", "set", "delete":
 	default:
-		return usagef("unknown policy subcommand %q (use show, set or delete)", sub)
+		return usagef("unknown policy subcommand %q%s (use show, set or delete)", sub, cmdline.Suggest("", sub, []string{"show", "set", "delete"}))
 	}
-	if sub == "set" {
-		pf.register(fs)
-	}
-	pos, err := parse(fs, args, func(w io.Writer) { fmt.Fprint(w, policyHelp) }, cio.stdout)
+	fs := policyFlagSet("policy "+sub, c, &def, &pf)
+	pos, err := parse(fs, args, commandHelp(policyHelp, fs), cio.stdout)
 	if err != nil {
 		return err
 	}
 	if err := pf.collect(fs); err != nil {
 		return err
 	}
-	tenant, err := oneTenant(pos, def && sub != "delete")
+	switch {
+	case sub != "set" && pf.any():
+		return usagef("policy %s takes no policy fields; they are for policy set", sub)
+	case sub == "delete" && def:
+		return usagef("policy delete --default: the default policy cannot be deleted; change it with policy set --default")
+	}
+	tenant, err := oneTenant(pos, def)
 	if err != nil {
 		return err
 	}
@@ -238,6 +248,16 @@ func runPolicy(ctx context.Context, c *common, args []string, cio cmdIO) error {
 		}
 		return newPolicyView(tenant, p, false).print(cio.stdout, c.json, "deleted; ")
 	}
+}
+
+// policyFlagSet is the flag set of the policy commands: the common flags,
+// --default and the policy fields. Each subcommand checks which of them it
+// takes, so that every one has the same help.
+func policyFlagSet(name string, c *common, def *bool, pf *policyFlags) *flag.FlagSet {
+	fs := newFlagSet(name, c)
+	fs.BoolVar(def, "default", false, "the default policy, for tenants without their own (show, set)")
+	pf.register(fs)
+	return fs
 }
 
 // releaseParked brings back the tasks of tenants (none: every tenant)

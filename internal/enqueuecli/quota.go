@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/quotaq/quotaq/internal/asynqrequeue"
+	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/scheduler"
 )
 
@@ -25,6 +25,10 @@ scheduler's handlers applies them, in order with the scheduled ones. With
 --now, reset is applied directly instead, without a worker. (To change one
 tenant's policy directly, use "policy set".)
 
+Units are those of "policy set": --rate in tokens per second, --burst and
+--quota in tokens, --quota-period a duration; periods are aligned to UTC
+(a 24h quota resets at 00:00 UTC). See quotaq-enqueue policy --help.
+
 Examples:
   quotaq-enqueue quota reset acme beta
   quotaq-enqueue quota reset --all --now
@@ -36,27 +40,20 @@ func runQuota(ctx context.Context, c *common, args []string, cio cmdIO) error {
 		return usagef("quota needs a subcommand: reset or adjust")
 	}
 	sub, args := args[0], args[1:]
-	if sub == "-h" || sub == "--help" || sub == "help" {
-		fmt.Fprint(cio.stdout, quotaHelp)
-		return flag.ErrHelp
-	}
-	if sub != "reset" && sub != "adjust" {
-		return usagef("unknown quota subcommand %q (use reset or adjust)", sub)
-	}
-	fs := newFlagSet("quota "+sub, c)
 	var (
 		all, now bool
 		queue    string
 		pf       policyFlags
 	)
-	fs.BoolVar(&all, "all", false, "every tenant")
-	fs.StringVar(&queue, "queue", "default", "asynq `queue` the task goes to (the one the worker's scheduler handlers listen on)")
-	if sub == "reset" {
-		fs.BoolVar(&now, "now", false, "reset directly, not through a task")
-	} else {
-		pf.register(fs)
+	if sub == "-h" || sub == "--help" || sub == "help" {
+		commandHelp(quotaHelp, quotaFlagSet("quota", &common{}, &all, &now, &queue, &pf))(cio.stdout)
+		return flag.ErrHelp
 	}
-	pos, err := parse(fs, args, func(w io.Writer) { fmt.Fprint(w, quotaHelp) }, cio.stdout)
+	if sub != "reset" && sub != "adjust" {
+		return usagef("unknown quota subcommand %q%s (use reset or adjust)", sub, cmdline.Suggest("", sub, []string{"reset", "adjust"}))
+	}
+	fs := quotaFlagSet("quota "+sub, c, &all, &now, &queue, &pf)
+	pos, err := parse(fs, args, commandHelp(quotaHelp, fs), cio.stdout)
 	if err != nil {
 		return err
 	}
@@ -64,6 +61,10 @@ func runQuota(ctx context.Context, c *common, args []string, cio cmdIO) error {
 		return err
 	}
 	switch {
+	case sub == "reset" && pf.any():
+		return usagef("quota reset takes no policy fields; they are for quota adjust")
+	case sub == "adjust" && now:
+		return usagef("quota adjust has no --now; to change a policy directly, use policy set")
 	case all && len(pos) > 0:
 		return usagef("give tenants or --all, not both")
 	case !all && len(pos) == 0:
@@ -164,6 +165,17 @@ func runQuota(ctx context.Context, c *common, args []string, cio cmdIO) error {
 	_, err = fmt.Fprintf(cio.stdout, "enqueued quota %s for %s: task %s (%s) in queue %s; a worker running the scheduler's handlers applies it\n",
 		sub, who, info.ID, info.Type, info.Queue)
 	return err
+}
+
+// quotaFlagSet is the flag set of the quota commands; each subcommand checks
+// which flags it takes, so that both have the same help.
+func quotaFlagSet(name string, c *common, all, now *bool, queue *string, pf *policyFlags) *flag.FlagSet {
+	fs := newFlagSet(name, c)
+	fs.BoolVar(all, "all", false, "every tenant")
+	fs.StringVar(queue, "queue", "default", "asynq `queue` the task goes to (the one the worker's scheduler handlers listen on)")
+	fs.BoolVar(now, "now", false, "reset: reset directly, not through a task (no worker needed)")
+	pf.register(fs)
+	return fs
 }
 
 func nonNil(s []string) []string {

@@ -16,11 +16,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/internal/redisconn"
 	"github.com/quotaq/quotaq/internal/tenantstatus"
 	"github.com/quotaq/quotaq/throttle"
@@ -48,7 +48,7 @@ func usagef(format string, args ...any) error {
 type cmdIO struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	env            func(string) (string, bool)
+	env            cmdline.Env
 	// stderrTTY reports whether stderr is a terminal (progress bar).
 	stderrTTY bool
 }
@@ -57,7 +57,7 @@ type cmdIO struct {
 // exit code. It reads the environment (REDIS_URL, QUOTAQ_PREFIX, ...) from the
 // process.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return run(ctx, args, cmdIO{stdin: stdin, stdout: stdout, stderr: stderr, env: os.LookupEnv, stderrTTY: isTerminal(stderr)})
+	return run(ctx, args, cmdIO{stdin: stdin, stdout: stdout, stderr: stderr, env: cmdline.OSEnv(), stderrTTY: isTerminal(stderr)})
 }
 
 func run(ctx context.Context, args []string, cio cmdIO) int {
@@ -69,15 +69,13 @@ func run(ctx context.Context, args []string, cio cmdIO) int {
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK
 	case errors.As(err, &ue), errors.Is(err, redisconn.ErrInvalidConfig), errors.Is(err, redisconn.ErrEvictionPolicy):
-		fmt.Fprintf(cio.stderr, "%s: %s (see %s --help)\n", progName, oneLine(err.Error()), progName)
+		fmt.Fprintf(cio.stderr, "%s: %s (see %s --help)\n", progName, cmdline.OneLine(err.Error()), progName)
 		return ExitUsage
 	default:
-		fmt.Fprintf(cio.stderr, "%s: %s\n", progName, oneLine(err.Error()))
+		fmt.Fprintf(cio.stderr, "%s: %s\n", progName, cmdline.OneLine(err.Error()))
 		return ExitFailure
 	}
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // common holds the flags every command takes.
 type common struct {
@@ -157,7 +155,7 @@ func parse(fs *flag.FlagSet, args []string, help func(io.Writer), stdout io.Writ
 				help(stdout)
 				return nil, flag.ErrHelp
 			}
-			return nil, usagef("%v", err)
+			return nil, usagef("%v", cmdline.Explain(fs, err))
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -173,18 +171,25 @@ func parse(fs *flag.FlagSet, args []string, help func(io.Writer), stdout io.Writ
 }
 
 func dispatch(ctx context.Context, args []string, cio cmdIO) error {
-	c := &common{env: cio.env}
-	c.conn.Env = cio.env
+	c := &common{env: cio.env.Lookup}
+	c.conn.Env = cio.env.Lookup
 	e := &enqueueFlags{}
 	fs := newFlagSet(progName, c)
 	e.register(fs)
+	var version bool
+	fs.BoolVar(&version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(cio.stdout)
 			return flag.ErrHelp
 		}
-		return usagef("%v", err)
+		return usagef("%v", cmdline.Explain(fs, err))
 	}
+	if version {
+		fmt.Fprintln(cio.stdout, cmdline.Version(progName))
+		return flag.ErrHelp
+	}
+	warnEnv(cio)
 	if fs.NArg() == 0 {
 		return runEnqueue(ctx, c, e, fs, cio)
 	}
@@ -211,6 +216,26 @@ func dispatch(ctx context.Context, args []string, cio cmdIO) error {
 		printHelp(cio.stdout)
 		return nil
 	default:
-		return usagef("unknown command %q (commands: policy, standing, status, quota; with none, it enqueues)", cmd)
+		return usagef("unknown command %q%s (commands: %s; with none, it enqueues)", cmd, cmdline.Suggest("", cmd, commands), strings.Join(commands, ", "))
+	}
+}
+
+// commands are the command names dispatch knows, besides help.
+var commands = []string{"policy", "standing", "status", "quota"}
+
+// warnEnv warns on stderr about QUOTAQ_* variables that look like a
+// mistyped one of those the command reads (QUOTAQ_PREFX). Others are left
+// alone: they may be quotaq-worker's, set in a shared environment.
+func warnEnv(cio cmdIO) {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	(&common{}).register(fs)
+	var known []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if name := cmdline.UsageEnv(f); strings.HasPrefix(name, "QUOTAQ_") {
+			known = append(known, name)
+		}
+	})
+	for _, w := range cmdline.UnknownEnv(progName, cio.env, known, true) {
+		fmt.Fprintf(cio.stderr, "%s: warning: %s\n", progName, w)
 	}
 }

@@ -25,6 +25,11 @@ said 429) and how often it was, and its tasks by state (found by their
 with a policy of their own and those with tasks in the queues. Nothing is
 consumed. Task counts list the queues, which takes one to a few seconds per
 100,000 tasks.
+
+Units: a policy reads "5/s burst 20 quota 10000 per 24h0m0s": a rate in tokens
+per second, a burst and a quota in tokens, the quota's period (aligned to
+UTC: a 24h quota resets at 00:00 UTC). Times left ("resets in", "full in")
+are durations from now.
 `
 
 type queuesFlag []string
@@ -56,7 +61,7 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 	fs := newFlagSet(name, c)
 	var queues queuesFlag
 	fs.Var(&queues, "queues", "comma-separated asynq `queues` to count tasks in (default: all)")
-	pos, err := parse(fs, args, func(w io.Writer) { fmt.Fprint(w, standingHelp) }, cio.stdout)
+	pos, err := parse(fs, args, commandHelp(standingHelp, fs), cio.stdout)
 	if err != nil {
 		return err
 	}
