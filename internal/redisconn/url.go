@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // redacted replaces passwords wherever redisconn prints a URL or a Config.
@@ -20,6 +23,9 @@ type serverURL struct {
 	password string
 	db       int
 	tls      bool // rediss://
+	// opts is what redis.ParseURL makes of the URL: the query's options
+	// (dial_timeout, read_timeout, pool_size, client_name, ...).
+	opts *redis.Options
 }
 
 // display is the URL without user information, for logs and errors.
@@ -34,11 +40,20 @@ func (s serverURL) display() string {
 	return fmt.Sprintf("%s://%s/%d", scheme, s.addr, s.db)
 }
 
+// passwordParam is a password given as a query parameter (go-redis's
+// Sentinel URLs take the master's that way).
+var passwordParam = regexp.MustCompile(`(?i)([?&](?:sentinel_)?password=)[^&#]*`)
+
 // RedactURL returns raw with any password replaced by "xxxxx". It works on
 // strings that do not parse as URLs too, so an error about a malformed URL can
 // quote it safely: everything between the first ':' after "scheme://" and the
-// last '@' is treated as the password.
+// last '@' is treated as the password, and so is the value of a password=
+// query parameter.
 func RedactURL(raw string) string {
+	return passwordParam.ReplaceAllString(redactUserinfoOf(raw), "${1}"+redacted)
+}
+
+func redactUserinfoOf(raw string) string {
 	i := strings.Index(raw, "://")
 	if i < 0 {
 		// No scheme: "user:password@host" still must not leak.
@@ -98,23 +113,12 @@ func parseURL(raw string) (serverURL, error) {
 		// A password with an unescaped '/', '?' or '#' ends up here.
 		return serverURL{}, bad("unexpected '@' or '#'; URL-encode special characters in the password (@ as %%40, / as %%2F, # as %%23)")
 	}
-	q := u.Query()
-	for k := range q {
-		if k != "db" || s.network != "unix" {
-			return serverURL{}, bad("query parameter %q is not supported (only db, for unix://)", k)
-		}
-	}
 	if s.network == "unix" {
 		if u.Path == "" {
 			return serverURL{}, bad("no socket path; write it as unix:///path/to/redis.sock?db=0")
 		}
 		s.addr = u.Path
-		if v := q.Get("db"); v != "" {
-			if s.db, err = strconv.Atoi(v); err != nil || s.db < 0 {
-				return serverURL{}, bad("db %q is not a database number (use 0, 1, ...)", v)
-			}
-		}
-		return s, nil
+		return s.withOptions(raw, bad)
 	}
 	s.host = u.Hostname()
 	if s.host == "" {
@@ -135,5 +139,21 @@ func parseURL(raw string) (serverURL, error) {
 			return serverURL{}, bad("database %q is not a number; the path is the database (redis://host:6379/0)", p)
 		}
 	}
+	return s.withOptions(raw, bad)
+}
+
+// withOptions reads the URL's query with go-redis's own parser, so REDIS_URL
+// takes every option redis.ParseURL does (?dial_timeout=3s&pool_size=20),
+// and refuses what it refuses, in words that never hold the password.
+func (s serverURL) withOptions(raw string, bad func(string, ...any) error) (serverURL, error) {
+	o, err := redis.ParseURL(raw)
+	if err != nil {
+		return serverURL{}, bad("%s; the query takes go-redis's options (db, dial_timeout=3s, read_timeout, write_timeout, pool_size, client_name, max_retries, ...: see redis.ParseURL)",
+			scrub(strings.TrimPrefix(err.Error(), "redis: "), []string{s.password}))
+	}
+	if o.DB < 0 {
+		return serverURL{}, bad("db %d is not a database number (use 0, 1, ...)", o.DB)
+	}
+	s.db, s.opts = o.DB, o
 	return s, nil
 }
