@@ -13,8 +13,11 @@
 //     rediss:// for TLS, or unix:///path/to/redis.sock?db=N; the query takes
 //     every option go-redis's redis.ParseURL reads (?dial_timeout=3s&pool_size=20),
 //     and asynq's connections get them too;
-//   - Sentinel: --redis-sentinel-addrs + --redis-sentinel-master;
-//   - Cluster: --redis-cluster-addrs.
+//   - Sentinel: --redis-sentinel-addrs + --redis-sentinel-master, or a URL in
+//     go-redis's Sentinel form (redis.ParseFailoverURL:
+//     redis://s1:26379?master_name=mymaster&addr=s2:26379);
+//   - Cluster: --redis-cluster-addrs, or a URL in go-redis's Cluster form
+//     (redis.ParseClusterURL: redis://h1:7000?addr=h2:7000).
 //
 // An in-memory miniredis is started only when asked for: `quotaq-worker
 // --embedded` (QUOTAQ_EMBEDDED=1; a program offers the flag with

@@ -156,6 +156,79 @@ func TestResolveURLOptions(t *testing.T) {
 	}
 }
 
+// REDIS_URL also takes go-redis's Cluster URL (addr= names more nodes) and
+// Sentinel URL (master_name=; the user information is the Sentinels', the
+// master's password is password=), with their options; the display
+// address and String() never hold a password.
+func TestResolveClusterAndSentinelURLs(t *testing.T) {
+	t.Parallel()
+	t.Run("Cluster", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{URL: "redis://bob:hunter22@c1:7000?addr=c2:7000&addr=c3:7000&read_timeout=2s&dial_timeout=4s", Env: env()}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := tg.cluster
+		if tg.kind != "cluster" || strings.Join(o.Addrs, ",") != "c1:7000,c2:7000,c3:7000" || o.Username != "bob" || o.Password != "hunter22" ||
+			o.ReadTimeout != 2*time.Second || o.DialTimeout != 4*time.Second || o.TLSConfig != nil {
+			t.Errorf("cluster options: kind %s addrs %v user %q read %s dial %s TLS %v", tg.kind, o.Addrs, o.Username, o.ReadTimeout, o.DialTimeout, o.TLSConfig != nil)
+		}
+		if want := "redis-cluster://c1:7000,c2:7000,c3:7000"; tg.addr != want {
+			t.Errorf("addr = %q, want %q", tg.addr, want)
+		}
+		if a := asynqOptions(t, tg).(*redis.ClusterOptions); len(a.Addrs) != 3 || a.ReadTimeout != 2*time.Second {
+			t.Errorf("asynq's cluster client: addrs %v read timeout %s", a.Addrs, a.ReadTimeout)
+		}
+	})
+	t.Run("ClusterTLSWithPasswordFromEnv", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{Env: env("REDIS_URL", "rediss://c1:7000?addr=c2:7000", "REDIS_PASSWORD", "hunter22")}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tg.cluster.Password != "hunter22" || tg.cluster.TLSConfig == nil || tg.cluster.TLSConfig.ServerName != "" || tg.addr != "redis-clusters://c1:7000,c2:7000" {
+			t.Errorf("cluster over TLS: addr %q, TLS %+v; want TLS with the server name left to each node and the password", tg.addr, tg.cluster.TLSConfig)
+		}
+	})
+	t.Run("Sentinel", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{URL: "redis://:sentpw1@s1:26379/2?master_name=mymaster&addr=s2:26379&password=hunter22&dial_timeout=3s", Env: env()}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := tg.failover
+		if tg.kind != "sentinel" || f.MasterName != "mymaster" || strings.Join(f.SentinelAddrs, ",") != "s1:26379,s2:26379" ||
+			f.DB != 2 || f.Password != "hunter22" || f.SentinelPassword != "sentpw1" || f.DialTimeout != 3*time.Second {
+			t.Errorf("failover options: kind %s master %q sentinels %v db %d dial %s", tg.kind, f.MasterName, f.SentinelAddrs, f.DB, f.DialTimeout)
+		}
+		if want := "redis-sentinel://s1:26379,s2:26379/2?master=mymaster"; tg.addr != want {
+			t.Errorf("addr = %q, want %q", tg.addr, want)
+		}
+		for _, shown := range []string{tg.addr, c.String(), fmt.Sprintf("%v %+v %#v", c, c, c)} {
+			if strings.Contains(shown, "hunter22") || strings.Contains(shown, "sentpw1") {
+				t.Errorf("a password shows in %q", shown)
+			}
+		}
+		if a := asynqOptions(t, tg).(*redis.Options); a.DB != 2 || a.Password != "hunter22" {
+			t.Errorf("asynq's failover client: db %d, want 2 and the master's password", a.DB)
+		}
+	})
+	t.Run("SentinelPasswordsFromEnv", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{Env: env("REDIS_URL", "redis://s1:26379?master_name=m", "REDIS_PASSWORD", "hunter22", "REDIS_SENTINEL_PASSWORD", "sentpw2", "REDIS_USERNAME", "bob")}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := tg.failover; f.Password != "hunter22" || f.SentinelPassword != "sentpw2" || f.Username != "bob" {
+			t.Errorf("failover credentials: user %q; want bob and both passwords from the environment", f.Username)
+		}
+	})
+}
+
 func TestResolveRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -183,6 +256,12 @@ func TestResolveRejectsBadConfig(t *testing.T) {
 		{"BadQueryNumber", Config{URL: "redis://u:hunter22@h:1/0?pool_size=many"}, nil, "invalid pool_size number"},
 		{"PasswordAsQuery", Config{URL: "redis://h:1/0?password=hunter22"}, nil, "unexpected option: password"},
 		{"NegativeQueryDB", Config{URL: "redis://h:1/0?db=-1"}, nil, "db -1"},
+		{"ClusterURLWithDB", Config{URL: "redis://u:hunter22@c1:7000/3?addr=c2:7000"}, nil, "only has database 0"},
+		{"ClusterURLBadAddr", Config{URL: "redis://u:hunter22@c1:7000?addr=nocolon"}, nil, "addr param: nocolon"},
+		{"ClusterURLUnknownOption", Config{URL: "redis://u:hunter22@c1:7000?addr=c2:7000&db=1"}, nil, "unexpected option: db"},
+		{"SentinelURLEmptyMaster", Config{URL: "redis://s1:26379?master_name=&password=hunter22"}, nil, "master_name is empty"},
+		{"SentinelURLBadOption", Config{URL: "redis://s1:26379?master_name=m&password=hunter22&dial_timeout=x"}, nil, "invalid dial_timeout duration"},
+		{"SentinelURLOverUnix", Config{URL: "unix:///run/redis.sock?master_name=m"}, nil, "Sentinel (master_name=)"},
 		{"NoHost", Config{URL: "redis://:hunter22@:6379/0"}, nil, "no host"},
 		{"UnixNoPath", Config{URL: "unix://"}, nil, "no socket path"},
 		{"URLAndCluster", Config{URL: "redis://h:1", ClusterAddrs: []string{"a:1"}}, nil, "keep one"},

@@ -212,12 +212,13 @@ func (c *Config) resolve() (*target, error) {
 		if r.DB != 0 {
 			return nil, fmt.Errorf("%w: --redis-db (REDIS_DB) is for Sentinel; put the database in the URL path (redis://host:6379/%d)", ErrInvalidConfig, r.DB)
 		}
-		if r.Username != "" {
-			s.username = r.Username
+		if s.cluster != nil || s.failover != nil {
+			if err := r.resolveURLTopology(t, s, tlsOn); err != nil {
+				return nil, err
+			}
+			break
 		}
-		if r.Password != "" {
-			s.password = r.Password
-		}
+		r.credentials(&s.username, &s.password)
 		tlsOn = tlsOn || s.tls
 		s.tls = tlsOn
 		if tlsOn && s.network == "unix" {
@@ -244,6 +245,51 @@ func (c *Config) resolve() (*target, error) {
 		t.asynq = asynqOpt{t}
 	}
 	return t, nil
+}
+
+// resolveURLTopology fills t from a Cluster or Sentinel URL (go-redis's
+// forms, see withOptions). The settings override the URL as they do a
+// single server's: REDIS_USERNAME and REDIS_PASSWORD the nodes' (a
+// Sentinel master's) credentials, REDIS_SENTINEL_PASSWORD the Sentinels'.
+func (r *Config) resolveURLTopology(t *target, s serverURL, tlsOn bool) error {
+	tlsOn = tlsOn || s.tls
+	tc, err := r.tlsConfig(tlsOn, "")
+	if err != nil {
+		return err
+	}
+	if s.cluster != nil {
+		o := *s.cluster
+		r.credentials(&o.Username, &o.Password)
+		o.TLSConfig, o.DialTimeout = tc, dialTimeout(r.DialTimeout, s.cluster.DialTimeout)
+		t.kind, t.cluster = "cluster", &o
+		t.addr = fmt.Sprintf("%s://%s", scheme("redis-cluster", tlsOn), strings.Join(o.Addrs, ","))
+		t.secrets = append(t.secrets, o.Password)
+		return nil
+	}
+	o := *s.failover
+	if tc != nil && s.failover.TLSConfig != nil && s.failover.TLSConfig.InsecureSkipVerify {
+		tc.InsecureSkipVerify = true // ?skip_verify=true
+	}
+	r.credentials(&o.Username, &o.Password)
+	if r.SentinelPassword != "" {
+		o.SentinelPassword = r.SentinelPassword
+	}
+	o.TLSConfig, o.DialTimeout = tc, dialTimeout(r.DialTimeout, s.failover.DialTimeout)
+	t.kind, t.failover = "sentinel", &o
+	t.addr = fmt.Sprintf("%s://%s/%d?master=%s", scheme("redis-sentinel", tlsOn), strings.Join(o.SentinelAddrs, ","), o.DB, url.QueryEscape(o.MasterName))
+	t.secrets = append(t.secrets, o.Password, o.SentinelPassword)
+	return nil
+}
+
+// credentials sets --redis-username and --redis-password (REDIS_USERNAME,
+// REDIS_PASSWORD), when given, over a URL's.
+func (r *Config) credentials(user, password *string) {
+	if r.Username != "" {
+		*user = r.Username
+	}
+	if r.Password != "" {
+		*password = r.Password
+	}
 }
 
 // dialTimeout is --redis-timeout (REDIS_TIMEOUT) when set, else the URL's

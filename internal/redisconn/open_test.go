@@ -156,6 +156,25 @@ func TestOpenRealServer(t *testing.T) {
 		}
 	})
 
+	t.Run("SentinelURL", func(t *testing.T) {
+		t.Parallel()
+		sn := redistest.NewSentinel(t)
+		c := &Config{Env: env("REDIS_URL", fmt.Sprintf("redis://%s/0?master_name=%s&dial_timeout=3s", sn.Sentinel.Addr, sn.Name))}
+		conn, err := c.Open(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := conn.Redis.Set(ctx, "k-"+prefix, "v", time.Minute).Err(); err != nil {
+			t.Fatalf("SET through the Sentinel URL: %v", err)
+		}
+		direct := redis.NewClient(&redis.Options{Addr: sn.Master.Addr})
+		defer direct.Close()
+		if v, err := direct.Get(ctx, "k-"+prefix).Result(); err != nil || v != "v" {
+			t.Errorf("the master has %q, %v; want the value written through the Sentinel URL", v, err)
+		}
+	})
+
 	t.Run("WrongPasswordIsUnreachableAndRedacted", func(t *testing.T) {
 		t.Parallel()
 		wrong := "wrong-" + pass

@@ -23,9 +23,15 @@ type serverURL struct {
 	password string
 	db       int
 	tls      bool // rediss://
-	// opts is what redis.ParseURL makes of the URL: the query's options
-	// (dial_timeout, read_timeout, pool_size, client_name, ...).
-	opts *redis.Options
+	// What go-redis's parsers make of the URL, one of the three: opts
+	// (redis.ParseURL) for a single server; cluster (redis.ParseClusterURL)
+	// when the query names more nodes (addr=); failover
+	// (redis.ParseFailoverURL) when it names a Sentinel master
+	// (master_name=). The query's options (dial_timeout, pool_size, ...)
+	// are in them.
+	opts     *redis.Options
+	cluster  *redis.ClusterOptions
+	failover *redis.FailoverOptions
 }
 
 // display is the URL without user information, for logs and errors.
@@ -118,7 +124,7 @@ func parseURL(raw string) (serverURL, error) {
 			return serverURL{}, bad("no socket path; write it as unix:///path/to/redis.sock?db=0")
 		}
 		s.addr = u.Path
-		return s.withOptions(raw, bad)
+		return s.withOptions(raw, u.Query(), bad)
 	}
 	s.host = u.Hostname()
 	if s.host == "" {
@@ -139,21 +145,45 @@ func parseURL(raw string) (serverURL, error) {
 			return serverURL{}, bad("database %q is not a number; the path is the database (redis://host:6379/0)", p)
 		}
 	}
-	return s.withOptions(raw, bad)
+	return s.withOptions(raw, u.Query(), bad)
 }
 
-// withOptions reads the URL's query with go-redis's own parser, so REDIS_URL
-// takes every option redis.ParseURL does (?dial_timeout=3s&pool_size=20),
-// and refuses what it refuses, in words that never hold the password.
-func (s serverURL) withOptions(raw string, bad func(string, ...any) error) (serverURL, error) {
-	o, err := redis.ParseURL(raw)
+// withOptions reads the URL with go-redis's own parsers, so REDIS_URL takes
+// every form and option they do: redis.ParseURL's (?dial_timeout=3s&pool_size=20),
+// a Cluster's (redis://h1:7000?addr=h2:7000&addr=h3:7000, redis.ParseClusterURL)
+// and Sentinel's (redis://s1:26379?master_name=mymaster&addr=s2:26379,
+// redis.ParseFailoverURL: the user information is the Sentinels', the
+// master's password is password=); it refuses what they refuse, in words
+// that never hold a password.
+func (s serverURL) withOptions(raw string, q url.Values, bad func(string, ...any) error) (serverURL, error) {
+	var err error
+	switch {
+	case (q.Has("master_name") || q.Has("addr")) && s.network == "unix":
+		return serverURL{}, bad("a unix:// URL names one server; Sentinel (master_name=) and Cluster (addr=) URLs are redis:// or rediss://")
+	case q.Has("master_name"):
+		if s.failover, err = redis.ParseFailoverURL(raw); err == nil {
+			if s.failover.MasterName == "" {
+				return serverURL{}, bad("master_name is empty; name the master the Sentinels watch (master_name=mymaster)")
+			}
+			s.db = s.failover.DB
+		}
+	case q.Has("addr"):
+		if s.db != 0 {
+			return serverURL{}, bad("database %d with Redis Cluster (addr=), which only has database 0", s.db)
+		}
+		s.cluster, err = redis.ParseClusterURL(raw)
+	default:
+		if s.opts, err = redis.ParseURL(raw); err == nil {
+			s.db = s.opts.DB
+		}
+	}
 	if err != nil {
-		return serverURL{}, bad("%s; the query takes go-redis's options (db, dial_timeout=3s, read_timeout, write_timeout, pool_size, client_name, max_retries, ...: see redis.ParseURL)",
-			scrub(strings.TrimPrefix(err.Error(), "redis: "), []string{s.password}))
+		secrets := []string{s.password, q.Get("password")}
+		return serverURL{}, bad("%s; the query takes go-redis's options (db, dial_timeout=3s, read_timeout, pool_size, client_name, ...; addr= for a Cluster, master_name= for Sentinel: see redis.ParseURL, ParseClusterURL, ParseFailoverURL)",
+			scrub(strings.TrimPrefix(err.Error(), "redis: "), secrets))
 	}
-	if o.DB < 0 {
-		return serverURL{}, bad("db %d is not a database number (use 0, 1, ...)", o.DB)
+	if s.db < 0 {
+		return serverURL{}, bad("db %d is not a database number (use 0, 1, ...)", s.db)
 	}
-	s.db, s.opts = o.DB, o
 	return s, nil
 }

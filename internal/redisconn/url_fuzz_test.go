@@ -44,6 +44,9 @@ func FuzzConfigNeverShowsPassword(f *testing.F) {
 		} else {
 			c.URL = sch + user + "@" + host + tail
 			c.Password = pw
+			if strings.Contains(c.URL, strings.TrimSpace(pw)) {
+				t.Skip("the URL itself spells the password")
+			}
 		}
 		err := c.Validate()
 		shown := []string{c.Addr(), c.String(), fmt.Sprintf("%v %+v %#v %s", c, c, c, &c)}
