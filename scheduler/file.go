@@ -13,7 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultCatchUp is how far back a starting scheduler looks for a missed

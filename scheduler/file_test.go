@@ -21,14 +21,14 @@ func TestLoadFileExample(t *testing.T) {
 	for _, e := range s.Entries {
 		byName[e.Name] = e
 	}
-	if len(byName) != 5 {
-		t.Fatalf("got %d entries, want 5: %v", len(byName), byName)
+	if len(byName) != 4 {
+		t.Fatalf("got %d entries, want 4: %v", len(byName), byName)
 	}
 	if e := byName["monthly-reset-eu"]; e.Reset == nil || len(e.Reset.Tenants) != 2 || e.CatchUp != 24*time.Hour {
 		t.Errorf("monthly-reset-eu = %+v", e)
 	}
-	if e := byName["plan-change"]; e.Adjust == nil || !e.Adjust.All || *e.Adjust.Rate != 20 || *e.Adjust.Burst != 40 || e.Adjust.Quota != nil {
-		t.Errorf("plan-change = %+v", e)
+	if e := byName["acme-night"]; e.Adjust == nil || e.Adjust.All || len(e.Adjust.Tenants) != 1 || *e.Adjust.Rate != 20 || *e.Adjust.Burst != 1 || e.Adjust.Quota != nil {
+		t.Errorf("acme-night = %+v", e)
 	}
 	if byName["daily-reset"].CatchUp != time.Hour {
 		t.Errorf("daily-reset catch_up = %s, want the file's 1h", byName["daily-reset"].CatchUp)

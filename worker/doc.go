@@ -2,7 +2,7 @@
 // throttle.Limiter before each task runs and puts a task that must wait back
 // in its queue, to come back when its tokens are due.
 //
-//	l := throttle.New(rdb)
+//	l := throttle.New(rdb, throttle.WithLeases(100*time.Millisecond, 0)) // as quotaq-worker
 //	t, err := worker.NewChecked(l, rdb, worker.WithMetrics(m))
 //	if err != nil { ... } // the program links an asynq version the Throttler is not tested with
 //	defer t.Close()

@@ -15,10 +15,14 @@ import (
 )
 
 // A server whose tasks are throttled per tenant. (Compiled, not run: it
-// needs a Redis.)
+// needs a Redis. examples/existing-worker runs the same, with the quota
+// scheduler.)
 func Example() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	limiter := throttle.New(rdb)
+	// Leases, as quotaq-worker has them (--lease 100ms): a tenant far under
+	// its limits is admitted without a round trip per task, never past its
+	// policy.
+	limiter := throttle.New(rdb, throttle.WithLeases(100*time.Millisecond, 0))
 	metrics, err := worker.NewMetrics(prometheus.DefaultRegisterer, false)
 	if err != nil {
 		log.Fatal(err)

@@ -10,9 +10,14 @@
 // Three topologies are supported, chosen by what is set:
 //
 //   - a single server: --redis-url / REDIS_URL, redis://[user:password@]host:port/db,
-//     rediss:// for TLS, or unix:///path/to/redis.sock?db=N;
-//   - Sentinel: --redis-sentinel-addrs + --redis-sentinel-master;
-//   - Cluster: --redis-cluster-addrs.
+//     rediss:// for TLS, or unix:///path/to/redis.sock?db=N; the query takes
+//     every option go-redis's redis.ParseURL reads (?dial_timeout=3s&pool_size=20),
+//     and asynq's connections get them too;
+//   - Sentinel: --redis-sentinel-addrs + --redis-sentinel-master, or a URL in
+//     go-redis's Sentinel form (redis.ParseFailoverURL:
+//     redis://s1:26379?master_name=mymaster&addr=s2:26379);
+//   - Cluster: --redis-cluster-addrs, or a URL in go-redis's Cluster form
+//     (redis.ParseClusterURL: redis://h1:7000?addr=h2:7000).
 //
 // An in-memory miniredis is started only when asked for: `quotaq-worker
 // --embedded` (QUOTAQ_EMBEDDED=1; a program offers the flag with
@@ -91,7 +96,7 @@ type Config struct {
 	TLSKeyFile       string        // --redis-tls-key, REDIS_TLS_KEY
 	TLSServerName    string        // --redis-tls-server-name, REDIS_TLS_SERVER_NAME (default: the host dialled)
 	TLSSkipVerify    bool          // --redis-tls-insecure, REDIS_TLS_INSECURE (tests only)
-	DialTimeout      time.Duration // --redis-timeout, REDIS_TIMEOUT; default DefaultDialTimeout
+	DialTimeout      time.Duration // --redis-timeout, REDIS_TIMEOUT; default the URL's dial_timeout, else DefaultDialTimeout
 	AllowEviction    bool          // --allow-eviction, QUOTAQ_ALLOW_EVICTION: run on a server whose maxmemory-policy is not noeviction
 
 	// AllowEmbedded makes the program offer --embedded and --embedded-addr,
@@ -247,9 +252,6 @@ func (c *Config) withEnv() (Config, error) {
 	}
 	if r.DialTimeout < 0 {
 		return r, fmt.Errorf("%w: --redis-timeout %s is negative (use e.g. 5s)", ErrInvalidConfig, r.DialTimeout)
-	}
-	if r.DialTimeout == 0 {
-		r.DialTimeout = DefaultDialTimeout
 	}
 	if r.DB < 0 {
 		return r, fmt.Errorf("%w: --redis-db %d is negative (use 0, 1, ...)", ErrInvalidConfig, r.DB)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/redistest"
@@ -79,18 +78,155 @@ func TestResolveSingleURL(t *testing.T) {
 			if o.TLSConfig != nil && o.TLSConfig.ServerName != tt.wantServer {
 				t.Errorf("ServerName = %q, want %q", o.TLSConfig.ServerName, tt.wantServer)
 			}
-			a, ok := tg.asynq.(asynq.RedisClientOpt)
-			if !ok {
-				t.Fatalf("asynq opt is %T, want RedisClientOpt", tg.asynq)
-			}
+			a := asynqOptions(t, tg).(*redis.Options)
 			if a.Addr != o.Addr || a.Network != o.Network || a.DB != o.DB || a.Username != o.Username || a.Password != o.Password || a.TLSConfig != o.TLSConfig {
-				t.Errorf("asynq opt %+v does not match go-redis options", a)
+				t.Errorf("asynq's client options %s %s db=%d do not match go-redis options", a.Network, a.Addr, a.DB)
 			}
 			if strings.Contains(tg.addr, "s3cret") {
 				t.Errorf("display address %q holds the password", tg.addr)
 			}
 		})
 	}
+}
+
+// asynqOptions returns the options of the client asynq would make from the
+// target: *redis.Options or *redis.ClusterOptions.
+func asynqOptions(t *testing.T, tg *target) any {
+	t.Helper()
+	switch c := tg.asynq.MakeRedisClient().(type) {
+	case *redis.Client:
+		defer c.Close()
+		return c.Options()
+	case *redis.ClusterClient:
+		defer c.Close()
+		return c.Options()
+	default:
+		t.Fatalf("asynq's client is %T", c)
+		return nil
+	}
+}
+
+// REDIS_URL takes the options go-redis's redis.ParseURL reads from the
+// query, and gives them to asynq's connections too; --redis-timeout
+// (REDIS_TIMEOUT) still wins over the URL's dial_timeout.
+func TestResolveURLOptions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		url   string
+		env   []string
+		check func(o *redis.Options) bool
+	}{
+		{"DialTimeout", "redis://h:1/0?dial_timeout=3s", nil, func(o *redis.Options) bool { return o.DialTimeout == 3*time.Second }},
+		{"DialTimeoutInSeconds", "redis://h:1/0?dial_timeout=3", nil, func(o *redis.Options) bool { return o.DialTimeout == 3*time.Second }},
+		{"DefaultDialTimeout", "redis://h:1/0", nil, func(o *redis.Options) bool { return o.DialTimeout == DefaultDialTimeout }},
+		{"EnvTimeoutWinsOverTheURL", "redis://h:1/0?dial_timeout=3s", []string{"REDIS_TIMEOUT", "7s"}, func(o *redis.Options) bool { return o.DialTimeout == 7*time.Second }},
+		{"PoolAndTimeouts", "redis://alice:hunter22@h:1/2?read_timeout=2s&write_timeout=4s&pool_size=7&max_retries=5&client_name=billing",
+			nil, func(o *redis.Options) bool {
+				return o.ReadTimeout == 2*time.Second && o.WriteTimeout == 4*time.Second && o.PoolSize == 7 &&
+					o.MaxRetries == 5 && o.ClientName == "billing" && o.DB == 2 && o.Password == "hunter22"
+			}},
+		{"QueryDBOverridesThePath", "redis://h:1/2?db=5", nil, func(o *redis.Options) bool { return o.DB == 5 }},
+		{"Protocol", "redis://h:1/0?protocol=2", nil, func(o *redis.Options) bool { return o.Protocol == 2 }},
+		{"SkipVerify", "rediss://h:1/0?skip_verify=true", nil, func(o *redis.Options) bool {
+			return o.TLSConfig != nil && o.TLSConfig.InsecureSkipVerify && o.TLSConfig.ServerName == "h"
+		}},
+		{"UnixSocketOptions", "unix:///run/redis.sock?db=4&dial_timeout=2s", nil, func(o *redis.Options) bool {
+			return o.Network == "unix" && o.DB == 4 && o.DialTimeout == 2*time.Second
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &Config{URL: tt.url, Env: env(tt.env...)}
+			tg, err := c.resolve()
+			if err != nil {
+				t.Fatalf("resolve(%q): %v", RedactURL(tt.url), err)
+			}
+			if !tt.check(tg.single) {
+				t.Errorf("%s: go-redis options not as the URL says: %+v", RedactURL(tt.url), *tg.single)
+			}
+			if a := asynqOptions(t, tg).(*redis.Options); !tt.check(a) {
+				t.Errorf("%s: asynq's client options not as the URL says", RedactURL(tt.url))
+			}
+			if strings.Contains(tg.addr, "hunter22") || strings.Contains(c.String(), "hunter22") {
+				t.Errorf("addr %q or String() %q shows the password", tg.addr, c.String())
+			}
+		})
+	}
+}
+
+// REDIS_URL also takes go-redis's Cluster URL (addr= names more nodes) and
+// Sentinel URL (master_name=; the user information is the Sentinels', the
+// master's password is password=), with their options; the display
+// address and String() never hold a password.
+func TestResolveClusterAndSentinelURLs(t *testing.T) {
+	t.Parallel()
+	t.Run("Cluster", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{URL: "redis://bob:hunter22@c1:7000?addr=c2:7000&addr=c3:7000&read_timeout=2s&dial_timeout=4s", Env: env()}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := tg.cluster
+		if tg.kind != "cluster" || strings.Join(o.Addrs, ",") != "c1:7000,c2:7000,c3:7000" || o.Username != "bob" || o.Password != "hunter22" ||
+			o.ReadTimeout != 2*time.Second || o.DialTimeout != 4*time.Second || o.TLSConfig != nil {
+			t.Errorf("cluster options: kind %s addrs %v user %q read %s dial %s TLS %v", tg.kind, o.Addrs, o.Username, o.ReadTimeout, o.DialTimeout, o.TLSConfig != nil)
+		}
+		if want := "redis-cluster://c1:7000,c2:7000,c3:7000"; tg.addr != want {
+			t.Errorf("addr = %q, want %q", tg.addr, want)
+		}
+		if a := asynqOptions(t, tg).(*redis.ClusterOptions); len(a.Addrs) != 3 || a.ReadTimeout != 2*time.Second {
+			t.Errorf("asynq's cluster client: addrs %v read timeout %s", a.Addrs, a.ReadTimeout)
+		}
+	})
+	t.Run("ClusterTLSWithPasswordFromEnv", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{Env: env("REDIS_URL", "rediss://c1:7000?addr=c2:7000", "REDIS_PASSWORD", "hunter22")}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tg.cluster.Password != "hunter22" || tg.cluster.TLSConfig == nil || tg.cluster.TLSConfig.ServerName != "" || tg.addr != "redis-clusters://c1:7000,c2:7000" {
+			t.Errorf("cluster over TLS: addr %q, TLS %+v; want TLS with the server name left to each node and the password", tg.addr, tg.cluster.TLSConfig)
+		}
+	})
+	t.Run("Sentinel", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{URL: "redis://:sentpw1@s1:26379/2?master_name=mymaster&addr=s2:26379&password=hunter22&dial_timeout=3s", Env: env()}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := tg.failover
+		if tg.kind != "sentinel" || f.MasterName != "mymaster" || strings.Join(f.SentinelAddrs, ",") != "s1:26379,s2:26379" ||
+			f.DB != 2 || f.Password != "hunter22" || f.SentinelPassword != "sentpw1" || f.DialTimeout != 3*time.Second {
+			t.Errorf("failover options: kind %s master %q sentinels %v db %d dial %s", tg.kind, f.MasterName, f.SentinelAddrs, f.DB, f.DialTimeout)
+		}
+		if want := "redis-sentinel://s1:26379,s2:26379/2?master=mymaster"; tg.addr != want {
+			t.Errorf("addr = %q, want %q", tg.addr, want)
+		}
+		for _, shown := range []string{tg.addr, c.String(), fmt.Sprintf("%v %+v %#v", c, c, c)} {
+			if strings.Contains(shown, "hunter22") || strings.Contains(shown, "sentpw1") {
+				t.Errorf("a password shows in %q", shown)
+			}
+		}
+		if a := asynqOptions(t, tg).(*redis.Options); a.DB != 2 || a.Password != "hunter22" {
+			t.Errorf("asynq's failover client: db %d, want 2 and the master's password", a.DB)
+		}
+	})
+	t.Run("SentinelPasswordsFromEnv", func(t *testing.T) {
+		t.Parallel()
+		c := &Config{Env: env("REDIS_URL", "redis://s1:26379?master_name=m", "REDIS_PASSWORD", "hunter22", "REDIS_SENTINEL_PASSWORD", "sentpw2", "REDIS_USERNAME", "bob")}
+		tg, err := c.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := tg.failover; f.Password != "hunter22" || f.SentinelPassword != "sentpw2" || f.Username != "bob" {
+			t.Errorf("failover credentials: user %q; want bob and both passwords from the environment", f.Username)
+		}
+	})
 }
 
 func TestResolveRejectsBadConfig(t *testing.T) {
@@ -115,7 +251,17 @@ func TestResolveRejectsBadConfig(t *testing.T) {
 		{"BadDB", Config{URL: "redis://u:hunter22@h:1/zero"}, nil, `database "zero"`},
 		{"UnescapedSlashInPassword", Config{URL: "redis://u:hunter22/x@h:1/0"}, nil, "URL-encode"},
 		{"UnescapedHashInPassword", Config{URL: "redis://u:hun#ter22@h:1/0"}, nil, "URL-encode"},
-		{"UnknownQuery", Config{URL: "redis://u:hunter22@h:1/0?pool_size=3"}, nil, `"pool_size"`},
+		{"UnknownQuery", Config{URL: "redis://u:hunter22@h:1/0?pool_sise=3"}, nil, "unexpected option: pool_sise"},
+		{"BadQueryDuration", Config{URL: "redis://u:hunter22@h:1/0?dial_timeout=3x"}, nil, "invalid dial_timeout duration"},
+		{"BadQueryNumber", Config{URL: "redis://u:hunter22@h:1/0?pool_size=many"}, nil, "invalid pool_size number"},
+		{"PasswordAsQuery", Config{URL: "redis://h:1/0?password=hunter22"}, nil, "unexpected option: password"},
+		{"NegativeQueryDB", Config{URL: "redis://h:1/0?db=-1"}, nil, "db -1"},
+		{"ClusterURLWithDB", Config{URL: "redis://u:hunter22@c1:7000/3?addr=c2:7000"}, nil, "only has database 0"},
+		{"ClusterURLBadAddr", Config{URL: "redis://u:hunter22@c1:7000?addr=nocolon"}, nil, "addr param: nocolon"},
+		{"ClusterURLUnknownOption", Config{URL: "redis://u:hunter22@c1:7000?addr=c2:7000&db=1"}, nil, "unexpected option: db"},
+		{"SentinelURLEmptyMaster", Config{URL: "redis://s1:26379?master_name=&password=hunter22"}, nil, "master_name is empty"},
+		{"SentinelURLBadOption", Config{URL: "redis://s1:26379?master_name=m&password=hunter22&dial_timeout=x"}, nil, "invalid dial_timeout duration"},
+		{"SentinelURLOverUnix", Config{URL: "unix:///run/redis.sock?master_name=m"}, nil, "Sentinel (master_name=)"},
 		{"NoHost", Config{URL: "redis://:hunter22@:6379/0"}, nil, "no host"},
 		{"UnixNoPath", Config{URL: "unix://"}, nil, "no socket path"},
 		{"URLAndCluster", Config{URL: "redis://h:1", ClusterAddrs: []string{"a:1"}}, nil, "keep one"},
@@ -185,9 +331,9 @@ func TestResolveSentinelAndCluster(t *testing.T) {
 			f.Password != "hunter22" || f.SentinelPassword != "sentpw" || f.Username != "bob" {
 			t.Errorf("failover options = %+v", f)
 		}
-		a := tg.asynq.(asynq.RedisFailoverClientOpt)
-		if a.MasterName != "mymaster" || a.DB != 2 || a.Password != "hunter22" || a.SentinelPassword != "sentpw" || len(a.SentinelAddrs) != 2 {
-			t.Errorf("asynq failover opt = %+v", a)
+		// a failover client's options are those of the master it reaches
+		if a := asynqOptions(t, tg).(*redis.Options); a.DB != 2 || a.Password != "hunter22" || a.Username != "bob" {
+			t.Errorf("asynq's failover client: db=%d user=%q, want 2, bob and the password", a.DB, a.Username)
 		}
 	})
 	t.Run("ClusterWithTLSFlag", func(t *testing.T) {
@@ -203,9 +349,8 @@ func TestResolveSentinelAndCluster(t *testing.T) {
 		if tg.cluster.TLSConfig == nil || tg.cluster.TLSConfig.ServerName != "" {
 			t.Errorf("cluster TLS = %+v, want TLS with the server name left to each node", tg.cluster.TLSConfig)
 		}
-		a := tg.asynq.(asynq.RedisClusterClientOpt)
-		if len(a.Addrs) != 2 || a.Password != "hunter22" || a.TLSConfig == nil {
-			t.Errorf("asynq cluster opt = %+v", a)
+		if a := asynqOptions(t, tg).(*redis.ClusterOptions); len(a.Addrs) != 2 || a.Password != "hunter22" || a.TLSConfig == nil {
+			t.Errorf("asynq's cluster client: addrs %v, TLS %v, want 2 addresses, the password and TLS", a.Addrs, a.TLSConfig != nil)
 		}
 	})
 	t.Run("TLSServerNameAndInsecure", func(t *testing.T) {
@@ -335,6 +480,9 @@ func TestRedactURL(t *testing.T) {
 		{"rediss://u:hun/ter#22@h:1/0", "rediss://u:xxxxx@h:1/0"},
 		{"redis://u:hunt@er22@h:1", "redis://u:xxxxx@h:1"},
 		{"u:hunter22@h:1", "u:xxxxx@h:1"},
+		{"redis://h:1/0?dial_timeout=3s&password=hunter22", "redis://h:1/0?dial_timeout=3s&password=xxxxx"},
+		{"redis://u:hunter22@h:1?master_name=m&password=hunter33&db=1", "redis://u:xxxxx@h:1?master_name=m&password=xxxxx&db=1"},
+		{"redis://h:1?Sentinel_Password=hunter22#x", "redis://h:1?Sentinel_Password=xxxxx#x"},
 		{"not a url", "not a url"},
 		{"", ""},
 	}

@@ -92,6 +92,15 @@ func TestOpenChecksEveryClusterMaster(t *testing.T) {
 	if conn.MaxmemoryPolicy != NoEviction {
 		t.Errorf("MaxmemoryPolicy %q, want noeviction", conn.MaxmemoryPolicy)
 	}
+	// the same Cluster through go-redis's Cluster URL (addr= names more nodes)
+	byURL, err := (&Config{URL: "redis://" + cl.Addrs[0] + "?addr=" + cl.Addrs[1] + "&read_timeout=2s", Env: env()}).Open(ctx, nil)
+	if err != nil {
+		t.Fatalf("Open with a Cluster URL: %v", err)
+	}
+	if _, ok := byURL.Redis.(*redis.ClusterClient); !ok || byURL.MaxmemoryPolicy != NoEviction {
+		t.Errorf("a Cluster URL opened a %T (policy %q), want a Cluster client on noeviction masters", byURL.Redis, byURL.MaxmemoryPolicy)
+	}
+	byURL.Close()
 	// the last master changes its policy: EvictionPolicy reads every master
 	last := redis.NewClient(&redis.Options{Addr: cl.Addrs[len(cl.Addrs)-1]})
 	defer last.Close()

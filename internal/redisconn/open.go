@@ -102,15 +102,7 @@ func (c *Config) Open(ctx context.Context, logger *slog.Logger) (*Conn, error) {
 		}
 		return conn, err
 	}
-	conn := &Conn{Asynq: t.asynq, Addr: t.addr}
-	switch t.kind {
-	case "single":
-		conn.Redis = redis.NewClient(t.single)
-	case "sentinel":
-		conn.Redis = redis.NewFailoverClient(t.failover)
-	case "cluster":
-		conn.Redis = redis.NewClusterClient(t.cluster)
-	}
+	conn := &Conn{Asynq: t.asynq, Addr: t.addr, Redis: t.newClient()}
 	timeout := t.timeout()
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -125,15 +117,22 @@ func (c *Config) Open(ctx context.Context, logger *slog.Logger) (*Conn, error) {
 	return conn, nil
 }
 
+// timeout bounds Open's first PING: the dial timeout, or
+// DefaultDialTimeout when the URL turned it off (dial_timeout=0).
 func (t *target) timeout() time.Duration {
+	d := DefaultDialTimeout
 	switch {
 	case t.single != nil:
-		return t.single.DialTimeout
+		d = t.single.DialTimeout
 	case t.failover != nil:
-		return t.failover.DialTimeout
-	default:
-		return t.cluster.DialTimeout
+		d = t.failover.DialTimeout
+	case t.cluster != nil:
+		d = t.cluster.DialTimeout
 	}
+	if d <= 0 {
+		return DefaultDialTimeout
+	}
+	return d
 }
 
 // resolve applies the environment and turns c into client options.
@@ -176,11 +175,7 @@ func (c *Config) resolve() (*target, error) {
 		t.addr = fmt.Sprintf("%s://%s/%d?master=%s", scheme("redis-sentinel", tlsOn), strings.Join(r.SentinelAddrs, ","), r.DB, url.QueryEscape(r.SentinelMaster))
 		t.failover = &redis.FailoverOptions{
 			MasterName: r.SentinelMaster, SentinelAddrs: r.SentinelAddrs, SentinelPassword: r.SentinelPassword,
-			Username: r.Username, Password: r.Password, DB: r.DB, DialTimeout: r.DialTimeout, TLSConfig: tc,
-		}
-		t.asynq = asynq.RedisFailoverClientOpt{
-			MasterName: r.SentinelMaster, SentinelAddrs: r.SentinelAddrs, SentinelPassword: r.SentinelPassword,
-			Username: r.Username, Password: r.Password, DB: r.DB, DialTimeout: r.DialTimeout, TLSConfig: tc,
+			Username: r.Username, Password: r.Password, DB: r.DB, DialTimeout: dialTimeout(r.DialTimeout, 0), TLSConfig: tc,
 		}
 	case len(r.ClusterAddrs) > 0:
 		if err := checkAddrs("--redis-cluster-addrs (REDIS_CLUSTER_ADDRS)", r.ClusterAddrs); err != nil {
@@ -196,10 +191,7 @@ func (c *Config) resolve() (*target, error) {
 		t.kind = "cluster"
 		t.addr = fmt.Sprintf("%s://%s", scheme("redis-cluster", tlsOn), strings.Join(r.ClusterAddrs, ","))
 		t.cluster = &redis.ClusterOptions{
-			Addrs: r.ClusterAddrs, Username: r.Username, Password: r.Password, DialTimeout: r.DialTimeout, TLSConfig: tc,
-		}
-		t.asynq = asynq.RedisClusterClientOpt{
-			Addrs: r.ClusterAddrs, Username: r.Username, Password: r.Password, DialTimeout: r.DialTimeout, TLSConfig: tc,
+			Addrs: r.ClusterAddrs, Username: r.Username, Password: r.Password, DialTimeout: dialTimeout(r.DialTimeout, 0), TLSConfig: tc,
 		}
 	case r.Embedded || (r.EmbeddedByDefault && !configured):
 		if _, _, err := splitHostPort(r.EmbeddedAddr); err != nil {
@@ -220,12 +212,13 @@ func (c *Config) resolve() (*target, error) {
 		if r.DB != 0 {
 			return nil, fmt.Errorf("%w: --redis-db (REDIS_DB) is for Sentinel; put the database in the URL path (redis://host:6379/%d)", ErrInvalidConfig, r.DB)
 		}
-		if r.Username != "" {
-			s.username = r.Username
+		if s.cluster != nil || s.failover != nil {
+			if err := r.resolveURLTopology(t, s, tlsOn); err != nil {
+				return nil, err
+			}
+			break
 		}
-		if r.Password != "" {
-			s.password = r.Password
-		}
+		r.credentials(&s.username, &s.password)
 		tlsOn = tlsOn || s.tls
 		s.tls = tlsOn
 		if tlsOn && s.network == "unix" {
@@ -237,17 +230,102 @@ func (c *Config) resolve() (*target, error) {
 		}
 		t.kind = "single"
 		t.addr = s.display()
-		t.single = &redis.Options{
-			Network: s.network, Addr: s.addr, Username: s.username, Password: s.password, DB: s.db,
-			DialTimeout: r.DialTimeout, TLSConfig: tc,
+		// the URL's query options (redis.ParseURL), with the address,
+		// credentials, TLS and dial timeout as the settings above decide
+		o := *s.opts
+		o.Network, o.Addr, o.Username, o.Password, o.DB = s.network, s.addr, s.username, s.password, s.db
+		if tc != nil && s.opts.TLSConfig != nil && s.opts.TLSConfig.InsecureSkipVerify {
+			tc.InsecureSkipVerify = true // ?skip_verify=true
 		}
-		t.asynq = asynq.RedisClientOpt{
-			Network: s.network, Addr: s.addr, Username: s.username, Password: s.password, DB: s.db,
-			DialTimeout: r.DialTimeout, TLSConfig: tc,
-		}
+		o.TLSConfig = tc
+		o.DialTimeout = dialTimeout(r.DialTimeout, s.opts.DialTimeout)
+		t.single = &o
+	}
+	if t.kind != "embedded" {
+		t.asynq = asynqOpt{t}
 	}
 	return t, nil
 }
+
+// resolveURLTopology fills t from a Cluster or Sentinel URL (go-redis's
+// forms, see withOptions). The settings override the URL as they do a
+// single server's: REDIS_USERNAME and REDIS_PASSWORD the nodes' (a
+// Sentinel master's) credentials, REDIS_SENTINEL_PASSWORD the Sentinels'.
+func (r *Config) resolveURLTopology(t *target, s serverURL, tlsOn bool) error {
+	tlsOn = tlsOn || s.tls
+	tc, err := r.tlsConfig(tlsOn, "")
+	if err != nil {
+		return err
+	}
+	if s.cluster != nil {
+		o := *s.cluster
+		r.credentials(&o.Username, &o.Password)
+		o.TLSConfig, o.DialTimeout = tc, dialTimeout(r.DialTimeout, s.cluster.DialTimeout)
+		t.kind, t.cluster = "cluster", &o
+		t.addr = fmt.Sprintf("%s://%s", scheme("redis-cluster", tlsOn), strings.Join(o.Addrs, ","))
+		t.secrets = append(t.secrets, o.Password)
+		return nil
+	}
+	o := *s.failover
+	if tc != nil && s.failover.TLSConfig != nil && s.failover.TLSConfig.InsecureSkipVerify {
+		tc.InsecureSkipVerify = true // ?skip_verify=true
+	}
+	r.credentials(&o.Username, &o.Password)
+	if r.SentinelPassword != "" {
+		o.SentinelPassword = r.SentinelPassword
+	}
+	o.TLSConfig, o.DialTimeout = tc, dialTimeout(r.DialTimeout, s.failover.DialTimeout)
+	t.kind, t.failover = "sentinel", &o
+	t.addr = fmt.Sprintf("%s://%s/%d?master=%s", scheme("redis-sentinel", tlsOn), strings.Join(o.SentinelAddrs, ","), o.DB, url.QueryEscape(o.MasterName))
+	t.secrets = append(t.secrets, o.Password, o.SentinelPassword)
+	return nil
+}
+
+// credentials sets --redis-username and --redis-password (REDIS_USERNAME,
+// REDIS_PASSWORD), when given, over a URL's.
+func (r *Config) credentials(user, password *string) {
+	if r.Username != "" {
+		*user = r.Username
+	}
+	if r.Password != "" {
+		*password = r.Password
+	}
+}
+
+// dialTimeout is --redis-timeout (REDIS_TIMEOUT) when set, else the URL's
+// dial_timeout (negative: none), else DefaultDialTimeout.
+func dialTimeout(set, fromURL time.Duration) time.Duration {
+	switch {
+	case set > 0:
+		return set
+	case fromURL != 0:
+		return fromURL
+	}
+	return DefaultDialTimeout
+}
+
+// newClient returns a client built from t's options (a copy: go-redis fills
+// in its defaults in the options it is given).
+func (t *target) newClient() redis.UniversalClient {
+	switch t.kind {
+	case "sentinel":
+		o := *t.failover
+		return redis.NewFailoverClient(&o)
+	case "cluster":
+		o := *t.cluster
+		return redis.NewClusterClient(&o)
+	}
+	o := *t.single
+	return redis.NewClient(&o)
+}
+
+// asynqOpt gives asynq (NewClient, NewInspector, NewServer) a client built
+// from the same options as Conn.Redis: every option of the URL reaches
+// asynq's connections too.
+type asynqOpt struct{ t *target }
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (o asynqOpt) MakeRedisClient() any { return o.t.newClient() }
 
 func scheme(base string, tlsOn bool) string {
 	if tlsOn {

@@ -134,6 +134,47 @@ func TestOpenRealServer(t *testing.T) {
 		}
 	})
 
+	t.Run("URLQueryOptionsReachTheServer", func(t *testing.T) {
+		t.Parallel()
+		name := "quotaq-" + prefix
+		c := &Config{Env: env("REDIS_URL", fmt.Sprintf("redis://%s:%s@%s/0?dial_timeout=3s&client_name=%s", user, pass, addr, name))}
+		conn, err := c.Open(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if got, err := conn.Redis.Do(ctx, "CLIENT", "GETNAME").Text(); err != nil || got != name {
+			t.Errorf("CLIENT GETNAME = %q, %v; want %q", got, err, name)
+		}
+		if strings.Contains(conn.Addr, pass) || strings.Contains(conn.Addr, "?") {
+			t.Errorf("Addr = %q, want the server without password or options", conn.Addr)
+		}
+		insp := asynq.NewInspector(conn.Asynq)
+		defer insp.Close()
+		if _, err := insp.Queues(); err != nil {
+			t.Errorf("asynq inspector through Conn.Asynq: %v", err)
+		}
+	})
+
+	t.Run("SentinelURL", func(t *testing.T) {
+		t.Parallel()
+		sn := redistest.NewSentinel(t)
+		c := &Config{Env: env("REDIS_URL", fmt.Sprintf("redis://%s/0?master_name=%s&dial_timeout=3s", sn.Sentinel.Addr, sn.Name))}
+		conn, err := c.Open(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := conn.Redis.Set(ctx, "k-"+prefix, "v", time.Minute).Err(); err != nil {
+			t.Fatalf("SET through the Sentinel URL: %v", err)
+		}
+		direct := redis.NewClient(&redis.Options{Addr: sn.Master.Addr})
+		defer direct.Close()
+		if v, err := direct.Get(ctx, "k-"+prefix).Result(); err != nil || v != "v" {
+			t.Errorf("the master has %q, %v; want the value written through the Sentinel URL", v, err)
+		}
+	})
+
 	t.Run("WrongPasswordIsUnreachableAndRedacted", func(t *testing.T) {
 		t.Parallel()
 		wrong := "wrong-" + pass

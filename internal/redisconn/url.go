@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // redacted replaces passwords wherever redisconn prints a URL or a Config.
@@ -20,6 +23,15 @@ type serverURL struct {
 	password string
 	db       int
 	tls      bool // rediss://
+	// What go-redis's parsers make of the URL, one of the three: opts
+	// (redis.ParseURL) for a single server; cluster (redis.ParseClusterURL)
+	// when the query names more nodes (addr=); failover
+	// (redis.ParseFailoverURL) when it names a Sentinel master
+	// (master_name=). The query's options (dial_timeout, pool_size, ...)
+	// are in them.
+	opts     *redis.Options
+	cluster  *redis.ClusterOptions
+	failover *redis.FailoverOptions
 }
 
 // display is the URL without user information, for logs and errors.
@@ -34,11 +46,20 @@ func (s serverURL) display() string {
 	return fmt.Sprintf("%s://%s/%d", scheme, s.addr, s.db)
 }
 
+// passwordParam is a password given as a query parameter (go-redis's
+// Sentinel URLs take the master's that way).
+var passwordParam = regexp.MustCompile(`(?i)([?&](?:sentinel_)?password=)[^&#]*`)
+
 // RedactURL returns raw with any password replaced by "xxxxx". It works on
 // strings that do not parse as URLs too, so an error about a malformed URL can
 // quote it safely: everything between the first ':' after "scheme://" and the
-// last '@' is treated as the password.
+// last '@' is treated as the password, and so is the value of a password=
+// query parameter.
 func RedactURL(raw string) string {
+	return passwordParam.ReplaceAllString(redactUserinfoOf(raw), "${1}"+redacted)
+}
+
+func redactUserinfoOf(raw string) string {
 	i := strings.Index(raw, "://")
 	if i < 0 {
 		// No scheme: "user:password@host" still must not leak.
@@ -98,23 +119,12 @@ func parseURL(raw string) (serverURL, error) {
 		// A password with an unescaped '/', '?' or '#' ends up here.
 		return serverURL{}, bad("unexpected '@' or '#'; URL-encode special characters in the password (@ as %%40, / as %%2F, # as %%23)")
 	}
-	q := u.Query()
-	for k := range q {
-		if k != "db" || s.network != "unix" {
-			return serverURL{}, bad("query parameter %q is not supported (only db, for unix://)", k)
-		}
-	}
 	if s.network == "unix" {
 		if u.Path == "" {
 			return serverURL{}, bad("no socket path; write it as unix:///path/to/redis.sock?db=0")
 		}
 		s.addr = u.Path
-		if v := q.Get("db"); v != "" {
-			if s.db, err = strconv.Atoi(v); err != nil || s.db < 0 {
-				return serverURL{}, bad("db %q is not a database number (use 0, 1, ...)", v)
-			}
-		}
-		return s, nil
+		return s.withOptions(raw, u.Query(), bad)
 	}
 	s.host = u.Hostname()
 	if s.host == "" {
@@ -134,6 +144,46 @@ func parseURL(raw string) (serverURL, error) {
 		if s.db, err = strconv.Atoi(p); err != nil || s.db < 0 {
 			return serverURL{}, bad("database %q is not a number; the path is the database (redis://host:6379/0)", p)
 		}
+	}
+	return s.withOptions(raw, u.Query(), bad)
+}
+
+// withOptions reads the URL with go-redis's own parsers, so REDIS_URL takes
+// every form and option they do: redis.ParseURL's (?dial_timeout=3s&pool_size=20),
+// a Cluster's (redis://h1:7000?addr=h2:7000&addr=h3:7000, redis.ParseClusterURL)
+// and Sentinel's (redis://s1:26379?master_name=mymaster&addr=s2:26379,
+// redis.ParseFailoverURL: the user information is the Sentinels', the
+// master's password is password=); it refuses what they refuse, in words
+// that never hold a password.
+func (s serverURL) withOptions(raw string, q url.Values, bad func(string, ...any) error) (serverURL, error) {
+	var err error
+	switch {
+	case (q.Has("master_name") || q.Has("addr")) && s.network == "unix":
+		return serverURL{}, bad("a unix:// URL names one server; Sentinel (master_name=) and Cluster (addr=) URLs are redis:// or rediss://")
+	case q.Has("master_name"):
+		if s.failover, err = redis.ParseFailoverURL(raw); err == nil {
+			if s.failover.MasterName == "" {
+				return serverURL{}, bad("master_name is empty; name the master the Sentinels watch (master_name=mymaster)")
+			}
+			s.db = s.failover.DB
+		}
+	case q.Has("addr"):
+		if s.db != 0 {
+			return serverURL{}, bad("database %d with Redis Cluster (addr=), which only has database 0", s.db)
+		}
+		s.cluster, err = redis.ParseClusterURL(raw)
+	default:
+		if s.opts, err = redis.ParseURL(raw); err == nil {
+			s.db = s.opts.DB
+		}
+	}
+	if err != nil {
+		secrets := []string{s.password, q.Get("password")}
+		return serverURL{}, bad("%s; the query takes go-redis's options (db, dial_timeout=3s, read_timeout, pool_size, client_name, ...; addr= for a Cluster, master_name= for Sentinel: see redis.ParseURL, ParseClusterURL, ParseFailoverURL)",
+			scrub(strings.TrimPrefix(err.Error(), "redis: "), secrets))
+	}
+	if s.db < 0 {
+		return serverURL{}, bad("db %d is not a database number (use 0, 1, ...)", s.db)
 	}
 	return s, nil
 }

@@ -35,7 +35,7 @@ func FuzzConfigNeverShowsPassword(f *testing.F) {
 	f.Fuzz(func(t *testing.T, scheme byte, user, pw, host, tail string, inURL bool) {
 		sch := schemes[int(scheme)%len(schemes)]
 		others := sch + user + host + tail
-		if len(pw) < 4 || strings.Contains(others, pw) || strings.ContainsAny(user+host+tail, "@") {
+		if len(pw) < 4 || strings.Contains(others, pw) || strings.Contains(fmt.Sprintf("%q", others), pw) || strings.ContainsAny(user+host+tail, "@") {
 			t.Skip("the password is not identifiable in what is printed")
 		}
 		c := Config{Env: func(string) (string, bool) { return "", false }}
@@ -44,6 +44,9 @@ func FuzzConfigNeverShowsPassword(f *testing.F) {
 		} else {
 			c.URL = sch + user + "@" + host + tail
 			c.Password = pw
+			if strings.Contains(c.URL, strings.TrimSpace(pw)) {
+				t.Skip("the URL itself spells the password")
+			}
 		}
 		err := c.Validate()
 		shown := []string{c.Addr(), c.String(), fmt.Sprintf("%v %+v %#v %s", c, c, c, &c)}

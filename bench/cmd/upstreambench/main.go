@@ -41,7 +41,7 @@
 //
 // It prints Markdown tables, with a line of details per row below them.
 //
-//	cd bench && go run ./cmd/upstreambench -scenario all -out results/upstream.md
+//	cd bench && go run ./cmd/upstreambench -scenario all -out results/upstream-scenarios.md
 //	cd bench && go run ./cmd/upstreambench -short -scenario steady,shaped
 //	cd bench && go run ./cmd/upstreambench -scenario no-concurrency-limit,concurrency-limit
 package main
