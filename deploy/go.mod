@@ -1,6 +1,6 @@
 module github.com/quotaq/quotaq/deploy
 
-go 1.26.8
+go 1.26.7
 
 replace github.com/quotaq/quotaq => ../
 
