@@ -124,7 +124,7 @@ type Config struct {
 // read later, by Validate and Open, for the flags left unset; --help therefore
 // never prints a password taken from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.URL, "redis-url", c.URL, "Redis `URL`: redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path?db=N (env REDIS_URL; default "+DefaultURL+")")
+	fs.StringVar(&c.URL, "redis-url", c.URL, "Redis `URL`: redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path?db=N, with go-redis's query options (?dial_timeout=3s&pool_size=20&client_name=...); ?addr=host2:port&addr=... for a Cluster, ?master_name=NAME for Sentinel (env REDIS_URL; default "+DefaultURL+")")
 	fs.StringVar(&c.Username, "redis-username", c.Username, "Redis ACL `user`name, overrides the URL's (env REDIS_USERNAME)")
 	fs.StringVar(&c.Password, "redis-password", c.Password, "Redis `password`, overrides the URL's; prefer the env REDIS_PASSWORD, flags show up in ps")
 	fs.IntVar(&c.DB, "redis-db", c.DB, "Redis database `number` for Sentinel (env REDIS_DB)")
