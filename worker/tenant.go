@@ -56,6 +56,17 @@ func (t *Throttler) tenantOf(task *asynq.Task) (id string, src tenantSource, err
 	return "", fromUntenanted, nil
 }
 
+// TaskTenant returns the tenant a Throttler without a tenant func finds on
+// task: its TenantHeader header, else the "tenant" field of a JSON object
+// payload. ok is false when neither names a valid tenant.
+func TaskTenant(task *asynq.Task) (id string, ok bool) {
+	if id, found := task.Headers()[TenantHeader]; found {
+		return id, throttle.ValidateTenant(id) == nil
+	}
+	id, ok, err := payloadTenant(task.Payload())
+	return id, ok && err == nil
+}
+
 // payloadTenant reads the "tenant" field of a JSON object payload. A payload
 // that is not a JSON object, or has no such field, has no tenant (ok false,
 // no error); a "tenant" field that is not a valid tenant id is an error.

@@ -47,6 +47,8 @@ type options struct {
 	taskCheck        time.Duration
 	shutdownTimeout  time.Duration
 	metricsAddr      string
+	console          bool
+	consoleActions   bool
 	perTenant        bool
 	maxTypes         int
 	metricsTenants   string
@@ -203,6 +205,8 @@ func (o *options) flagSet() (fs *flag.FlagSet, shared map[string]bool) {
 	fs.DurationVar(&o.taskCheck, "task-check-interval", worker.DefaultTaskCheckInterval, "how long an idle worker sleeps before it looks at empty queues again (asynq's default: 1s)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long running tasks may finish before they are handed back to their queue (give a container's stop grace period a few seconds more)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:2112", "`address` of the Prometheus /metrics and /healthz endpoint; the default listens on loopback only, give :2112 to listen on every interface (\"\": none)")
+	fs.BoolVar(&o.console, "console", true, "serve the live web page of the tenants at /ui/ on --metrics-addr (read-only unless --console-actions)")
+	fs.BoolVar(&o.consoleActions, "console-actions", false, "let the web page reset a tenant's quota, release its hold and change its policy, each confirmed in the page and logged; whoever reaches --metrics-addr can then do so")
 	fs.BoolVar(&o.perTenant, "per-tenant-metrics", false, "label metrics by tenant too (one series per tenant: only with a bounded number of tenants)")
 	fs.IntVar(&o.maxTypes, "metrics-max-types", worker.DefaultMaxTypes, "how many distinct task types get their own metrics \"type\" label; later ones are counted as \""+worker.OtherType+"\" (-1: no cap)")
 	fs.StringVar(&o.metricsTenants, "metrics-tenants", "", metricsTenantsUsage)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/quotaq/quotaq/console"
 	"github.com/quotaq/quotaq/internal/cmdline"
 	"github.com/quotaq/quotaq/internal/redisconn"
 	"github.com/quotaq/quotaq/internal/tenantstatus"
@@ -175,6 +176,12 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 
 	mux := asynq.NewServeMux()
 	mux.Use(th.Middleware)
+	var cons *console.Console
+	if o.console && o.metricsAddr != "" {
+		cons = console.New(limiter, conn.Redis, console.WithActions(o.consoleActions), console.WithLogger(logger))
+		defer cons.Close()
+		mux.Use(cons.Middleware) // after the throttler's: counts the tasks that start
+	}
 	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRelease(th.Release), scheduler.WithMetrics(schedMetrics))
 	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(&http.Client{Timeout: o.httpTimeout}, worker.WithAllowList(o.allow)))
 	for _, typ := range strings.Split(o.echoTypes, ",") {
@@ -192,9 +199,16 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		hmux := http.NewServeMux()
 		hmux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		hmux.HandleFunc("/healthz", healthz(conn, logger))
+		if cons != nil {
+			hmux.Handle("/ui/", http.StripPrefix("/ui", cons))
+			hmux.Handle("/{$}", http.RedirectHandler("/ui/", http.StatusFound))
+		}
 		metricsSrv = &http.Server{Handler: hmux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = metricsSrv.Serve(ln) }()
 		logger.Info("quotaq-worker: metrics on http://" + ln.Addr().String() + "/metrics")
+		if cons != nil {
+			logger.Info("quotaq-worker: web page on http://"+ln.Addr().String()+"/ui/", "actions", o.consoleActions)
+		}
 	}
 
 	if err := srv.Start(mux); err != nil {
