@@ -22,6 +22,7 @@ type snapshot struct {
 
 	mu     sync.Mutex
 	orders map[string][]int // sort key -> row indexes in ascending order
+	lower  []string         // the tenant ids in lower case, for the filter
 }
 
 // index holds the latest snapshot and takes the next one in the background.
@@ -91,6 +92,19 @@ func (s *snapshot) order(key string) []int {
 	return o
 }
 
+// lowerIDs returns the tenant ids in lower case.
+func (s *snapshot) lowerIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lower == nil {
+		s.lower = make([]string, len(s.rows))
+		for i := range s.rows {
+			s.lower[i] = strings.ToLower(s.rows[i].Tenant)
+		}
+	}
+	return s.lower
+}
+
 // query is one request of the table.
 type query struct {
 	Filter  string // a part of the tenant id, case-insensitive
@@ -117,7 +131,7 @@ type page struct {
 
 // run answers q from the snapshot.
 func (s *snapshot) run(q query) page {
-	o := s.order(q.Sort)
+	o, ids := s.order(q.Sort), s.lowerIDs()
 	keep := states[q.State]
 	filter := strings.ToLower(q.Filter)
 	p := page{Total: len(s.rows), Page: q.Page, PerPage: q.PerPage, Sort: q.Sort, Desc: q.Desc, AsOf: s.taken,
@@ -129,7 +143,7 @@ func (s *snapshot) run(q query) page {
 			i = o[len(o)-1-k]
 		}
 		r := &s.rows[i]
-		if !keep(r) || filter != "" && !strings.Contains(strings.ToLower(r.Tenant), filter) {
+		if !keep(r) || filter != "" && !strings.Contains(ids[i], filter) {
 			continue
 		}
 		if p.Matching >= from && len(p.Rows) < q.PerPage {
