@@ -55,8 +55,10 @@ function cell(tr, text, cls) {
 
 // ---- the tenants table ----
 
+let tableSeq = 0; // answers older than the last one shown are dropped
+
 async function loadTable() {
-  const gen = viewGen;
+  const gen = viewGen, seq = ++tableSeq;
   const q = new URLSearchParams({ sort: table.sort, page: table.page, per_page: table.perPage });
   if (table.desc) q.set("desc", "1");
   if (table.filter) q.set("filter", table.filter);
@@ -65,10 +67,10 @@ async function loadTable() {
   try {
     p = await api("api/tenants?" + q);
   } catch (err) {
-    if (gen === viewGen) showError(err);
+    if (gen === viewGen && seq === tableSeq) showError(err);
     return;
   }
-  if (gen !== viewGen) return;
+  if (gen !== viewGen || seq !== tableSeq) return;
   showError(p.stale ? new Error("showing an older list: " + p.stale) : null);
   if (p.page > p.pages && p.matching > 0) { table.page = p.pages; return loadTable(); }
   const tbody = $("tenants").tBodies[0];
@@ -160,8 +162,11 @@ async function loadTenant() {
 function showStanding(s) {
   $("t-policy").textContent = policyText(s.policy) + (s.policy.explicit ? "" : " (the default: it has none of its own)");
   $("t-policy-rate").textContent = s.policy.rate + "/s";
-  $("t-tokens").textContent = s.tokens + " of " + s.policy.burst +
-    (s.next_token_in_seconds > 0 ? ", next in " + dur(s.next_token_in_seconds) : "");
+  // with tasks booked ahead, the next free token comes after all of them:
+  // say so rather than show a wait that looks like a fault
+  $("t-tokens").textContent = s.tokens + " of " + s.policy.burst + (s.booked > 0
+    ? ", booked ahead by " + s.booked + " waiting tasks"
+    : s.next_token_in_seconds > 0 ? ", next in " + dur(s.next_token_in_seconds) : "");
   $("t-inflight").textContent = s.policy.concurrency > 0 ? s.in_flight + " of " + s.policy.concurrency : "no limit";
   $("t-hold").textContent = s.paused ? "yes, " + dur(s.hold_left_seconds) + " left" : "no";
   $("t-hold-why").textContent = s.paused
@@ -188,6 +193,7 @@ async function loadLive() {
     const l = await api("api/tenant/live?id=" + encodeURIComponent(tenantID));
     if (gen !== viewGen) return;
     live = l;
+    $("asof").textContent = "live, " + new Date().toLocaleTimeString();
     showStanding(l.standing);
     drawChart();
   } catch (err) {
@@ -308,6 +314,7 @@ function route() {
   viewGen++;
   clearInterval(timer);
   showError(null);
+  $("asof").textContent = "";
   delete document.body.dataset.loaded;
   const m = location.hash.match(/^#\/tenant\/(.+)$/);
   $("view-table").hidden = !!m;
