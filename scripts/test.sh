@@ -16,6 +16,18 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# The web page's browser test drives Debian's chromium (headless); under CI
+# it fails without one.
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${QUOTAQ_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: chromium is missing; installing the Debian package chromium" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test.sh: chromium is missing: install it (apt-get install chromium) for the web page's browser test" >&2
+  fi
+fi
+
 go vet ./...
 go test -count=1 -timeout 9m "$@" ./...
 
@@ -32,3 +44,7 @@ go test -count=1 -timeout 9m "$@" ./...
 # running quotaq-worker's /metrics with Prometheus's own parsers, also in a
 # module of their own (prometheus/prometheus stays out of go.mod).
 (cd deploy && go vet ./... && go test -count=1 -timeout 5m ./...)
+
+# The web page's test in headless Chromium is its own module too (chromedp
+# stays out of go.mod).
+(cd e2e/browser && go vet ./... && go test -count=1 -timeout 5m ./...)
