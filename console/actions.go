@@ -55,7 +55,8 @@ func (c *Console) action(name string, do func(ctx context.Context, id string, r 
 
 // fromPage reports, as an error, why r cannot be an action sent by the page
 // this Console served: its Origin (or Sec-Fetch-Site) must say it comes from
-// this host, the host must be an IP address, localhost or an allowed name
+// this host, the host must be an IP address, localhost, this machine's name
+// or an allowed one
 // (so that another site's name resolved to this address does not count as
 // this host), and it must carry the token.
 func (c *Console) fromPage(r *http.Request) error {
@@ -65,7 +66,7 @@ func (c *Console) fromPage(r *http.Request) error {
 	}
 	host = strings.Trim(strings.ToLower(host), "[]")
 	if net.ParseIP(host) == nil && !c.hosts[host] {
-		return fmt.Errorf("host %q is not an IP address, localhost, or a name allowed by console.WithAllowedHosts", r.Host)
+		return fmt.Errorf("host %q is not an IP address, localhost, this machine's name or one allowed by console.WithAllowedHosts: open the page at one of those", r.Host)
 	}
 	origin := r.Header.Get("Origin")
 	switch {

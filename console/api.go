@@ -15,13 +15,18 @@ import (
 // maxPerPage bounds the table's page size.
 const maxPerPage = 500
 
+// snapshotTimeout bounds the reading of every tenant's standing.
+const snapshotTimeout = 5 * time.Minute
+
 // chartSeconds is how many seconds of starts the rate chart shows.
 const chartSeconds = 120
 
 // takeSnapshot reads every tenant's standing, as quotaq-enqueue status does.
 func (c *Console) takeSnapshot() *snapshot {
+	ctx, cancel := context.WithTimeout(c.ctx, snapshotTimeout)
+	defer cancel()
 	start := time.Now()
-	rows, err := tenantstatus.Collect(c.ctx, c.lim, c.insp, tenantstatus.Options{Queues: c.queues, Asynq: c.rdb})
+	rows, err := tenantstatus.Collect(ctx, c.lim, c.insp, tenantstatus.Options{Queues: c.queues, Asynq: c.rdb})
 	return &snapshot{rows: rows, taken: time.Now(), took: time.Since(start), err: err}
 }
 

@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -75,8 +76,8 @@ type Option func(*Console)
 // change a policy). Default: off, the page only reads.
 func WithActions(on bool) Option { return func(c *Console) { c.actions = on } }
 
-// WithAllowedHosts names the hosts, besides IP addresses and localhost, the
-// page's actions may be addressed to (the Host header): the name a reverse
+// WithAllowedHosts names the hosts, besides IP addresses, localhost and
+// this machine's name (os.Hostname), the page's actions may be addressed to (the Host header): the name a reverse
 // proxy forwards under. Requests to other names are refused, so that a
 // site whose name resolves to this address cannot post actions.
 func WithAllowedHosts(hosts ...string) Option {
@@ -103,6 +104,11 @@ func WithQueues(queues ...string) Option { return func(c *Console) { c.queues = 
 func New(l *throttle.Limiter, rdb redis.UniversalClient, opts ...Option) *Console {
 	c := &Console{lim: l, rdb: rdb, log: slog.Default(), refresh: 5 * time.Second}
 	c.hosts = map[string]bool{"localhost": true}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		h = strings.ToLower(h)
+		c.hosts[h] = true
+		c.hosts[strings.SplitN(h, ".", 2)[0]] = true
+	}
 	for _, o := range opts {
 		o(c)
 	}
