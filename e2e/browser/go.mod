@@ -1,6 +1,6 @@
 module github.com/quotaq/quotaq/e2e/browser
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/chromedp/chromedp v0.23.0

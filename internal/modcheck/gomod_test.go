@@ -10,7 +10,7 @@ import (
 )
 
 // modules are the repository's go.mod files, by directory from the root.
-var modules = []string{".", "bench", "internal/composecheck", "deploy"}
+var modules = []string{".", "bench", "internal/composecheck", "deploy", "e2e/browser"}
 
 // minGo reads a module's build list with `go list -m all` and returns the
 // go line of its go.mod and the newest go line among its dependencies,
