@@ -235,7 +235,8 @@ func TestStandingAndStatus(t *testing.T) {
 			}
 		}
 		code, out, _ := f.run("", "standing", "booker", "--queues", f.queue)
-		if code != ExitOK || !strings.Contains(out, "3 of 10 used (7 left), counting the bookings of 2 tasks waiting their turn") {
+		if code != ExitOK || !strings.Contains(out, "3 of 10 used (7 left), counting the bookings of 2 tasks waiting their turn") ||
+			!strings.Contains(out, "booked ahead by 2 waiting task(s): a task enqueued now runs in") || strings.Contains(out, "next token") {
 			t.Errorf("exit %d, stdout:\n%s", code, out)
 		}
 	})

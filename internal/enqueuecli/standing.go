@@ -134,7 +134,12 @@ func printStanding(w io.Writer, s tenantstatus.Status) error {
 	if s.FullIn > 0 {
 		tokens += ", full in " + dur(s.FullIn)
 	}
-	if s.NextTokenIn > 0 {
+	switch {
+	case s.NextTokenIn > 0 && s.Booked > 0:
+		// the bucket is spent on bookings: its waiting tasks run in turn,
+		// one new task would come after them
+		tokens += fmt.Sprintf(", booked ahead by %d waiting task(s): a task enqueued now runs in %s", s.Booked, dur(s.NextTokenIn))
+	case s.NextTokenIn > 0:
 		tokens += ", next token in " + dur(s.NextTokenIn)
 	}
 	fmt.Fprintf(tw, "tokens\t%s\n", tokens)
