@@ -103,13 +103,18 @@ func (c *Console) resetQuota(ctx context.Context, id string, _ *http.Request) (s
 	return c.release(ctx, id, "quota reset for "+id)
 }
 
-// releaseHold lifts the tenant's pause: throttle.Limiter.Reset, which also
-// fills its bucket, starts a new quota period and drops its bookings.
+// releaseHold lifts the tenant's pause and the rate learned from its
+// upstream's refusals (throttle.Limiter.Unhold); its bookings, quota and
+// bucket stay.
 func (c *Console) releaseHold(ctx context.Context, id string, _ *http.Request) (string, error) {
-	if err := c.lim.Reset(ctx, id); err != nil {
+	had, err := c.lim.Unhold(ctx, id)
+	if err != nil {
 		return "", err
 	}
-	return c.release(ctx, id, "hold released for "+id+" (bucket full, new quota period)")
+	if !had {
+		return c.release(ctx, id, id+" had no pause or slowed rate to lift")
+	}
+	return c.release(ctx, id, "hold released for "+id+": it runs at its policy's rate again")
 }
 
 // policyChange is the body of a policy change: the fields given change, the

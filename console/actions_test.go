@@ -127,10 +127,14 @@ func TestActionsDoWhatTheCLIDoes(t *testing.T) {
 		t.Error("reset-quota lifted the hold")
 	}
 
+	// a task booked behind the pause keeps its booking when the hold is released
+	if r, err := b.lim.Reserve(ctx, throttle.Request{IDs: []string{"acme"}, N: 1, Ticket: "job-1"}); err != nil || !r.OK || r.Delay == 0 {
+		t.Fatalf("Reserve while held: %+v, %v; want a booking after the pause", r, err)
+	}
 	code, msg = post(t, srv, token, "/ui/api/tenant/release-hold?id=acme", "", nil)
 	st, _ = b.lim.Standing(ctx, "acme")
-	if code != 200 || st.HoldLeft != 0 {
-		t.Errorf("release-hold: %d %q; hold left %s, want none", code, msg, st.HoldLeft)
+	if code != 200 || st.HoldLeft != 0 || st.Booked != 1 || !strings.Contains(msg, "runs at its policy's rate again") {
+		t.Errorf("release-hold: %d %q; hold left %s, %d booked; want no hold, the booking kept", code, msg, st.HoldLeft, st.Booked)
 	}
 
 	code, msg = post(t, srv, token, "/ui/api/tenant/policy?id=acme", `{"rate":2,"quota_period":"24h"}`, nil)

@@ -122,6 +122,8 @@ var (
 	slidingWindowLua string
 	//go:embed lua/hold.lua
 	holdLua string
+	//go:embed lua/unhold.lua
+	unholdLua string
 	//go:embed lua/policy.lua
 	policyLua string
 	//go:embed lua/ticket.lua
@@ -136,6 +138,7 @@ var (
 var (
 	holdScript     = changeScript(holdLua)
 	policyScript   = changeScript(policyLua)
+	unholdScript   = changeScript(unholdLua)
 	ticketScript   = changeScript(ticketLua)
 	slotsScript    = redis.NewScript(commonLua + slotsLua)
 	standingScript = redis.NewScript(commonLua + standingLua)

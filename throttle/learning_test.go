@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotaq/quotaq/internal/redistest"
 	"github.com/quotaq/quotaq/throttle"
 )
 
@@ -237,5 +238,38 @@ func TestStandingShowsHoldAndLearnedRate(t *testing.T) {
 	m.SetTime(t0.Add(6 * time.Second))
 	if s, err = l.Standing(ctx, "acme"); err != nil || s.HoldLeft != 0 || s.LearnedRate != 0 {
 		t.Fatalf("after recovery: %+v, %v; want no hold, the policy's rate", s, err)
+	}
+}
+
+// TestUnholdLiftsThePauseAndTheLearnedRate: an operator's Unhold lets a
+// held, slowed tenant run at once at its policy's rate, and says whether
+// there was anything to lift; the hold count stays.
+func TestUnholdLiftsThePauseAndTheLearnedRate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(throttle.Policy{Rate: 10, Burst: 10}),
+		throttle.WithLearning(throttle.Learning{Factor: 0.5, Floor: 0.1, Recovery: time.Hour}))
+	if err := l.Backoff(ctx, "acme", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustAllowN(t, l, "acme", 1); r.Allowed || r.Reason != throttle.ReasonPaused {
+		t.Fatalf("held: %+v, want refused for the pause", r)
+	}
+	for i, want := range []bool{true, false} {
+		had, err := l.Unhold(ctx, "acme")
+		if err != nil || had != want {
+			t.Fatalf("Unhold #%d = %v, %v; want %v", i+1, had, err, want)
+		}
+	}
+	s, err := l.Standing(ctx, "acme")
+	if err != nil || s.HoldLeft != 0 || s.LearnedRate != 0 || s.Holds != 1 {
+		t.Fatalf("after Unhold: %+v, %v; want no pause, the policy's rate, 1 hold counted", s, err)
+	}
+	if r := mustAllowN(t, l, "acme", 10); !r.Allowed {
+		t.Fatalf("after Unhold: %+v, want the whole burst", r)
+	}
+	if _, err := l.Unhold(ctx, ""); err == nil {
+		t.Error("Unhold of an invalid id: no error")
 	}
 }

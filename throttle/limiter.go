@@ -306,6 +306,24 @@ func (l *Limiter) hold(ctx context.Context, tenant string, d time.Duration, cut 
 	return nil
 }
 
+// Unhold lifts id's pause now (Hold, Backoff) and forgets the rate it
+// learned from its upstream's refusals, so that it runs at its policy's
+// rate again; its bookings keep their due times. It reports whether there
+// was a pause in force or a learned rate. The hold count stays. A worker's
+// parked tasks of id come back with worker.ReleaseParked.
+func (l *Limiter) Unhold(ctx context.Context, id string) (bool, error) {
+	if err := ValidateID(id); err != nil {
+		return false, err
+	}
+	defer l.local.forget(id)
+	k := l.keysFor(id)
+	had, err := unholdScript.Run(ctx, l.rdb, []string{k.tb, k.aux}).Int64()
+	if err != nil {
+		return false, fmt.Errorf("%w: unhold %q: %w", ErrUnavailable, id, err)
+	}
+	return had == 1, nil
+}
+
 // MaxHold is the longest pause Hold applies: a longer one (an upstream's
 // "Retry-After: 99999999999") is cut to it.
 const MaxHold = 30 * 24 * time.Hour

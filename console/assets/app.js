@@ -287,8 +287,8 @@ function setupActions() {
     ask("Reset the quota of " + tenantID + "? Its used count goes back to 0 and its parked tasks run again.",
       () => post("api/tenant/reset-quota")));
   $("act-release-hold").addEventListener("click", () =>
-    ask("Release the hold of " + tenantID + "? This resets the tenant: its pause ends, its bucket fills, " +
-      "its quota period starts again and its bookings are dropped.", () => post("api/tenant/release-hold")));
+    ask("Release the hold of " + tenantID + "? Its pause ends and it runs at its policy's rate again, " +
+      "not at a rate slowed by its upstream's refusals; its bookings and quota stay.", () => post("api/tenant/release-hold")));
   $("policy-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const body = {};
