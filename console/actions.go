@@ -60,13 +60,8 @@ func (c *Console) action(name string, do func(ctx context.Context, id string, r 
 // (so that another site's name resolved to this address does not count as
 // this host), and it must carry the token.
 func (c *Console) fromPage(r *http.Request) error {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(strings.ToLower(host), "[]")
-	if net.ParseIP(host) == nil && !c.hosts[host] {
-		return fmt.Errorf("host %q is not an IP address, localhost, this machine's name or one allowed by console.WithAllowedHosts: open the page at one of those", r.Host)
+	if err := c.hostAllowed(r); err != nil {
+		return err
 	}
 	origin := r.Header.Get("Origin")
 	switch {
@@ -180,4 +175,20 @@ func (c *Console) setPolicy(ctx context.Context, id string, r *http.Request) (st
 		return "", err
 	}
 	return c.release(ctx, id, fmt.Sprintf("policy of %s set to %s (was %s)", id, p, cur))
+}
+
+// hostAllowed reports, as an error, a request addressed to a host other
+// than an IP address, localhost, this machine's name or an allowed one:
+// another site's name made to resolve to this address (DNS rebinding) must
+// not let that site's pages read the tenants or act on them.
+func (c *Console) hostAllowed(r *http.Request) error {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(strings.ToLower(host), "[]")
+	if net.ParseIP(host) == nil && !c.hosts[host] {
+		return fmt.Errorf("host %q is not an IP address, localhost, this machine's name or one allowed by console.WithAllowedHosts: open the page at one of those", r.Host)
+	}
+	return nil
 }

@@ -77,9 +77,10 @@ type Option func(*Console)
 func WithActions(on bool) Option { return func(c *Console) { c.actions = on } }
 
 // WithAllowedHosts names the hosts, besides IP addresses, localhost and
-// this machine's name (os.Hostname), the page's actions may be addressed to (the Host header): the name a reverse
-// proxy forwards under. Requests to other names are refused, so that a
-// site whose name resolves to this address cannot post actions.
+// this machine's name (os.Hostname), the page may be addressed to (the
+// Host header): the name a reverse proxy forwards under. Requests to other
+// names are refused (421), so that a site whose name resolves to this
+// address can neither read the tenants nor post actions.
 func WithAllowedHosts(hosts ...string) Option {
 	return func(c *Console) {
 		for _, h := range hosts {
@@ -153,6 +154,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+	if err := c.hostAllowed(r); err != nil {
+		writeError(w, http.StatusMisdirectedRequest, err.Error())
+		return
+	}
 	c.mux.ServeHTTP(w, r)
 }
 

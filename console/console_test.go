@@ -157,6 +157,34 @@ func TestPageIsServed(t *testing.T) {
 	}
 }
 
+// TestPageAnswersOnlyItsOwnHosts: a request addressed to another site's
+// name (one made to resolve to this address) is refused, reads included;
+// an allowed name, localhost and an IP address are served.
+func TestPageAnswersOnlyItsOwnHosts(t *testing.T) {
+	t.Parallel()
+	srv, _ := setup(t, WithAllowedHosts("quotaq.internal"))
+	for host, want := range map[string]int{
+		"evil.example": http.StatusMisdirectedRequest, "evil.example:80": http.StatusMisdirectedRequest,
+		"quotaq.internal": http.StatusOK, "localhost:2112": http.StatusOK, "127.0.0.1": http.StatusOK, "[::1]:2112": http.StatusOK,
+	} {
+		for _, path := range []string{"/ui/", "/ui/api/tenants"} {
+			req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = host
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != want {
+				t.Errorf("GET %s with Host %s: %d, want %d", path, host, res.StatusCode, want)
+			}
+		}
+	}
+}
+
 func TestTenantIsWhatStandingSays(t *testing.T) {
 	t.Parallel()
 	srv, b := setup(t)
