@@ -53,17 +53,18 @@ type batcher struct {
 type batchCall struct {
 	ctx  context.Context
 	keys []string
-	// shared are decide.lua's arguments that every decision of a run
-	// shares (the default policy...), own the decision's own
-	shared, own []any
-	reply       []int64
-	err         error
-	done        chan struct{}
+	// shared is decide.lua's first argument, which every decision of a
+	// run shares (the Limiter's settings), own the decision's own
+	shared string
+	own    []any
+	reply  []byte // its record
+	err    error
+	done   chan struct{}
 }
 
 // decide runs one decision with decide.lua: in its own round trip, or with
 // batching in a run it shares with other decisions.
-func (l *Limiter) decide(ctx context.Context, c *batchCall) ([]int64, error) {
+func (l *Limiter) decide(ctx context.Context, c *batchCall) ([]byte, error) {
 	c.ctx = ctx
 	if l.batch == nil {
 		return l.decideNow(ctx, c)
@@ -71,7 +72,7 @@ func (l *Limiter) decide(ctx context.Context, c *batchCall) ([]int64, error) {
 	return l.batch.do(ctx, l, c)
 }
 
-func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, error) {
+func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]byte, error) {
 	b.mu.Lock()
 	if b.inflight == 0 && len(b.queue) == 0 && b.linger == 0 {
 		// nothing to share a trip with: go at once, from this goroutine
@@ -116,14 +117,14 @@ func (b *batcher) do(ctx context.Context, l *Limiter, c *batchCall) ([]int64, er
 }
 
 // decideNow runs one decision on its own, as without batching.
-func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]int64, error) {
-	args := append(c.shared, c.own...)
+func (l *Limiter) decideNow(ctx context.Context, c *batchCall) ([]byte, error) {
+	args := append([]any{c.shared}, c.own...)
 	cmd := l.call(ctx, l.rdb, c.keys, args)
 	if missing(cmd) {
 		l.load(ctx, cmd.Err())
 		cmd = l.call(ctx, l.rdb, c.keys, args)
 	}
-	return cmd.Int64Slice()
+	return replyBytes(cmd)
 }
 
 // flush sends queued batches while holding a pipeline slot, until the
@@ -190,11 +191,11 @@ func (b *batcher) send(l *Limiter, batch []*batchCall) {
 		if c.ctx.Err() != nil {
 			continue // its caller has gone: do not decide for nobody
 		}
-		if n := len(runs); oneNode && n > 0 && sameArgs(runs[n-1].shared, c.shared) {
+		if n := len(runs); oneNode && n > 0 && runs[n-1].shared == c.shared {
 			runs[n-1].add(c)
 			continue
 		}
-		r := &batchRun{shared: c.shared, args: append([]any(nil), c.shared...)}
+		r := &batchRun{shared: c.shared, args: []any{c.shared}}
 		r.add(c)
 		runs = append(runs, r)
 	}
@@ -236,7 +237,7 @@ func (b *batcher) send(l *Limiter, batch []*batchCall) {
 
 // batchRun is one script run of a batch: one or more decisions.
 type batchRun struct {
-	shared []any
+	shared string
 	keys   []string
 	args   []any
 	calls  []*batchCall
@@ -249,30 +250,25 @@ func (r *batchRun) add(c *batchCall) {
 	r.args = append(r.args, c.own...)
 }
 
-// answer gives each call its part of the reply: replyLen integers each.
+// answer gives each call its part of the reply: a record of replyLen
+// numbers each.
 func (r *batchRun) answer() {
-	reply, err := r.cmd.Int64Slice()
-	if err == nil && len(reply) != replyLen*len(r.calls) {
-		err = fmt.Errorf("throttle: unexpected script reply for %d decisions: %v", len(r.calls), reply)
+	const size = 8 * replyLen
+	reply, err := replyBytes(r.cmd)
+	if err == nil && len(reply) != size*len(r.calls) {
+		err = fmt.Errorf("throttle: unexpected script reply of %d bytes for %d decisions", len(reply), len(r.calls))
 	}
 	for i, c := range r.calls {
 		if err != nil {
 			c.err = err
 			continue
 		}
-		c.reply = reply[i*replyLen : (i+1)*replyLen]
+		c.reply = reply[i*size : (i+1)*size]
 	}
 }
 
-// sameArgs reports whether two runs' shared arguments are equal.
-func sameArgs(a, b []any) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range b {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+// replyBytes returns the record a run of decide.lua answered.
+func replyBytes(cmd *redis.Cmd) ([]byte, error) {
+	s, err := cmd.Text()
+	return []byte(s), err
 }

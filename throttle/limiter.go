@@ -389,15 +389,15 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 	}
 
 	// the script
-	keep := 0
+	var keep int64
 	if req.KeepTicket {
 		keep = 1
 	}
 	c := &batchCall{
 		keys:   l.decisionKeys(req.IDs),
-		shared: append(def.p.args(), def.next, ttl.Microseconds(), l.learn.Recovery.Microseconds()),
-		own: []any{string(mode), len(req.IDs), n, req.MaxWait.Microseconds(), req.Ticket, keep, want, settle, unspent, at,
-			req.Slot, req.slotTTL().Microseconds()},
+		shared: l.settings(def, ttl),
+		own: []any{string(mode), req.Ticket, req.Slot, record(int64(len(req.IDs)), n, req.MaxWait.Microseconds(),
+			keep, want, settle, unspent, at, req.slotTTL().Microseconds())},
 	}
 	v, err := l.decide(ctx, c)
 	var rerr redis.Error
@@ -444,6 +444,15 @@ func (l *Limiter) validate(m mode, req Request) (mode, int64, error) {
 		}
 	}
 	return m, n, nil
+}
+
+// settings returns decide.lua's first argument: the default policy, when
+// quotas without a period reset, how long a lease lasts (0: none) and the
+// learning's recovery, as one record.
+func (l *Limiter) settings(def *cachedPolicy, ttl time.Duration) string {
+	p := def.p
+	return record(p.interval(), p.Burst, p.Quota, p.QuotaPeriod.Microseconds(), p.Concurrency,
+		def.next, ttl.Microseconds(), l.learn.Recovery.Microseconds())
 }
 
 // decisionKeys returns decide.lua's keys for ids, five each.

@@ -16,7 +16,8 @@ const (
 	modeCancel  mode = "cancel"  // give back
 )
 
-// replyLen is how many integers decide.lua answers per decision.
+// replyLen is how many numbers decide.lua answers per decision, in one
+// record (see record.go).
 const replyLen = 12
 
 // reply is decide.lua's answer to one decision; see lua/decide.lua.
@@ -35,10 +36,11 @@ type reply struct {
 	slots          int64 // ids on which the call now holds a slot
 }
 
-// decodeReply reads decide.lua's replyLen integers for one decision.
-func decodeReply(v []int64) (reply, error) {
-	if len(v) != replyLen {
-		return reply{}, fmt.Errorf("throttle: unexpected script reply %v", v)
+// decodeReply reads decide.lua's record for one decision.
+func decodeReply(b []byte) (reply, error) {
+	v, err := readRecord(b, replyLen)
+	if err != nil {
+		return reply{}, err
 	}
 	return reply{
 		allowed: v[0] == 1, booked: v[1], reason: Reason(v[2]), remaining: v[3],

@@ -10,6 +10,66 @@
 -- doubles are exact.
 
 
+-- Records. The token bucket's state, a decision's arguments and its reply
+-- are fixed records of numbers, each a little-endian double (exact for the
+-- integers used here): packed and unpacked in one call, with no text to
+-- parse or format. Redis's struct library does it; a server without one
+-- (the embedded miniredis) gets the same bytes from plain Lua below.
+
+-- lib is the struct library, looked up on first use (a Redis function
+-- library cannot see it while it loads); false: there is none.
+local lib
+
+local function has_struct()
+  if lib == nil then
+    local ok, found = pcall(function() return struct end)
+    lib = ok and found or false
+  end
+  return lib
+end
+
+-- pack_record('<dd...', x1, x2, ...) packs the numbers: no NaN, infinity
+-- or subnormals.
+local function pack_record(f, ...)
+  if has_struct() then return lib.pack(f, ...) end
+  local out = {}
+  for i = 1, select('#', ...) do
+    local x, sign, e, m = select(i, ...), 0, 0, 0
+    if x < 0 then sign, x = 128, -x end
+    if x > 0 then
+      m, e = math.frexp(x) -- x = m * 2^e, 1/2 <= m < 1
+      m, e = (m * 2 - 1) * 2 ^ 52, e + 1022
+    end
+    for _ = 1, 6 do
+      out[#out + 1] = string.char(m % 256)
+      m = math.floor(m / 256)
+    end
+    out[#out + 1] = string.char(e % 16 * 16 + m)
+    out[#out + 1] = string.char(sign + math.floor(e / 16))
+  end
+  return table.concat(out)
+end
+
+-- unpack_record('<dd...', s, pos) returns the numbers packed in s from pos
+-- (1 when nil), then the position after them.
+local function unpack_record(f, s, pos)
+  if has_struct() then return lib.unpack(f, s, pos) end
+  local v = {}
+  pos = pos or 1
+  for i = 1, #f - 1 do
+    local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(s, pos, pos + 7)
+    if not b8 then error('a record too short: ' .. #s .. ' bytes') end
+    local e = b8 % 128 * 16 + math.floor(b7 / 16)
+    local m = (((((b7 % 16 * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256 + b1
+    v[i] = 0
+    if e > 0 then v[i] = math.ldexp(m + 2 ^ 52, e - 1075) end
+    if b8 >= 128 then v[i] = -v[i] end
+    pos = pos + 8
+  end
+  v[#v + 1] = pos
+  return unpack(v)
+end
+
 local function now_us()
   local t = redis.call('TIME')
   return t[1] * 1000000 + t[2]

@@ -7,57 +7,65 @@
 --
 -- KEYS, five per id, the ids of each decision in turn:
 --   policy hash, algorithm state, quota hash, aux hash, slots (see common.lua)
--- ARGV[1..5] -> the default policy: interval_ns, burst, quota,
---               quota_period_us, concurrency
--- ARGV[6]    -> when quotas without a period and without their own recorded
---               reset end, Unix µs (0: unknown)
--- ARGV[7]    -> how long a lease lasts, µs (see algo.lease)
--- ARGV[8]    -> learning the upstream: how long a learned rate takes to
---               climb back by the policy's whole rate, µs (0: off)
--- ARGV[9 + 12i ..] -> decision i, twelve arguments:
+-- ARGV[1] -> the Limiter's settings, a record (see pack_record in
+--   common.lua): the default policy (interval_ns, burst, quota,
+--   quota_period_us, concurrency); when quotas without a period and without
+--   their own recorded reset end, Unix µs (0: unknown); how long a lease
+--   lasts, µs (see algo.lease); learning the upstream: how long a learned
+--   rate takes to climb back by the policy's whole rate, µs (0: off)
+-- ARGV[2 + 4i ..] -> decision i, four arguments:
 --   mode     'allow', 'reserve', 'peek' or 'cancel'
---   ids      how many ids (five KEYS each) it decides on
---   n        the cost in tokens (>= 1)
---   maxwait  reserve: the longest wait to book, µs (0: no cap)
 --   ticket   '' for none. Reserve records it with the due time of the
 --            tokens it books; a later allow or reserve with the same ticket
 --            redeems them once they are due, without consuming again, when
 --            the starts allow it (see starts_wait in common.lua): a ticket
 --            redeemed later than its slot takes its turn among the calls
 --            that start, and is booked a start when it must wait.
---   keep     '1': reserve records the ticket even when the tokens are
---            granted now (they are for a job that will only come later)
---   lease    tokens the caller would like leased besides n (0: none)
---   settle   the caller's previous lease of this id, settled now: its
---            tokens, those unspent, when Redis granted it (µs); 0 0 0: none
 --   slot     the call's name among those in flight ('' none): on an id with
 --            a concurrency limit a call that starts takes a slot under it
 --            (see slots_wait in common.lua), and waits for one if none is free
---   slotttl  how long the slot is held unless renewed, µs
--- Returns, per decision, twelve integers: allowed (1 or 0); booked (1 when
--- reserve booked tokens due later, 2 when they were booked under the
--- ticket before this call); reason (0 none, 1 rate, 2 quota, 3 paused, 4
--- cost above burst, 5 no slot free); remaining tokens; wait_us (0 when allowed, -1 never or
--- quota reset unknown); reset_us (until full); quota remaining (-1: no
--- quota); quota_reset_us; level (1-based id that decided); tokens leased;
--- when they were leased (Redis µs); slots taken (ids on which the call now
--- holds a slot).
+--   numbers  a record:
+--     ids      how many ids (five KEYS each) it decides on
+--     n        the cost in tokens (>= 1)
+--     maxwait  reserve: the longest wait to book, µs (0: no cap)
+--     keep     1: reserve records the ticket even when the tokens are
+--              granted now (they are for a job that will only come later)
+--     lease    tokens the caller would like leased besides n (0: none)
+--     settle   the caller's previous lease of this id, settled now: its
+--              tokens, those unspent, when Redis granted it (µs); 0 0 0: none
+--     slotttl  how long the slot is held unless renewed, µs
+-- Returns a record of twelve numbers per decision, one after the other:
+-- allowed (1 or 0); booked (1 when reserve booked tokens due later, 2 when
+-- they were booked under the ticket before this call); reason (0 none, 1
+-- rate, 2 quota, 3 paused, 4 cost above burst, 5 no slot free); remaining
+-- tokens; wait_us (0 when allowed, -1 never or quota reset unknown);
+-- reset_us (until full); quota remaining (-1: no quota); quota_reset_us;
+-- level (1-based id that decided); tokens leased; when they were leased
+-- (Redis µs); slots taken (ids on which the call now holds a slot).
 
 -- the run's arguments, set by decide_all: KEYS, ARGV, the default policy,
 -- and the time now
 local keys, argv, def, defnext, ttl, recovery, now
+-- the ids' tables (see load)
+local tables = {}
+-- the settings last read: a Redis function keeps them from run to run, and
+-- unpacks them again only when they change
+local settings
 -- a job that comes back this much (ns) after its slot, or an interval if
 -- shorter, is late: a wake-up and a dequeue take less
 local LATE = 50000000
 
 -- load reads an id (keys[k+1..k+5]): its policy, aux hash and state.
-local function load(k, ticket, settle, a)
-  -- (every field named here, so the table is made at its size once)
-  local L = {pk = keys[k+1], sk = keys[k+2], qk = keys[k+3], ak = keys[k+4], zk = keys[k+5],
-    t = 0, b = 0, q = 0, qp = 0, c = 0, own = false, aux = true, hold = 0, due = false,
-    s = false, lr = false, lc = false, st = 0, bl = 0, owed = 0, was = false,
-    lu = 0, le = 0, x = 0, dirty = false, wait = 0, reason = 0, used = 0,
-    win = 0, sb = 0, left = 0, reset = 0, slotwait = 0}
+local function load(k, ticket, settle, sk, su, sa)
+  -- (a table per position, kept from run to run by a Redis function: every
+  -- field is set here)
+  local L = tables[k] or {}
+  tables[k] = L
+  L.pk, L.sk, L.qk, L.ak, L.zk = keys[k+1], keys[k+2], keys[k+3], keys[k+4], keys[k+5]
+  L.t, L.b, L.q, L.qp, L.c, L.own, L.aux, L.hold = 0, 0, 0, 0, 0, false, true, 0
+  L.due, L.s, L.lr, L.lc, L.st, L.bl, L.owed, L.was = false, false, false, false, 0, 0, 0, false
+  L.lu, L.le, L.x, L.dirty, L.wait, L.reason, L.used, L.win = 0, 0, 0, false, 0, 0, 0, 0
+  L.sb, L.left, L.reset, L.slotwait = 0, 0, 0, 0
   algo.read(L, def, now) -- the token bucket's state may know the rest
   if L.aux then
     policy_load(L, def)
@@ -65,7 +73,7 @@ local function load(k, ticket, settle, a)
     if algo.books then L.t = learned_t(L.t, L.lr, L.lc, now, recovery) end
   end
   if settle then
-    algo.load(L, now, argv[a+7] + 0, argv[a+8] + 0, argv[a+9] + 0, ttl)
+    algo.load(L, now, sk, su, sa, ttl)
   else
     algo.load(L, now, 0, 0, 0, 0)
   end
@@ -73,14 +81,16 @@ local function load(k, ticket, settle, a)
 end
 
 -- decide makes the decision whose arguments start at argv[a] on the ids
--- from keys[k+1], and appends its reply to out.
+-- from keys[k+1], appends its reply to out and returns how many ids it
+-- decided on.
 local function decide(a, k, out)
-  local mode, ids, n, maxwait = argv[a], argv[a+1] + 0, argv[a+2] + 0, argv[a+3] * 1000
-  local ticket, keep, slot = argv[a+4], argv[a+5] == '1', argv[a+10]
+  local mode, ticket, slot = argv[a], argv[a+1], argv[a+2]
+  local ids, n, maxwait, keep, want, sk, su, sa, slotttl = unpack_record('<ddddddddd', argv[a+3])
+  maxwait, keep = maxwait * 1000, keep == 1
   local levels, redeem = {}, ticket ~= ''
   local wait, level, reason = 0, 1, 0
   for i = 1, ids do
-    local L = load(k + 5 * (i - 1), ticket, ids == 1, a)
+    local L = load(k + 5 * (i - 1), ticket, ids == 1 and sk > 0, sk, su, sa)
     L.bl = L.st -- (before a pause counts)
     if not L.due then redeem = false end
     if L.hold > 0 then algo.pause(L) end
@@ -198,7 +208,7 @@ local function decide(a, k, out)
       end
       if ticketed then ticket_set(L, ticket, due, now) end
     end
-    local L, want = levels[1], argv[a+6] + 0
+    local L = levels[1]
     if want > 0 and allowed == 1 and ids == 1 and L.q == 0 and L.c == 0 and not L.aux then
       leased = algo.lease(L, want, ttl, now)
     end
@@ -209,7 +219,7 @@ local function decide(a, k, out)
     for i = 1, ids do
       local L = levels[i]
       if L.c > 0 then
-        slots_take(L, slot, now + argv[a+11], now)
+        slots_take(L, slot, now + slotttl, now)
         slots = slots + 1
       end
     end
@@ -231,22 +241,24 @@ local function decide(a, k, out)
     qreset = quota_reset_us(L, now, defnext)
   end
   if wait > 0 then wait = math.ceil(wait / 1000) end
-  local o = #out
-  out[o+1], out[o+2], out[o+3], out[o+4] = allowed, booked, reason, L.left
-  out[o+5], out[o+6], out[o+7], out[o+8] = wait, math.ceil(L.reset / 1000), qrem, qreset
-  out[o+9], out[o+10], out[o+11], out[o+12] = level, leased, now, slots
+  out[#out+1] = pack_record('<dddddddddddd', allowed, booked, reason, L.left, wait,
+    math.ceil(L.reset / 1000), qrem, qreset, level, leased, now, slots)
+  return ids
 end
 
 -- decide_all makes every decision of the run and returns their replies.
 local function decide_all(k, a)
   keys, argv = k, a
-  def = {tonumber(a[1]), tonumber(a[2]), tonumber(a[3]), tonumber(a[4]), tonumber(a[5])}
-  defnext, ttl, recovery = tonumber(a[6]), tonumber(a[7]), tonumber(a[8])
-  now = now_us()
-  local out, first, at = {}, 0, 9
-  while at <= #a do
-    decide(at, first, out)
-    first, at = first + 5 * a[at+1], at + 12
+  if a[1] ~= settings then
+    local t, b, q, qp, c
+    t, b, q, qp, c, defnext, ttl, recovery = unpack_record('<dddddddd', a[1])
+    def, settings = {t, b, q, qp, c}, a[1]
   end
-  return out
+  now = now_us()
+  local out, first, at = {}, 0, 2
+  while at <= #a do
+    first, at = first + 5 * decide(at, first, out), at + 4
+  end
+  if #out == 1 then return out[1] end
+  return table.concat(out)
 end

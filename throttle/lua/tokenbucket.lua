@@ -4,29 +4,32 @@
 --
 -- A bucket holds burst (L.b) tokens and refills one every interval (L.t, ns).
 -- Its state, kept as how long until it is full again (the backlog, ns), is
--- one string at the id's 'tb' key:
+-- one record at the id's 'tb' key: 'Q', then the numbers (see pack_record
+-- in common.lua)
 --
---   backlog:last:t:leased:until:x:0:aux:pol
+--   backlog, last, t, leased, until, x, cache [, b, q, qp]
 --
 --   backlog  ns until the bucket is full, as of last (µs); beyond b*t it is
 --            tokens booked for the future (reservations)
 --   t        the interval the backlog was priced at: when the policy's rate
 --            changes, the tokens owed stay the same, at the new price
---   leased   tokens leased out to a caller (see lease_grant), until (µs):
+--   leased   tokens leased out to a caller (see algo.lease), until (µs):
 --            the bucket does not refill over them until then
 --   x        ms when the key expires (its TTL): most writes keep it
---   0        (a pause, in earlier versions; now always 0)
---   aux      '0': the id has no aux hash, '1': read it (see common.lua)
---   pol      the id's policy, so that a decision need not read it: 'd' (the
---            default, from ARGV) or "b/q/qp" (its own, at interval t, with
---            no concurrency limit); '-': read it. Cached only while aux is
---            '0' (a learned rate, in the aux hash, makes t differ from the
---            policy's).
+--   cache    what the state caches, so that a decision need not read the
+--            other keys: 0 the id has no aux hash and the default policy
+--            (from ARGV); 1 no aux hash and its own policy, at interval t
+--            with burst b, quota q and period qp, which follow (no
+--            concurrency limit); -1 nothing: read the policy and aux hash.
+--            (A learned rate, in the aux hash, makes t differ from the
+--            policy's: nothing is cached while there is one.)
 --
--- Earlier versions' "backlog:last[:t[:leased:until]]" reads as aux and pol
--- unknown. Whatever writes the policy or aux hash outside decide.lua is a
--- change script (changeScript in algorithm.go), which ends with drop_cache:
--- no writer has to remember it.
+-- Earlier versions' text states, "backlog:last[:t[:leased:until[:x:h:aux:
+-- pol]]]", are read as caching nothing. Whatever writes the policy or aux
+-- hash outside decide.lua is a change script (changeScript in
+-- algorithm.go), which ends with drop_cache: no writer has to remember it.
+
+local STATE, STATE_POLICY = '<ddddddd', '<ddd'
 
 local algo = {books = true}
 
@@ -35,7 +38,7 @@ local algo = {books = true}
 -- cached policy; then it expires.
 local LINGER = 10000000
 
--- algo.read parses the id's state before its policy is known: L.owed (the
+-- algo.read reads the id's state before its policy is known: L.owed (the
 -- backlog as of now, ns, at interval L.was), L.lu and L.le (its lease), L.x;
 -- and what the state caches: L.aux = false when the id has no aux hash,
 -- with its policy (L.t, L.b, L.q, L.qp) when known. d: the default policy.
@@ -43,31 +46,24 @@ function algo.read(L, d, now)
   L.owed, L.lu, L.le, L.x = 0, 0, 0, 0
   local v = redis.call('GET', L.sk)
   if not v then return end
-  -- the common states first, each in one match: the default policy or the
-  -- id's own, nothing else
-  local bl, last, was, x = string.match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:d$')
-  local b, q, qp, lu, le, h, aux, pol
-  if not bl then
-    bl, last, was, x, b, q, qp = string.match(v, '^(%d+):(%d+):(%d+):0:0:(%d+):0:0:(%d+)/(%d+)/(%d+)$')
-  end
-  if not bl then
-    bl, last, was, lu, le, x, h, aux, pol = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
-  end
-  if not bl then
+  local bl, last, was, lu, le, x, cache, pos
+  if string.byte(v, 1) == 81 then -- 'Q'
+    bl, last, was, lu, le, x, cache, pos = unpack_record(STATE, v, 2)
+  else
     -- an earlier version's state
-    bl, last, was, lu, le = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*)$')
+    bl, last, was, lu, le, x = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*):?(%d*)')
     if not bl then error('the token bucket state is not one quotaq writes: ' .. v) end
-    aux = '1'
+    bl, last, was, lu, le, x, cache = tonumber(bl), tonumber(last), tonumber(was), tonumber(lu) or 0,
+      tonumber(le) or 0, tonumber(x) or 0, -1
   end
-  L.was, L.x = tonumber(was), tonumber(x) or 0
-  if lu and lu ~= '0' then L.lu, L.le = tonumber(lu) or 0, tonumber(le) or 0 end
+  L.was, L.x = was, x
+  if lu > 0 then L.lu, L.le = lu, le end
   L.owed = math.max(0, bl - (now - last) * 1000)
-  if (aux and aux ~= '0') or (h and h ~= '0') or not L.was then return end
-  if pol and pol ~= 'd' then b, q, qp = string.match(pol, '^(%d+)/(%d+)/(%d+)$') end
-  if b then
-    L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, true, L.was, b + 0, q + 0, qp + 0, 0
-  elseif not pol or pol == 'd' then
+  if cache == 0 then
     L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, false, d[1], d[2], d[3], d[4], d[5]
+  elseif cache == 1 then
+    local b, q, qp = unpack_record(STATE_POLICY, v, pos)
+    L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, true, was, b, q, qp, 0
   end
 end
 
@@ -160,13 +156,12 @@ function algo.store(L, now)
     px = math.ceil(math.max(need - now, LINGER) / 1000)
     L.x = math.floor(now / 1000) + px
   end
-  local cache = '1:-'
+  local v
   if L.own and not L.aux and L.c == 0 then
-    cache = string.format('0:%d/%d/%d', L.b, L.q, L.qp)
-  elseif not L.aux and not L.own then
-    cache = '0:d'
+    v = 'Q' .. pack_record(STATE .. 'ddd', L.st, now, L.t, L.lu, L.le, L.x, 1, L.b, L.q, L.qp)
+  else
+    v = 'Q' .. pack_record(STATE, L.st, now, L.t, L.lu, L.le, L.x, (L.aux or L.own) and -1 or 0)
   end
-  local v = string.format('%d:%d:%d:%d:%d:%d:0:%s', L.st, now, L.t, L.lu, L.le, L.x, cache)
   if keep then
     redis.call('SET', L.sk, v, 'KEEPTTL')
   else
@@ -178,7 +173,7 @@ end
 -- hashes (they are read again by the next decision), keeping its TTL.
 local function drop_cache(key)
   local v = redis.call('GET', key)
-  if not v then return end
-  local head = string.match(v, '^(%d+:%d+:%d+:%d+:%d+:%d+:%d+):')
-  if head then redis.call('SET', key, head .. ':1:-', 'KEEPTTL') end
+  if not v or string.byte(v, 1) ~= 81 then return end -- none, or caching nothing
+  local bl, last, t, lu, le, x = unpack_record(STATE, v, 2)
+  redis.call('SET', key, 'Q' .. pack_record(STATE, bl, last, t, lu, le, x, -1), 'KEEPTTL')
 end

@@ -9,8 +9,10 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -199,11 +201,22 @@ func tenantKeys(k int) []string {
 
 // decideArgs returns decide.lua's arguments, as the Limiter sends them, for
 // k decisions that allow 1 token each under the default policy 1e6/s burst
-// 1e6 (interval 1000 ns), without leases or learning.
+// 1e6 (interval 1000 ns), without leases or learning: the settings record,
+// then mode, ticket, slot and a record of numbers per decision (see
+// throttle/lua/decide.lua).
 func decideArgs(k int) []any {
-	args := []any{1000, 1000000, 0, 0, 0, 0, 0, 0}
+	args := []any{record(1000, 1000000, 0, 0, 0, 0, 0, 0)}
 	for range k {
-		args = append(args, "allow", 1, 1, 0, "", 0, 0, 0, 0, 0, "", 0)
+		args = append(args, "allow", "", "", record(1, 1, 0, 0, 0, 0, 0, 0, 0))
 	}
 	return args
+}
+
+// record packs v as little-endian doubles, as throttle does.
+func record(v ...int64) string {
+	b := make([]byte, 8*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(float64(x)))
+	}
+	return string(b)
 }
