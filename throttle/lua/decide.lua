@@ -57,15 +57,13 @@ local LATE = 50000000
 
 -- load reads an id (keys[k+1..k+5]): its policy, aux hash and state.
 local function load(k, ticket, settle, sk, su, sa)
-  -- (a table per position, kept from run to run by a Redis function: every
-  -- field is set here)
+  -- (a table per position, kept from run to run by a Redis function; set
+  -- here: what is read before the id's state, policy, aux hash or quota
+  -- sets it)
   local L = tables[k] or {}
   tables[k] = L
   L.pk, L.sk, L.qk, L.ak, L.zk = keys[k+1], keys[k+2], keys[k+3], keys[k+4], keys[k+5]
-  L.t, L.b, L.q, L.qp, L.c, L.own, L.aux, L.hold = 0, 0, 0, 0, 0, false, true, 0
-  L.due, L.s, L.lr, L.lc, L.st, L.bl, L.owed, L.was = false, false, false, false, 0, 0, 0, false
-  L.lu, L.le, L.x, L.dirty, L.wait, L.reason, L.used, L.win = 0, 0, 0, false, 0, 0, 0, 0
-  L.sb, L.left, L.reset, L.slotwait = 0, 0, 0, 0
+  L.aux, L.hold, L.due, L.s, L.lr, L.lc, L.dirty, L.slotwait = true, 0, false, false, false, false, false, 0
   algo.read(L, def, now) -- the token bucket's state may know the rest
   if L.aux then
     policy_load(L, def)

@@ -43,7 +43,7 @@ local LINGER = 10000000
 -- and what the state caches: L.aux = false when the id has no aux hash,
 -- with its policy (L.t, L.b, L.q, L.qp) when known. d: the default policy.
 function algo.read(L, d, now)
-  L.owed, L.lu, L.le, L.x = 0, 0, 0, 0
+  L.owed, L.lu, L.le, L.x, L.was = 0, 0, 0, 0, false
   local v = redis.call('GET', L.sk)
   if not v then return end
   local bl, last, was, lu, le, x, cache, pos
