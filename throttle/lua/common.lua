@@ -16,22 +16,14 @@
 -- parse or format. Redis's struct library does it; a server without one
 -- (the embedded miniredis) gets the same bytes from plain Lua below.
 
--- lib is the struct library, looked up on first use (a Redis function
--- library cannot see it while it loads); false: there is none.
-local lib
+-- pack_record('<dd...', x1, x2, ...) packs the numbers (no NaN, infinity
+-- or subnormals); unpack_record('<dd...', s, pos) returns the numbers
+-- packed in s from pos (1 when nil), then the position after them. Both
+-- are chosen on first use (a Redis function library cannot see the struct
+-- library while it loads), then called directly.
+local pack_record, unpack_record
 
-local function has_struct()
-  if lib == nil then
-    local ok, found = pcall(function() return struct end)
-    lib = ok and found or false
-  end
-  return lib
-end
-
--- pack_record('<dd...', x1, x2, ...) packs the numbers: no NaN, infinity
--- or subnormals.
-local function pack_record(f, ...)
-  if has_struct() then return lib.pack(f, ...) end
+local function plain_pack(_, ...)
   local out = {}
   for i = 1, select('#', ...) do
     local x, sign, e, m = select(i, ...), 0, 0, 0
@@ -50,10 +42,7 @@ local function pack_record(f, ...)
   return table.concat(out)
 end
 
--- unpack_record('<dd...', s, pos) returns the numbers packed in s from pos
--- (1 when nil), then the position after them.
-local function unpack_record(f, s, pos)
-  if has_struct() then return lib.unpack(f, s, pos) end
+local function plain_unpack(f, s, pos)
   local v = {}
   pos = pos or 1
   for i = 1, #f - 1 do
@@ -69,6 +58,17 @@ local function unpack_record(f, s, pos)
   v[#v + 1] = pos
   return unpack(v)
 end
+
+local function choose_records()
+  local ok, lib = pcall(function() return struct end)
+  if ok and lib then
+    pack_record, unpack_record = lib.pack, lib.unpack
+  else
+    pack_record, unpack_record = plain_pack, plain_unpack
+  end
+end
+pack_record = function(...) choose_records() return pack_record(...) end
+unpack_record = function(...) choose_records() return unpack_record(...) end
 
 local function now_us()
   local t = redis.call('TIME')
