@@ -29,7 +29,8 @@
 //     id back into the lease set; the recoverer only looks at the lease set.
 //   - The task hash records the number of re-queues and the total wait in
 //     fields asynq ignores ("quotaq_throttles", "quotaq_waited_ms"), and the
-//     exact due time ("quotaq_due").
+//     exact due time ("quotaq_due"), and why it waits ("quotaq_cause", a
+//     Cause, which Waiting and WaitingByQueue count by).
 //
 // A task put back to wait for nothing booked (a quota used up, a pause, an
 // outage) is also recorded in quotaq's own zset of its tenant, under its

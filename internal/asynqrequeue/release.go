@@ -153,10 +153,49 @@ const maxCounted = 10000
 
 // Waiting is what a tenant's tasks put back by the worker wait for.
 type Waiting struct {
-	ForTurn  int       // a booked slot at the tenant's rate (Retime moves them)
-	ForOther int       // nothing booked: a quota used up, a pause, an outage (Release brings them back)
-	ForSlot  int       // one of its concurrency slots (WakeOne)
-	NextDue  time.Time // the earliest due time among them; zero: none
+	ForTurn  int // a booked slot (Retime moves them)
+	ForOther int // nothing booked: a quota used up, a pause, an outage (Release brings them back)
+	ForSlot  int // a concurrency slot (WakeOne)
+	// ByCause counts the same tasks by why they were put back
+	// (Request.Cause)
+	ByCause ByCause
+	NextDue time.Time // the earliest due time among them; zero: none
+}
+
+// legacyCause is, for each kind of index (the word after "quotaq:" in its
+// key), the cause its tasks count under when none is recorded: tasks put
+// back by a worker that did not record one are counted as they were then.
+var legacyCause = map[string]Cause{"booked": CauseRate, "parked": CauseQuota, "slotwait": CauseConcurrency}
+
+// countArgs are the count script's arguments for an index of kind of queue.
+func countArgs(queue, kind string) []any {
+	args := []any{taskKeyPrefix(queue), maxCounted, string(legacyCause[kind])}
+	for _, c := range Causes {
+		args = append(args, string(c))
+	}
+	return args
+}
+
+// add adds v, the count script's reply on an index of kind, to w.
+func (w *Waiting) add(kind string, v []int64) error {
+	if len(v) != 2+len(Causes) {
+		return fmt.Errorf("asynqrequeue: unexpected reply %v from the count script", v)
+	}
+	switch kind {
+	case "booked":
+		w.ForTurn += int(v[0])
+	case "parked":
+		w.ForOther += int(v[0])
+	case "slotwait":
+		w.ForSlot += int(v[0])
+	}
+	for i, c := range Causes {
+		*w.ByCause.field(c) += int(v[2+i])
+	}
+	if first := time.UnixMilli(v[1]); v[1] > 0 && (w.NextDue.IsZero() || first.Before(w.NextDue)) {
+		w.NextDue = first
+	}
+	return nil
 }
 
 // Waiting counts, in every queue, the tasks of tenant put back to wait
@@ -169,36 +208,17 @@ func (r *Requeuer) Waiting(ctx context.Context, tenant string) (Waiting, error) 
 		return w, fmt.Errorf("asynqrequeue: count waiting tasks: list queues: %w", err)
 	}
 	for _, q := range queues {
-		for _, ix := range []struct {
-			key string
-			n   *int
-		}{{bookedKey(q, tenant), &w.ForTurn}, {parkedKey(q, tenant), &w.ForOther}, {slotWaitKey(q, tenant), &w.ForSlot}} {
-			n, first, err := r.countIndex(ctx, q, ix.key)
+		for _, ix := range []struct{ kind, key string }{
+			{"booked", bookedKey(q, tenant)}, {"parked", parkedKey(q, tenant)}, {"slotwait", slotWaitKey(q, tenant)},
+		} {
+			v, err := waitingScript.Run(ctx, r.rdb, []string{ix.key}, countArgs(q, ix.kind)...).Int64Slice()
 			if err != nil {
-				return w, err
+				return w, fmt.Errorf("asynqrequeue: count the tasks of %q: %w", ix.key, err)
 			}
-			*ix.n += n
-			if !first.IsZero() && (w.NextDue.IsZero() || first.Before(w.NextDue)) {
-				w.NextDue = first
+			if err := w.add(ix.kind, v); err != nil {
+				return w, err
 			}
 		}
 	}
 	return w, nil
-}
-
-// countIndex counts the tasks of queue still waiting as index says, and
-// returns the earliest due time among them (zero: none).
-func (r *Requeuer) countIndex(ctx context.Context, queue, index string) (int, time.Time, error) {
-	v, err := waitingScript.Run(ctx, r.rdb, []string{index}, taskKeyPrefix(queue), maxCounted).Int64Slice()
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("asynqrequeue: count the tasks of %q: %w", index, err)
-	}
-	if len(v) != 2 {
-		return 0, time.Time{}, fmt.Errorf("asynqrequeue: unexpected reply %v from the count script", v)
-	}
-	var first time.Time
-	if v[1] > 0 {
-		first = time.UnixMilli(v[1])
-	}
-	return int(v[0]), first, nil
 }

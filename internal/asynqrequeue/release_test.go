@@ -48,7 +48,12 @@ func TestReleaseBringsBackParkedTasks(t *testing.T) {
 	for _, tc := range []struct {
 		tenant string
 		want   asynqrequeue.Waiting // (NextDue checked apart)
-	}{{"acme", asynqrequeue.Waiting{ForOther: 5}}, {"booked", asynqrequeue.Waiting{ForTurn: 2}}} {
+	}{
+		// put back without a cause, as by an earlier worker: counted by
+		// what they wait for
+		{"acme", asynqrequeue.Waiting{ForOther: 5, ByCause: asynqrequeue.ByCause{Quota: 5}}},
+		{"booked", asynqrequeue.Waiting{ForTurn: 2, ByCause: asynqrequeue.ByCause{Rate: 2}}},
+	} {
 		w, err := rq.Waiting(ctx, tc.tenant)
 		due := w.NextDue
 		w.NextDue = time.Time{}

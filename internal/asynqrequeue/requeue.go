@@ -66,6 +66,12 @@ type Request struct {
 	// one, so that WakeOne brings it back when one frees. It overrides
 	// Parked.
 	WaitsForSlotOf string
+	// Cause is why the task waits, recorded on the task for Waiting and
+	// WaitingByQueue to count by; "": not recorded (a task put back by a
+	// worker that did not record it is counted as CauseRate when it waits
+	// for a booked slot, CauseQuota when for nothing booked, and
+	// CauseConcurrency when for a slot).
+	Cause Cause
 }
 
 // Outcome describes a re-queue, done or refused with ErrMaxWait.
@@ -93,6 +99,9 @@ func (r *Requeuer) Requeue(ctx context.Context, req Request) (Outcome, error) {
 	if req.Queue == "" || req.ID == "" {
 		return Outcome{}, fmt.Errorf("asynqrequeue: requeue needs a queue and a task id, got queue %q id %q", req.Queue, req.ID)
 	}
+	if err := validCause(req.Cause); err != nil {
+		return Outcome{}, err
+	}
 	now := time.Now()
 	due := (req.Due.UnixNano() + 999_999) / 1_000_000 // ms, rounded up: never before Due
 	wait := due - now.UnixMilli()
@@ -111,7 +120,7 @@ func (r *Requeuer) Requeue(ctx context.Context, req Request) (Outcome, error) {
 	case req.Tenant != "":
 		parked = "0"
 	}
-	v, err := requeueScript.Run(ctx, r.rdb, keys, req.ID, due, score, wait, req.MaxWait.Milliseconds(), parked).Int64Slice()
+	v, err := requeueScript.Run(ctx, r.rdb, keys, req.ID, due, score, wait, req.MaxWait.Milliseconds(), parked, string(req.Cause)).Int64Slice()
 	if err != nil {
 		return Outcome{}, fmt.Errorf("asynqrequeue: requeue task %s of queue %q: %w", req.ID, req.Queue, err)
 	}

@@ -17,6 +17,8 @@
 --            outage): recorded in KEYS[5], so that Release can bring it
 --            back early; '0': it waits for a booked slot: recorded in
 --            KEYS[6], so that Retime can move it with its slot; '': neither
+-- ARGV[7] -> why it waits (a Cause), stored as "quotaq_cause"; '': none
+--            (a cause an earlier re-queue stored is removed)
 -- Returns {code, throttles, waited_ms}:
 --   code 1: moved; throttles and waited_ms are the task's new totals
 --   code 0: the task is not active and leased (not ours): nothing written
@@ -37,6 +39,11 @@ end
 redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[1], "state", "scheduled", "quotaq_throttles", throttles,
            "quotaq_waited_ms", waited, "quotaq_due", ARGV[2])
+if ARGV[7] ~= "" then
+  redis.call("HSET", KEYS[1], "quotaq_cause", ARGV[7])
+else
+  redis.call("HDEL", KEYS[1], "quotaq_cause")
+end
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
 if ARGV[6] ~= "" then
   local into, out = KEYS[6], KEYS[5]

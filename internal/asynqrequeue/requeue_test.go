@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -305,6 +306,13 @@ func TestRequeueRefuses(t *testing.T) {
 		t.Parallel()
 		if _, err := rq.Requeue(ctx, asynqrequeue.Request{Queue: b.queue}); err == nil {
 			t.Fatal("requeue with no id: no error")
+		}
+	})
+	t.Run("UnknownCause", func(t *testing.T) {
+		t.Parallel()
+		_, err := rq.Requeue(ctx, asynqrequeue.Request{Queue: b.queue, ID: "nope", Due: time.Now(), Cause: "slow"})
+		if err == nil || !strings.Contains(err.Error(), `unknown cause "slow"`) {
+			t.Fatalf("requeue with cause slow: %v, want an error naming it", err)
 		}
 	})
 }

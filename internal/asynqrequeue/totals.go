@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,7 +25,7 @@ func (r *Requeuer) WaitingByQueue(ctx context.Context, queues []string) (map[str
 	}
 	type index struct {
 		queue, key string
-		kind       string // "booked", "parked" or "slotwait"
+		kind       string // a key of legacyCause
 	}
 	var (
 		mu      sync.Mutex
@@ -42,6 +41,9 @@ func (r *Requeuer) WaitingByQueue(ctx context.Context, queues []string) (map[str
 					continue
 				}
 				kind, _, _ := strings.Cut(rest, ":")
+				if _, ok := legacyCause[kind]; !ok {
+					break
+				}
 				mu.Lock()
 				indexes = append(indexes, index{queue: q, key: k, kind: kind})
 				mu.Unlock()
@@ -69,29 +71,19 @@ func (r *Requeuer) WaitingByQueue(ctx context.Context, queues []string) (map[str
 		pipe := r.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(batch))
 		for i, ix := range batch {
-			cmds[i] = waitingScript.EvalSha(ctx, pipe, []string{ix.key}, taskKeyPrefix(ix.queue), maxCounted)
+			cmds[i] = waitingScript.EvalSha(ctx, pipe, []string{ix.key}, countArgs(ix.queue, ix.kind)...)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return out, fmt.Errorf("asynqrequeue: count waiting tasks: %w", err)
 		}
 		for i, ix := range batch {
 			v, err := cmds[i].Int64Slice()
-			if err != nil || len(v) != 2 {
-				return out, fmt.Errorf("asynqrequeue: unexpected reply %v (%v) from the count script", v, err)
+			if err != nil {
+				return out, fmt.Errorf("asynqrequeue: count the tasks of %q: %w", ix.key, err)
 			}
 			w := out[ix.queue]
-			switch ix.kind {
-			case "booked":
-				w.ForTurn += int(v[0])
-			case "parked":
-				w.ForOther += int(v[0])
-			case "slotwait":
-				w.ForSlot += int(v[0])
-			default:
-				continue
-			}
-			if v[1] > 0 && (w.NextDue.IsZero() || time.UnixMilli(v[1]).Before(w.NextDue)) {
-				w.NextDue = time.UnixMilli(v[1])
+			if err := w.add(ix.kind, v); err != nil {
+				return out, err
 			}
 			out[ix.queue] = w
 		}
