@@ -91,7 +91,11 @@ func TestMetricsSeriesExistFromStart(t *testing.T) {
 		`quotaq_redis_errors_total{kind="connection"}`,
 		`quotaq_redis_errors_total{kind="server"}`,
 		`quotaq_waiting_tasks{cause="rate",queue=` + q + `}`,
-		`quotaq_waiting_tasks{cause="quota_or_hold",queue=` + q + `}`,
+		`quotaq_waiting_tasks{cause="upstream",queue=` + q + `}`,
+		`quotaq_waiting_tasks{cause="quota",queue=` + q + `}`,
+		`quotaq_waiting_tasks{cause="hold",queue=` + q + `}`,
+		`quotaq_waiting_tasks{cause="outage",queue=` + q + `}`,
+		`quotaq_waiting_tasks{cause="invalid",queue=` + q + `}`,
 		`quotaq_waiting_tasks{cause="concurrency",queue=` + q + `}`,
 		`quotaq_tenants_held{kind="tenant"}`,
 		`quotaq_tenants_held{kind="upstream"}`,
@@ -133,7 +137,7 @@ func TestStateMetricsFollowRedis(t *testing.T) {
 	b.reg.MustRegister(b.throttler.StateCollector([]string{b.queue}, worker.StateInterval(0),
 		worker.WatchTenants(map[string]string{capped: "", slow: "free"})))
 	q := fmt.Sprintf("%q", b.queue)
-	rate, quota := `quotaq_waiting_tasks{cause="rate",queue=`+q+`}`, `quotaq_waiting_tasks{cause="quota_or_hold",queue=`+q+`}`
+	rate, quota := `quotaq_waiting_tasks{cause="rate",queue=`+q+`}`, `quotaq_waiting_tasks{cause="quota",queue=`+q+`}`
 	b.enqueue(t, slow, 4)
 	b.enqueue(t, capped, 5)
 	var got map[string]float64

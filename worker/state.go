@@ -16,7 +16,7 @@ import (
 // Redis (so every replica reports the same values: aggregate with max, not
 // sum), and of the Throttler's limiter's local answers:
 //
-//	quotaq_waiting_tasks{queue,cause}            tasks put back that wait now: cause "rate" (a booked start at the tenant's rate), "quota_or_hold" (a quota used up, a hold, an outage), "concurrency" (a free slot)
+//	quotaq_waiting_tasks{queue,cause}            tasks put back that wait now, by why: cause "rate" (a booked start at the tenant's rate), "upstream" (at its upstream's rate), "quota" (a quota used up), "hold" (a pause), "concurrency" (a free slot), "outage" (Redis unavailable), "invalid" (an invalid policy)
 //	quotaq_tenants_held{kind}                    ids paused now by a hold (an upstream's 429/503, quotaq-enqueue hold): kind "tenant" or "upstream"
 //	quotaq_hold_longest_seconds{kind}            the longest time a hold in force has left
 //	quotaq_tenant_quota_remaining{tenant}        quota left of each tenant watched alone (WatchTenants); -1: no quota
@@ -107,9 +107,6 @@ var (
 		"How long the last read of the waiting tasks, holds and watched quotas took.", nil, nil)
 )
 
-// waitCauses are the "cause" values of quotaq_waiting_tasks.
-var waitCauses = []string{"rate", "quota_or_hold", "concurrency"}
-
 var holdKinds = []string{"tenant", "upstream"}
 
 // StateCollector returns a collector of what Redis says of the tasks of
@@ -163,9 +160,9 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for q, w := range s.waiting {
-		gauge(descWaiting, float64(w.ForTurn), q, "rate")
-		gauge(descWaiting, float64(w.ForOther), q, "quota_or_hold")
-		gauge(descWaiting, float64(w.ForSlot), q, "concurrency")
+		for _, c := range asynqrequeue.Causes {
+			gauge(descWaiting, float64(w.ByCause.Of(c)), q, string(c))
+		}
 	}
 	for i, kind := range holdKinds {
 		gauge(descHeld, float64(s.held[i]), kind)

@@ -165,6 +165,7 @@ type job struct {
 	// slotOf is the id all of whose concurrency slots were taken when the
 	// task asked: it waits for one of them
 	slotOf string
+	by     string // the id that decided the last answer (throttle.Result.Tenant)
 }
 
 func (j *job) ticket() string { return TaskTicket(j.queue, j.id) }
@@ -316,6 +317,7 @@ func (t *Throttler) admit(ctx context.Context, j *job) (slot bool, err error) {
 		}
 		return false, t.putBack(ctx, j, t.errorDelay, reason, false)
 	}
+	j.by = res.Result.Tenant
 	if res.Result.Reason == throttle.ReasonConcurrency {
 		// woken when one of its slots frees; res.Delay is when the first
 		// slot would run out (the latest one frees, if its holder died):
@@ -402,7 +404,7 @@ func (t *Throttler) putBack(ctx context.Context, j *job, delay time.Duration, re
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	out, err := t.requeuer.Requeue(ctx, asynqrequeue.Request{Queue: j.queue, ID: j.id, Due: time.Now().Add(wait), MaxWait: t.maxWait,
-		Tenant: j.tenant, Parked: !booked, WaitsForSlotOf: j.slotOf})
+		Tenant: j.tenant, Parked: !booked, WaitsForSlotOf: j.slotOf, Cause: waitCause(reason, j.by)})
 	if err != nil && booked {
 		if cerr := t.limiter.CancelTicket(ctx, throttle.Request{IDs: j.ids, N: j.n, Ticket: j.ticket()}); cerr != nil {
 			t.countError(j, "limiter")

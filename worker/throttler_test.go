@@ -32,6 +32,7 @@ type testBundle struct {
 	limiter   *throttle.Limiter
 	throttler *worker.Throttler
 	reg       *prometheus.Registry
+	prefix    string // the limiter's key prefix
 	queue     string
 	client    *asynq.Client
 	inspector *asynq.Inspector
@@ -56,6 +57,7 @@ func setup(t testing.TB, cfg bundleConfig) *testBundle {
 	b := &testBundle{
 		rdb:       rdb,
 		limiter:   throttle.New(rdb, throttle.WithPrefix(prefix)),
+		prefix:    prefix,
 		queue:     "q-" + prefix,
 		client:    asynq.NewClientFromRedisClient(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),

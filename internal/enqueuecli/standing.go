@@ -173,7 +173,15 @@ func inFlightText(s tenantstatus.Status) string {
 // first is due, and about when its queued tasks will have run.
 func waitingText(s tenantstatus.Status) string {
 	w := s.Waiting
-	text := fmt.Sprintf("%d for their turn (the rate), %d for the quota or a pause, %d for a concurrency slot", w.ForTurn, w.ForOther, w.ForSlot)
+	c := w.ByCause
+	text := fmt.Sprintf("%d for their turn (the rate), %d for the upstream's rate, %d for the quota, %d for a pause (429 or hold), %d for a concurrency slot",
+		c.Rate, c.Upstream, c.Quota, c.Hold, c.Concurrency)
+	if c.Outage > 0 {
+		text += fmt.Sprintf(", %d for Redis to answer again", c.Outage)
+	}
+	if c.Invalid > 0 {
+		text += fmt.Sprintf(", %d for a valid policy (fix it with quotaq-enqueue policy set)", c.Invalid)
+	}
 	if w.NextDueIn > 0 {
 		text += "; the next is due in " + dur(w.NextDueIn)
 	}

@@ -53,13 +53,16 @@ type Status struct {
 	Tasks Tasks
 }
 
-// Waiting is what a tenant's put-back tasks wait for.
+// Waiting is what a tenant's put-back tasks wait for: the same tasks
+// counted by what brings them back (a booked slot, the end of what stops
+// them, a free concurrency slot) and by why they were put back (ByCause).
 type Waiting struct {
-	ForTurn   int           `json:"for_their_turn"`     // a booked slot at the tenant's rate
-	ForOther  int           `json:"for_quota_or_pause"` // nothing booked: a quota used up, a pause, an outage
-	ForSlot   int           `json:"for_a_slot"`         // a concurrency slot
-	NextDueIn time.Duration `json:"-"`                  // until the first of them is due; 0: none
-	DrainIn   time.Duration `json:"-"`                  // about how long its tasks in the queues take at the rate it runs at now; 0: none
+	ForTurn   int                  `json:"for_their_turn"`     // a booked slot (at the tenant's rate, its upstream's, or after a pause)
+	ForOther  int                  `json:"for_quota_or_pause"` // nothing booked: a quota used up, a pause, an outage
+	ForSlot   int                  `json:"for_a_slot"`         // a concurrency slot
+	ByCause   asynqrequeue.ByCause `json:"by_cause"`           // why: rate, upstream, quota, hold, concurrency, outage, invalid
+	NextDueIn time.Duration        `json:"-"`                  // until the first of them is due; 0: none
+	DrainIn   time.Duration        `json:"-"`                  // about how long its tasks in the queues take at the rate it runs at now; 0: none
 }
 
 // Quota is the state of a tenant's period quota.
@@ -214,7 +217,7 @@ func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, op
 						mu.Unlock()
 						continue
 					}
-					out[i].Waiting = Waiting{ForTurn: w.ForTurn, ForOther: w.ForOther, ForSlot: w.ForSlot}
+					out[i].Waiting = Waiting{ForTurn: w.ForTurn, ForOther: w.ForOther, ForSlot: w.ForSlot, ByCause: w.ByCause}
 					if !w.NextDue.IsZero() {
 						out[i].Waiting.NextDueIn = max(0, time.Until(w.NextDue))
 					}
