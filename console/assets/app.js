@@ -145,9 +145,13 @@ async function loadTenant() {
     if (gen !== viewGen) return;
     showError(null);
     const w = s.waiting;
-    $("t-wait-turn").textContent = w.for_their_turn;
-    $("t-wait-other").textContent = w.for_quota_or_pause;
-    $("t-wait-slot").textContent = w.for_a_slot;
+    // by why they were put back; the rare causes only when some wait for them
+    for (const [cause, n] of Object.entries(w.by_cause)) {
+      const dd = $("t-wait-" + cause);
+      if (!dd) continue;
+      dd.textContent = n;
+      if ("rare" in dd.dataset) dd.hidden = dd.previousElementSibling.hidden = n === 0;
+    }
     $("t-next-due").textContent = dur(w.next_due_in_seconds);
     $("t-drain").textContent = w.drain_in_seconds > 0 ? "about " + dur(w.drain_in_seconds) + " at its rate now" : "-";
     for (const k of ["pending", "scheduled", "retry", "active", "archived"]) $("t-" + k).textContent = s.tasks[k];

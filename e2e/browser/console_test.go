@@ -160,12 +160,13 @@ func TestConsoleInChromium(t *testing.T) {
 			want = map[string]string{
 				"t-quota":        fmt.Sprintf("%d of %d (%d left)", s.Quota.Used, s.Quota.Limit, s.Quota.Remaining),
 				"t-quota-booked": strconv.FormatInt(s.Booked, 10),
-				"t-wait-turn":    strconv.Itoa(s.Waiting.Turn),
-				"t-wait-other":   strconv.Itoa(s.Waiting.Other),
 				"t-scheduled":    strconv.Itoa(s.Tasks.Scheduled),
 				"t-pending":      strconv.Itoa(s.Tasks.Pending),
 				"t-hold":         "no",
 				"t-policy":       "1/s burst 1 quota 5 per 24h0m0s",
+			}
+			for _, cause := range []string{"rate", "upstream", "quota", "hold", "concurrency"} {
+				want["t-wait-"+cause] = strconv.Itoa(s.Waiting.ByCause[cause])
 			}
 			var got map[string]string
 			eval(t, ctx, `Object.fromEntries(`+jsonString(keys(want))+`.map(k => [k, document.getElementById(k).textContent]))`, &got)
@@ -177,15 +178,21 @@ func TestConsoleInChromium(t *testing.T) {
 			}
 			return len(diff) == 0, strings.Join(diff, "\n")
 		})
-		if want["t-wait-other"] != "15" || want["t-quota"] != "5 of 5 (0 left)" {
+		if want["t-wait-quota"] != "15" || want["t-quota"] != "5 of 5 (0 left)" {
 			t.Errorf("beta stands at %v, want its 15 tasks waiting for its used-up quota", want)
 		}
 		run(t, ctx, "open gamma's page", chromedp.Navigate(w.page+"#/tenant/gamma"))
-		until(t, 10*time.Second, "gamma's hold", func() (bool, string) {
-			var hold, why string
+		until(t, 10*time.Second, "gamma's hold, its 10 tasks waiting for it as standing --json says", func() (bool, string) {
+			var hold, why, held string
 			eval(t, ctx, `document.getElementById("t-hold").textContent`, &hold)
 			eval(t, ctx, `document.getElementById("t-hold-why").textContent`, &why)
-			return strings.HasPrefix(hold, "yes, ") && strings.Contains(why, "429"), hold + " / " + why
+			eval(t, ctx, `document.getElementById("t-wait-hold").textContent`, &held)
+			var s standing
+			if err := json.Unmarshal([]byte(q.run(t, "standing", "gamma", "--json")), &s); err != nil {
+				t.Fatal(err)
+			}
+			return strings.HasPrefix(hold, "yes, ") && strings.Contains(why, "429") && held == "10" && s.Waiting.ByCause["hold"] == 10,
+				fmt.Sprintf("%s / %s / page %s, CLI %d waiting for the hold", hold, why, held, s.Waiting.ByCause["hold"])
 		})
 	})
 

@@ -85,6 +85,8 @@ type standing struct {
 		Turn  int `json:"for_their_turn"`
 		Other int `json:"for_quota_or_pause"`
 		Slot  int `json:"for_a_slot"`
+		// by why they were put back: rate, upstream, quota, hold, ...
+		ByCause map[string]int `json:"by_cause"`
 	} `json:"waiting"`
 	Quota *struct {
 		Limit     int64 `json:"limit"`
