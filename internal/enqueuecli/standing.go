@@ -20,8 +20,10 @@ const standingHelp = `Usage:
 
 standing shows where one tenant stands: its policy, the tokens in its bucket
 now, its quota used and when it resets, whether it is paused (its upstream
-said 429) and how often it was, and its tasks by state (found by their
-"tenant" header). status shows the same for every tenant, one line each: those
+said 429) and how often it was, its tasks by state (found by their
+"tenant" header), and its tasks a worker put back by why they wait: their
+turn at its rate, at its upstream's rate, its quota, a pause, a concurrency
+slot (--json: "waiting"."by_cause"). status shows the same for every tenant, one line each: those
 with a policy of their own and those with tasks in the queues. Nothing is
 consumed. Task counts list the queues, which takes one to a few seconds per
 100,000 tasks.
