@@ -35,4 +35,19 @@ func TestStatusSaysWhatTasksWaitFor(t *testing.T) {
 	if want := time.Duration(queued) * 2 * time.Second; queued == 0 || w.DrainIn != want {
 		t.Errorf("drain in %s with %d tasks queued, want %s (at 0.5/s)", w.DrainIn, queued, want)
 	}
+	// with no worker left to bring them back, the first one's time comes
+	// and passes: it is due now, not "none"
+	b.stop()
+	_ = b.throttler.Close()
+	waitFor(t, 10*time.Second, "the next put-back task due now", func() bool {
+		sts, err := tenantstatus.Collect(ctx, b.limiter, b.inspector, tenantstatus.Options{Tenants: []string{"slow"}, Queues: []string{b.queue}, Asynq: b.rdb})
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("Collect: %v, %v", sts, err)
+		}
+		st = sts[0]
+		return st.Waiting.DueNow
+	})
+	if st.Waiting.NextDueIn != 0 || st.Waiting.ForTurn == 0 {
+		t.Errorf("waiting %+v: want tasks waiting, the first due now", st.Waiting)
+	}
 }

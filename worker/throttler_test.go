@@ -40,6 +40,7 @@ type testBundle struct {
 	runs      *runLog
 	errs      *errorLog
 	start     func(t testing.TB) // starts the asynq server
+	stop      func()             // stops it (start's cleanup stops it too)
 }
 
 type bundleConfig struct {
@@ -104,7 +105,8 @@ func setup(t testing.TB, cfg bundleConfig) *testBundle {
 		if err := srv.Start(mux); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(srv.Shutdown)
+		b.stop = sync.OnceFunc(srv.Shutdown)
+		t.Cleanup(b.stop)
 	}
 	if !cfg.noStart {
 		b.start(t)

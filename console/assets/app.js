@@ -88,7 +88,7 @@ async function loadTable() {
     cell(tr, String(s.holds), "num");
     const w = s.waiting;
     cell(tr, w.for_their_turn + "/" + w.for_quota_or_pause + "/" + w.for_a_slot, "num");
-    cell(tr, dur(w.next_due_in_seconds), "num");
+    cell(tr, w.due_now ? "now" : dur(w.next_due_in_seconds), "num");
     cell(tr, dur(w.drain_in_seconds), "num");
     cell(tr, String(s.tasks.pending), "num");
     cell(tr, String(s.tasks.scheduled), "num");
@@ -152,7 +152,7 @@ async function loadTenant() {
       dd.textContent = n;
       if ("rare" in dd.dataset) dd.hidden = dd.previousElementSibling.hidden = n === 0;
     }
-    $("t-next-due").textContent = dur(w.next_due_in_seconds);
+    $("t-next-due").textContent = w.due_now ? "now" : dur(w.next_due_in_seconds);
     $("t-drain").textContent = w.drain_in_seconds > 0 ? "about " + dur(w.drain_in_seconds) + " at its rate now" : "-";
     for (const k of ["pending", "scheduled", "retry", "active", "archived"]) $("t-" + k).textContent = s.tasks[k];
     showStanding(s);

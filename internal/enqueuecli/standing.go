@@ -184,7 +184,10 @@ func waitingText(s tenantstatus.Status) string {
 	if c.Invalid > 0 {
 		text += fmt.Sprintf(", %d for a valid policy (fix it with quotaq-enqueue policy set)", c.Invalid)
 	}
-	if w.NextDueIn > 0 {
+	switch {
+	case w.DueNow:
+		text += "; the next is due now (it runs as soon as a worker takes it)"
+	case w.NextDueIn > 0:
 		text += "; the next is due in " + dur(w.NextDueIn)
 	}
 	if w.DrainIn > 0 {

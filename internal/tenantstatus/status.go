@@ -61,7 +61,8 @@ type Waiting struct {
 	ForOther  int                  `json:"for_quota_or_pause"` // nothing booked: a quota used up, a pause, an outage
 	ForSlot   int                  `json:"for_a_slot"`         // a concurrency slot
 	ByCause   asynqrequeue.ByCause `json:"by_cause"`           // why: rate, upstream, quota, hold, concurrency, outage, invalid
-	NextDueIn time.Duration        `json:"-"`                  // until the first of them is due; 0: none
+	NextDueIn time.Duration        `json:"-"`                  // until the first of them is due; 0: none, or DueNow
+	DueNow    bool                 `json:"due_now"`            // the first one's time has come: it runs as soon as a worker takes it
 	DrainIn   time.Duration        `json:"-"`                  // about how long its tasks in the queues take at the rate it runs at now; 0: none
 }
 
@@ -219,7 +220,11 @@ func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, op
 					}
 					out[i].Waiting = Waiting{ForTurn: w.ForTurn, ForOther: w.ForOther, ForSlot: w.ForSlot, ByCause: w.ByCause}
 					if !w.NextDue.IsZero() {
-						out[i].Waiting.NextDueIn = max(0, time.Until(w.NextDue))
+						if d := time.Until(w.NextDue); d > 0 {
+							out[i].Waiting.NextDueIn = d
+						} else {
+							out[i].Waiting.DueNow = true
+						}
 					}
 				}
 				out[i].Waiting.DrainIn = drainIn(out[i])

@@ -73,7 +73,7 @@ func TestStatusJSON(t *testing.T) {
 	want := `{"tenant":"acme","policy":{"rate":2,"burst":4,"quota":10,"quota_period":"24h0m0s","concurrency":0,"explicit":true},"tokens":3,` +
 		`"next_token_in_seconds":0,"full_in_seconds":0.5,"paused":false,"hold_left_seconds":0,"learned_rate":0,"learned_full_in_seconds":0,"booked":0,` +
 		`"holds":0,"in_flight":0,"waiting":{"for_their_turn":0,"for_quota_or_pause":0,"for_a_slot":0,` +
-		`"by_cause":{"rate":0,"upstream":0,"quota":0,"hold":0,"concurrency":0,"outage":0,"invalid":0},"next_due_in_seconds":0,"drain_in_seconds":0},` +
+		`"by_cause":{"rate":0,"upstream":0,"quota":0,"hold":0,"concurrency":0,"outage":0,"invalid":0},"due_now":false,"next_due_in_seconds":0,"drain_in_seconds":0},` +
 		`"quota":{"limit":10,"used":1,"remaining":9,"resets_in_seconds":90},` +
 		`"tasks":{"pending":0,"scheduled":0,"retry":0,"active":0,"archived":0}}`
 	if string(b) != want {
