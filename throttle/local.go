@@ -62,7 +62,7 @@ type tenantState struct {
 	lease
 	no     refusal // the known refusal; none when its until has passed
 	flight *flight // the decision asking Redis for the tenant; nil: none
-	barren bool    // the last flight brought neither lease nor refusal: do not wait for the next
+	barren bool    // the last flight brought neither lease nor refusal, and none is recent: do not wait for the next
 }
 
 // flight is a decision asking Redis for one tenant on behalf of the
@@ -310,7 +310,10 @@ func (a *asking) done() {
 	s.mu.Lock()
 	if e := s.m[a.ids[0]]; e != nil && e.flight == a.f {
 		e.flight, e.demand = nil, a.f.waiting
-		e.barren = e.k == 0 && !now.Before(e.no.until)
+		// a tenant refused until lately (over its limit: a token came
+		// free) is likely refused again: its decisions keep waiting for
+		// one flight instead of all asking Redis at once
+		e.barren = e.k == 0 && !now.Before(e.no.until.Add(a.c.refuse))
 	}
 	s.mu.Unlock()
 	close(a.f.done)

@@ -13,7 +13,9 @@ import "time"
 // refused id here at most max later (this Limiter's own at once). Only
 // Allow, AllowN and AllowMulti use it. A local refusal is Redis's Result,
 // aged: RetryAfter, ResetAfter and QuotaResetAfter shortened by the time
-// since.
+// since. When a refusal ends, the id's decisions ask Redis one at a time
+// for up to max longer (an id over its limit is likely refused again: its
+// callers do not all ask at once each time a token comes free).
 func WithRefusalCache(max time.Duration) Option {
 	return func(l *Limiter) {
 		if max <= 0 {

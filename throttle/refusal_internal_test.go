@@ -200,3 +200,67 @@ func TestAnswerSentBeforeAForgetIsNotKept(t *testing.T) {
 		})
 	}
 }
+
+// A tenant over its limit whose refusal ends gets a token now and then:
+// the decision that finds it does not set every waiting decision loose on
+// Redis at once; they keep going one flight at a time, and the next
+// refusal answers the rest here.
+func TestRefusalCacheCoalescesAfterAnAdmission(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	p := Policy{Rate: 0.001, Burst: 2} // a token every 1000 s
+	l := New(c, WithPrefix(prefix), WithDefaultPolicy(p), WithRefusalCache(time.Hour), WithLeaseClock(clock))
+	for range 2 {
+		if r, err := l.Allow(ctx, "acme"); err != nil || !r.Allowed {
+			t.Fatalf("a token of the burst: %+v, %v", r, err)
+		}
+	}
+	r, err := l.Allow(ctx, "acme")
+	if err != nil || r.Allowed {
+		t.Fatalf("past the burst: %+v, %v; want refused", r, err)
+	}
+	// another process gives one token back: this Limiter still knows the
+	// refusal, until its clock passes it
+	if err := New(c, WithPrefix(prefix), WithDefaultPolicy(p)).CancelN(ctx, "acme", 1); err != nil {
+		t.Fatal(err)
+	}
+	skew.Store(int64(r.RetryAfter + time.Second))
+	g := &gate{open: make(chan struct{})}
+	c.AddHook(g)
+	const callers = 20
+	admitted := make(chan bool, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			r, err := l.Allow(ctx, "acme")
+			if err != nil {
+				t.Error(err)
+			}
+			admitted <- r.Allowed
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.local.waiting("acme") != callers-1 || g.evals.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %d scripts sent, %d waiting, want 1 with %d callers waiting", g.evals.Load(), l.local.waiting("acme"), callers-1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(g.open)
+	wg.Wait()
+	close(admitted)
+	n := 0
+	for a := range admitted {
+		if a {
+			n++
+		}
+	}
+	// the leader takes the token, the next flight is refused, and that
+	// refusal answers the other 18
+	if n != 1 || g.evals.Load() != 2 {
+		t.Fatalf("%d callers: %d admitted with %d scripts, want 1 admitted with 2", callers, n, g.evals.Load())
+	}
+}
