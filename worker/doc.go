@@ -139,11 +139,12 @@
 // What it would have done is counted in Stats (ShadowThrottled,
 // ShadowArchived, ShadowHoldsSkipped) and the quotaq_worker_shadow_*
 // metrics, logged at Debug for each task and summed up at Info once a
-// minute (when there was something), and recorded in Redis under the
-// limiter's prefix: that the worker runs in shadow, refreshed every 10 s
-// and gone 30 s after it stops, and the would-be throttles by tenant (up to
-// 10,000 tenants by name, the others added up), kept a day after the last
-// worker in shadow stopped. quotaq-enqueue standing and status show them.
+// minute (when there was something), and recorded in the Redis given to
+// New, under the limiter's prefix: that the worker runs in shadow,
+// refreshed every 10 s, removed by Close or 30 s after a worker dies, and
+// the would-be throttles by tenant (up to 10,000 tenants by name, the
+// others added up), kept a day after the last worker in shadow stopped.
+// quotaq-enqueue standing and status show them.
 //
 // # Shaping at enqueue
 //
