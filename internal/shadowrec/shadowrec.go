@@ -6,11 +6,12 @@
 // A worker in shadow writes its record every few seconds (Write), with an
 // entry that runs out unless written again, so a worker that dies stops
 // counting as in shadow; the status views read it (Read). Two keys, under
-// the limiter's prefix and one hash tag, so one script writes both on a
-// Cluster:
+// the limiter's prefix (which an ACL user's key patterns allow) and one hash
+// tag, so one script writes both on a Cluster; no tenant's keys can have
+// that tag, as a tenant's escapes ':':
 //
-//	{<prefix>:shadow}:workers    zset: worker id -> when its entry runs out (Redis time, Unix ms)
-//	{<prefix>:shadow}:throttled  hash: tenant -> would-be throttles; kept a while after the last worker in shadow stops
+//	<prefix>:{:shadow}:workers    zset: worker id -> when its entry runs out (Redis time, Unix ms)
+//	<prefix>:{:shadow}:throttled  hash: tenant -> would-be throttles; kept a while after the last worker in shadow stops
 //
 // The counts are bounded: past Record.MaxTenants tenants, the others are
 // added up in one count (State.Others).
@@ -39,8 +40,8 @@ const (
 	othersField = "\x00others"
 )
 
-func workersKey(prefix string) string   { return "{" + prefix + ":shadow}:workers" }
-func throttledKey(prefix string) string { return "{" + prefix + ":shadow}:throttled" }
+func workersKey(prefix string) string   { return prefix + ":{:shadow}:workers" }
+func throttledKey(prefix string) string { return prefix + ":{:shadow}:throttled" }
 
 // Record is what one worker writes.
 type Record struct {
