@@ -98,6 +98,54 @@
 // its slot rather than in a clump, at the cost of more polls of an empty
 // queue.
 //
+// # Shadow mode
+//
+// WithShadow lets a team try quotaq on live traffic before it enforces
+// anything: the middleware decides on every task, counts and logs what it
+// would have throttled or archived, and runs the task.
+//
+// The decision is the limiter's Allow with the task's ids, cost and slot
+// (throttle.Limiter.AllowRequest), not enforcing mode's Reserve. Reserve
+// books the tokens of a task that must wait for its slot; a task run at
+// once in shadow would never redeem them, so each would-be throttle would
+// push the tenant's bucket further into the future, wrongly count the tasks
+// after it and, once shadow is turned off, hold real tasks behind bookings
+// nobody uses. Allow consumes a task's tokens and quota only when it admits
+// the task, books nothing, and refuses for the reasons Reserve would make a
+// task wait: rate, quota, pause, concurrency. Over a backlog it admits what
+// enforcing mode would have run at once (the burst, then the rate) and
+// counts the rest.
+//
+// Shadow mode never puts a task back, holds one in the process, or archives
+// one (a bad tenant or cost, a cost above the burst: counted as would-be
+// archives, reason as archived_total's; the max wait is not predicted, as a
+// task's wait depends on bookings shadow mode does not make). It never
+// holds a tenant nor learns a slower rate when an upstream answers 429/503
+// (RetryAfter) or says its budget is spent (UpstreamSpent): those are
+// counted as holds skipped, and a RetryAfter also as a would-be throttle
+// (reason "upstream"); the handler's error goes to asynq, which retries the
+// task as it would without quotaq. As no tenant is held, the tasks that
+// would have waited behind a hold are not counted: shadow counts are low
+// while an upstream refuses. A task admitted takes a concurrency slot and
+// frees it when it returns, as in enforcing mode, so slots count what
+// enforcing would have let run; a task refused for want of a slot runs
+// without one.
+//
+// Tasks booked ahead (by a Shaper, or put back by a worker that enforces)
+// are charged again by a worker in shadow: switch the workers of a
+// deployment from shadow to enforcing together, and do not shape while in
+// shadow.
+//
+// What it would have done is counted in Stats (ShadowThrottled,
+// ShadowArchived, ShadowHoldsSkipped) and the quotaq_worker_shadow_*
+// metrics, logged at Debug for each task and summed up at Info once a
+// minute (when there was something), and recorded in the Redis given to
+// New, under the limiter's prefix: that the worker runs in shadow,
+// refreshed every 10 s, removed by Close or 30 s after a worker dies, and
+// the would-be throttles by tenant (up to 10,000 tenants by name, the
+// others added up), kept a day after the last worker in shadow stopped.
+// quotaq-enqueue standing and status show them.
+//
 // # Shaping at enqueue
 //
 // The middleware sees a task only when asynq hands it over, so a backlog far

@@ -31,6 +31,10 @@ import (
 //	quotaq_worker_slots_held{type,[tenant]}          tasks running now that hold a concurrency slot
 //	quotaq_worker_decision_seconds{type}             how long the limiter took to decide on a dequeued task
 //	quotaq_worker_throttle_wait_seconds{type}        from a task's ReadyHeader to the start of its first run
+//	quotaq_worker_shadow_mode                        1 while the Throttler runs in shadow mode (WithShadow): it enforces nothing
+//	quotaq_worker_shadow_throttled_total{type,[tenant],reason}  in shadow mode, tasks that ran but that enforcing would not have let start at once: reason as throttled_total's
+//	quotaq_worker_shadow_archived_total{type,reason}  in shadow mode, tasks that ran but that enforcing would have archived: reason as archived_total's, but for "max_wait" (not predicted)
+//	quotaq_worker_shadow_holds_skipped_total{type,[tenant]}  in shadow mode, tenant holds not applied: its upstream said 429/503 (RetryAfter) or that its budget is spent (UpstreamSpent)
 //	quotaq_redis_errors_total{kind}                  Redis calls that failed for want of a usable server (RedisHook): kind "connection" or "server"
 //	quotaq_build_info{version,asynq,goversion}       1: what the worker was built with
 //
@@ -55,6 +59,10 @@ type Metrics struct {
 	wait             *prometheus.HistogramVec
 	redisErrors      *prometheus.CounterVec
 	build            *prometheus.GaugeVec
+	shadowMode       prometheus.Gauge
+	shadowThrottled  *prometheus.CounterVec
+	shadowArchived   *prometheus.CounterVec
+	shadowHolds      *prometheus.CounterVec
 	known            []string // KnownTypes
 }
 
@@ -64,7 +72,10 @@ var (
 	allowedVia      = []string{"now", "fail_open"}
 	throttleReasons = []string{"rate", "quota", "paused", "upstream", "concurrency", "unavailable", "invalid"}
 	archiveReasons  = []string{"max_wait", "invalid_tenant", "no_tenant", "cost_above_burst", "invalid_cost", "invalid", "unknown_upstream"}
-	errorOps        = []string{"limiter", "requeue", "hold"}
+	// shadow mode does not predict archives for the max wait: a task's wait
+	// depends on the bookings before it, which shadow mode does not make
+	shadowArchiveReasons = archiveReasons[1:]
+	errorOps             = []string{"limiter", "requeue", "hold"}
 )
 
 // DefaultMaxTypes is how many distinct task types get their own "type" label
@@ -135,11 +146,18 @@ func NewMetrics(reg prometheus.Registerer, perTenant bool, opts ...MetricsOption
 			Help: "Redis calls of the worker (asynq's included) that failed for want of a usable server: kind \"connection\" (refused, broken, timed out) or \"server\" (OOM, READONLY, LOADING, ...)."}, []string{"kind"}),
 		build: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "quotaq", Name: "build_info",
 			Help: "Always 1: the quotaq, asynq and Go versions this worker was built with."}, []string{"version", "asynq", "goversion"}),
+		shadowMode: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "quotaq", Subsystem: "worker", Name: "shadow_mode",
+			Help: "1 while the throttle runs in shadow mode: it counts what it would throttle and runs every task."}),
+		shadowThrottled: counter("shadow_throttled_total", "In shadow mode, tasks that ran but that enforcing would not have let start at once, by cause.", "reason"),
+		shadowArchived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "quotaq", Subsystem: "worker", Name: "shadow_archived_total",
+			Help: "In shadow mode, tasks that ran but that enforcing would have archived (bad tenant, cost above the burst, ...)."}, []string{"type", "reason"}),
+		shadowHolds: counter("shadow_holds_skipped_total", "In shadow mode, tenant holds not applied: the upstream said 429/503 or that its budget is spent."),
 	}
 	for _, o := range opts {
 		o(m)
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay, m.slots, m.decision, m.wait, m.redisErrors, m.build} {
+	for _, c := range []prometheus.Collector{m.allowed, m.throttled, m.requeued, m.rethrottled, m.retryAfter, m.retryAfterCapped, m.waited, m.archived, m.errors, m.delay, m.slots, m.decision, m.wait, m.redisErrors, m.build,
+		m.shadowMode, m.shadowThrottled, m.shadowArchived, m.shadowHolds} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -163,6 +181,9 @@ func (m *Metrics) initType(typ string) {
 	for _, reason := range archiveReasons {
 		m.archived.WithLabelValues(typ, reason)
 	}
+	for _, reason := range shadowArchiveReasons {
+		m.shadowArchived.WithLabelValues(typ, reason)
+	}
 	for _, op := range errorOps {
 		m.errors.WithLabelValues(typ, op)
 	}
@@ -178,8 +199,9 @@ func (m *Metrics) initType(typ string) {
 	}
 	for _, reason := range throttleReasons {
 		m.throttled.WithLabelValues(typ, reason)
+		m.shadowThrottled.WithLabelValues(typ, reason)
 	}
-	for _, c := range []*prometheus.CounterVec{m.requeued, m.rethrottled, m.retryAfter, m.waited} {
+	for _, c := range []*prometheus.CounterVec{m.requeued, m.rethrottled, m.retryAfter, m.waited, m.shadowHolds} {
 		c.WithLabelValues(typ)
 	}
 	m.slots.WithLabelValues(typ)
@@ -261,10 +283,15 @@ type Stats struct {
 	WaitedInProcess int64
 	Archived        int64 // tasks archived by the Throttler
 	Errors          int64 // failed limiter or Redis calls
+	// In shadow mode (WithShadow), the tasks that ran but that enforcing
+	// would not have let start at once, or would have archived, and the
+	// tenant holds not applied.
+	ShadowThrottled, ShadowArchived, ShadowHoldsSkipped int64
 }
 
 type counters struct {
 	allowed, throttled, requeued, rethrottled, retryAfter, retryAfterCapped, archived, errors, waitedInProcess atomic.Int64
+	shadowThrottled, shadowArchived, shadowHoldsSkipped                                                        atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -272,5 +299,6 @@ func (c *counters) snapshot() Stats {
 		Allowed: c.allowed.Load(), Throttled: c.throttled.Load(),
 		Requeued: c.requeued.Load(), Rethrottled: c.rethrottled.Load(), RetryAfter: c.retryAfter.Load(), RetryAfterCapped: c.retryAfterCapped.Load(),
 		Archived: c.archived.Load(), Errors: c.errors.Load(), WaitedInProcess: c.waitedInProcess.Load(),
+		ShadowThrottled: c.shadowThrottled.Load(), ShadowArchived: c.shadowArchived.Load(), ShadowHoldsSkipped: c.shadowHoldsSkipped.Load(),
 	}
 }

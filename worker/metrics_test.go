@@ -47,7 +47,7 @@ func TestMetricsTypeLabelIsCapped(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, mf := range mfs {
-				if mf.GetName() == "quotaq_build_info" || mf.GetName() == "quotaq_redis_errors_total" {
+				if mf.GetName() == "quotaq_build_info" || mf.GetName() == "quotaq_redis_errors_total" || mf.GetName() == "quotaq_worker_shadow_mode" {
 					continue // no type label
 				}
 				if got := len(mf.GetMetric()); got != tt.wantTypes {

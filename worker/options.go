@@ -186,6 +186,25 @@ func WithMaxRetryAfter(d time.Duration) Option {
 	return func(t *Throttler) { t.maxRetryAfter = max(d, 0) }
 }
 
+// WithShadow turns shadow mode on or off. In shadow mode the middleware
+// decides on every task, counts and logs what it would have throttled or
+// archived, and runs every task: nothing is put back, held, archived or
+// slowed down. It asks the limiter's Allow, which books nothing, instead of
+// Reserve, whose bookings no task would redeem: the bucket then holds what
+// enforcing would have let through. Tasks admitted take and free
+// concurrency slots; an upstream's 429 (RetryAfter) is counted, not held,
+// and returned to asynq as the handler's error. Counts: Stats.Shadow*, the
+// quotaq_worker_shadow_* metrics, and a record in Redis that quotaq-enqueue
+// status shows ("Shadow mode" in the package doc). Default false: enforce.
+func WithShadow(on bool) Option {
+	return func(t *Throttler) {
+		t.shadow = nil
+		if on {
+			t.shadow = &shadowMode{record: shadowRecordEvery, summary: shadowSummaryEvery}
+		}
+	}
+}
+
 func defaultExempt(task *asynq.Task) bool { return strings.HasPrefix(task.Type(), "quotaq:") }
 
 func headerUpstream(task *asynq.Task) []string {

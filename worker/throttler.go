@@ -72,6 +72,7 @@ type Throttler struct {
 
 	maxRetryAfter time.Duration // WithMaxRetryAfter; 0: DefaultMaxRetryAfter
 	slotTTL       time.Duration // WithSlotTTL
+	shadow        *shadowMode   // WithShadow; nil: decisions are enforced
 }
 
 // New returns a Throttler that asks l and re-queues on asynqRedis, the
@@ -83,6 +84,9 @@ func New(l *throttle.Limiter, asynqRedis redis.UniversalClient, opts ...Option) 
 	t := configure(l, opts)
 	t.requeuer = asynqrequeue.New(asynqRedis)
 	t.waker = asynqrequeue.NewWaker(t.requeuer, t.logger, t.maxTracked)
+	if t.shadow != nil {
+		t.startShadow(asynqRedis)
+	}
 	return t
 }
 
@@ -114,6 +118,7 @@ func configure(l *throttle.Limiter, opts []Option) *Throttler {
 // forwarder still brings them back, later. Call it after the asynq server
 // has shut down.
 func (t *Throttler) Close() error {
+	t.stopShadow()
 	t.retimers.Wait()
 	t.waker.Stop()
 	return nil
@@ -176,11 +181,16 @@ func (j *job) ticket() string { return TaskTicket(j.queue, j.id) }
 // A task whose tenant is invalid, or that costs more than its tenant's
 // burst, or that would wait longer than WithMaxWait, is archived at once
 // (asynq.SkipRetry) with an error that says why. A handler that returns
-// RetryAfter has its task put back, not failed.
+// RetryAfter has its task put back, not failed. In shadow mode
+// (WithShadow) it only counts and logs what it would have done, and runs
+// every task.
 func (t *Throttler) Middleware(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
 		if t.exempt != nil && t.exempt(task) {
 			return next.ProcessTask(ctx, task)
+		}
+		if t.shadow != nil {
+			return t.shadowRun(ctx, task, next)
 		}
 		j, err := t.newJob(ctx, task)
 		if err != nil {
@@ -209,16 +219,25 @@ func (t *Throttler) Middleware(next asynq.Handler) asynq.Handler {
 // newJob finds the task's tenant, upstream ids and cost; a task that cannot
 // be decided on is archived.
 func (t *Throttler) newJob(ctx context.Context, task *asynq.Task) (*job, error) {
-	j := &job{task: task}
-	j.queue, _ = asynq.GetQueueName(ctx)
-	j.id, _ = asynq.GetTaskID(ctx)
-	if j.queue == "" || j.id == "" {
-		return nil, fmt.Errorf("worker: no task id in the context: the Throttler's middleware must run inside an asynq server")
+	j, err := jobOf(ctx, task)
+	if err != nil {
+		return nil, err
 	}
 	c, err := t.chargeOf(task, j.id)
 	j.tenant, j.ids, j.n = c.tenant, c.ids, c.n
 	if err != nil {
 		return nil, t.archive(j, c.refusal, err)
+	}
+	return j, nil
+}
+
+// jobOf returns the job of a task asynq runs, with its queue and id.
+func jobOf(ctx context.Context, task *asynq.Task) (*job, error) {
+	j := &job{task: task}
+	j.queue, _ = asynq.GetQueueName(ctx)
+	j.id, _ = asynq.GetTaskID(ctx)
+	if j.queue == "" || j.id == "" {
+		return nil, fmt.Errorf("worker: no task id in the context: the Throttler's middleware must run inside an asynq server")
 	}
 	return j, nil
 }

@@ -48,17 +48,22 @@ type bundleConfig struct {
 	opts     []worker.Option
 	handler  func(ctx context.Context, task *asynq.Task) error // nil: succeed
 	asynqCfg asynq.Config
-	noStart  bool // the test calls b.start itself
+	noStart  bool   // the test calls b.start itself
+	prefix   string // the limiter's prefix, to share another bundle's limits; "": a new one
 }
 
 func setup(t testing.TB, cfg bundleConfig) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t)
+	lp := prefix
+	if cfg.prefix != "" {
+		lp = cfg.prefix
+	}
 	b := &testBundle{
 		rdb:       rdb,
-		limiter:   throttle.New(rdb, throttle.WithPrefix(prefix)),
-		prefix:    prefix,
+		limiter:   throttle.New(rdb, throttle.WithPrefix(lp)),
+		prefix:    lp,
 		queue:     "q-" + prefix,
 		client:    asynq.NewClientFromRedisClient(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),

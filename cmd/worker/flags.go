@@ -57,6 +57,7 @@ type options struct {
 	scheduleQueue    string
 	httpTimeout      time.Duration
 	maxRetryAfter    time.Duration
+	shadow           bool
 	httpAllow        string
 	allow            *worker.AllowList // httpAllow, parsed
 	echoTypes        string
@@ -215,6 +216,7 @@ func (o *options) flagSet() (fs *flag.FlagSet, shared map[string]bool) {
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 30*time.Second, "timeout of one http:call request")
 	fs.StringVar(&o.httpAllow, "http-allow", "", "comma-separated `hosts` http:call may reach: names (api.example.com), wildcards (*.example.com), IPs and CIDR blocks (10.0.0.0/8); every redirect and resolved address is checked. Default \"\": any host, loopback and private networks included, except link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200, 168.63.129.16) and 0.0.0.0, which stay denied unless an IP or CIDR entry names them. Set it in production")
 	fs.DurationVar(&o.maxRetryAfter, "max-retry-after", worker.DefaultMaxRetryAfter, "the longest an upstream's Retry-After (429/503, seconds or a date) or a spent budget's reset (X-RateLimit-Reset) puts a task back and holds its tenant; a longer one is cut to it, logged and counted (quotaq_worker_upstream_retry_after_capped_total)")
+	fs.BoolVar(&o.shadow, "shadow", false, "shadow mode, to try quotaq on live traffic before it enforces anything: decide on every task, count (quotaq_worker_shadow_* metrics, quotaq-enqueue status) and log what would be throttled, and run every task; nothing is put back, held or archived")
 	fs.StringVar(&o.echoTypes, "echo-types", "", "comma-separated task `types` to handle by logging them and succeeding (to try quotaq with quotaq-enqueue)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error (debug logs every throttled task)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "`format`: text or json (durations as \"1.5s\")")

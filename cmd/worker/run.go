@@ -150,6 +150,7 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 		worker.WithUntenanted(untenanted),
 		worker.WithAllowedUpstreams(o.upstreamList()...),
 		worker.WithMaxRetryAfter(o.maxRetryAfter),
+		worker.WithShadow(o.shadow),
 	)
 	if err != nil {
 		return fail("cannot start", err)

@@ -26,7 +26,9 @@ turn at its rate, at its upstream's rate, its quota, a pause, a concurrency
 slot (--json: "waiting"."by_cause"). status shows the same for every tenant, one line each: those
 with a policy of their own and those with tasks in the queues. Nothing is
 consumed. Task counts list the queues, which takes one to a few seconds per
-100,000 tasks.
+100,000 tasks. While workers run in shadow mode (quotaq-worker --shadow: they
+count what they would throttle and run every task), both say so and show how
+many of each tenant's tasks ran that would have been throttled.
 
 Units: a policy reads "5/s burst 20 quota 10000 per 24h0m0s": a rate in tokens
 per second, a burst and a quota in tokens, the quota's period (aligned to
@@ -88,7 +90,8 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 	defer conn.Close()
 	insp := c.inspector(conn)
 	defer insp.Close()
-	sts, err := tenantstatus.Collect(ctx, c.limiter(ctx, conn), insp, tenantstatus.Options{Tenants: pos, Queues: queues, Asynq: conn.Redis})
+	l := c.limiter(ctx, conn)
+	sts, err := tenantstatus.Collect(ctx, l, insp, tenantstatus.Options{Tenants: pos, Queues: queues, Asynq: conn.Redis})
 	if err != nil {
 		return err
 	}
@@ -107,7 +110,11 @@ func runStatusCmd(ctx context.Context, c *common, args []string, cio cmdIO, one 
 		}
 		return json.NewEncoder(cio.stdout).Encode(sts)
 	}
-	if err := printStatusTable(cio.stdout, sts); err != nil {
+	shadow, err := tenantstatus.ShadowMode(ctx, l, conn.Redis)
+	if err != nil {
+		return err
+	}
+	if err := printStatusTable(cio.stdout, sts, shadow); err != nil {
 		return err
 	}
 	return printRedis(cio.stdout, conn)
@@ -159,7 +166,27 @@ func printStanding(w io.Writer, s tenantstatus.Status) error {
 	t := s.Tasks
 	fmt.Fprintf(tw, "tasks\tpending %d, scheduled %d, retry %d, active %d, archived %d\n", t.Pending, t.Scheduled, t.Retry, t.Active, t.Archived)
 	fmt.Fprintf(tw, "waiting\t%s\n", waitingText(s))
+	if s.Shadow != nil {
+		fmt.Fprintf(tw, "shadow\t%s\n", shadowText(s.Shadow))
+	}
 	return tw.Flush()
+}
+
+// shadowText says that workers run in shadow mode, and what they would have
+// throttled of a tenant.
+func shadowText(sh *tenantstatus.Shadow) string {
+	counted := fmt.Sprintf("%d of its tasks ran that would have been throttled%s", sh.WouldThrottle, sinceText(sh))
+	if sh.Workers == 0 {
+		return "no worker runs in shadow mode now; while some did, " + counted
+	}
+	return fmt.Sprintf("%s in shadow mode: decisions are counted, not enforced; %s", workersText(sh.Workers), counted)
+}
+
+func workersText(n int) string {
+	if n == 1 {
+		return "1 worker"
+	}
+	return fmt.Sprintf("%d workers", n)
 }
 
 // inFlightText says how many of a tenant's tasks run now against its
@@ -212,13 +239,20 @@ func quotaText(q *tenantstatus.Quota, booked int64) string {
 	return s
 }
 
-func printStatusTable(w io.Writer, sts []tenantstatus.Status) error {
+func printStatusTable(w io.Writer, sts []tenantstatus.Status, shadow *tenantstatus.Shadow) error {
+	if shadow != nil {
+		fmt.Fprintf(w, "shadow mode: %s\n", shadowSummary(shadow))
+	}
 	if len(sts) == 0 {
 		_, err := fmt.Fprintln(w, "no tenants: none has a policy of its own or tasks in the queues")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tPOLICY\tTOKENS\tQUOTA USED\tRESETS IN\tPAUSED\tHOLDS\tIN FLIGHT\tPENDING\tSCHEDULED\tRETRY\tACTIVE\tARCHIVED")
+	head := "TENANT\tPOLICY\tTOKENS\tQUOTA USED\tRESETS IN\tPAUSED\tHOLDS\tIN FLIGHT\tPENDING\tSCHEDULED\tRETRY\tACTIVE\tARCHIVED"
+	if shadow != nil {
+		head += "\tWOULD THROTTLE"
+	}
+	fmt.Fprintln(tw, head)
 	for _, s := range sts {
 		pol := s.Policy.String()
 		if !s.Explicit {
@@ -240,10 +274,35 @@ func printStatusTable(w io.Writer, sts []tenantstatus.Status) error {
 			inFlight = fmt.Sprintf("%d/%d +%d", s.InFlight, s.Policy.Concurrency, s.Waiting.ForSlot)
 		}
 		t := s.Tasks
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", strconv.Quote(s.Tenant)[1:len(strconv.Quote(s.Tenant))-1],
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d", strconv.Quote(s.Tenant)[1:len(strconv.Quote(s.Tenant))-1],
 			pol, s.Tokens, s.Policy.Burst, used, resets, paused, s.Holds, inFlight, t.Pending, t.Scheduled, t.Retry, t.Active, t.Archived)
+		if shadow != nil && s.Shadow != nil {
+			fmt.Fprintf(tw, "\t%d", s.Shadow.WouldThrottle)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
+}
+
+// shadowSummary is the status table's line on shadow mode.
+func shadowSummary(sh *tenantstatus.Shadow) string {
+	if sh.Workers == 0 {
+		return "no worker runs in shadow mode now; WOULD THROTTLE counts the tasks that ran while some did" + sinceText(sh)
+	}
+	does := "counts what it would throttle and runs"
+	if sh.Workers > 1 {
+		does = "count what they would throttle and run"
+	}
+	return fmt.Sprintf("%s %s every task (decisions are not enforced); WOULD THROTTLE counts the tasks that ran but would have been throttled%s",
+		workersText(sh.Workers), does, sinceText(sh))
+}
+
+// sinceText is " (counted since ...)" when counting began.
+func sinceText(sh *tenantstatus.Shadow) string {
+	if sh.Since.IsZero() {
+		return " (none counted yet)"
+	}
+	return " (counted since " + sh.Since.UTC().Format("2006-01-02 15:04:05 UTC") + ")"
 }
 
 // dur rounds d for people: 3h12m0s, 1.5s, 250ms.

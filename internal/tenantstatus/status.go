@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quotaq/quotaq/internal/asynqrequeue"
+	"github.com/quotaq/quotaq/internal/shadowrec"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
 )
@@ -51,6 +52,21 @@ type Status struct {
 	Quota *Quota // nil when the policy has no quota
 
 	Tasks Tasks
+
+	// Shadow is what workers in shadow mode recorded (counted when
+	// Options.Asynq is given); nil when no worker runs in shadow nor did
+	// lately.
+	Shadow *Shadow
+}
+
+// Shadow is what workers in shadow mode (quotaq-worker --shadow) recorded:
+// they decide and count, and run every task.
+type Shadow struct {
+	Workers int // workers in shadow now; 0: none now, the counts are kept a day
+	// WouldThrottle counts the tenant's tasks they ran that enforcing
+	// would not have let start at once
+	WouldThrottle int64
+	Since         time.Time // when they began counting
 }
 
 // Waiting is what a tenant's put-back tasks wait for: the same tasks
@@ -134,6 +150,17 @@ func drainIn(s Status) time.Duration {
 	return s.HoldLeft + time.Duration(float64(n)/rate*float64(time.Second))
 }
 
+// ShadowMode returns what workers in shadow mode recorded under l's prefix
+// on rdb, asynq's Redis, with no tenant's count; nil when no worker runs in
+// shadow nor did lately.
+func ShadowMode(ctx context.Context, l *throttle.Limiter, rdb redis.UniversalClient) (*Shadow, error) {
+	st, err := shadowrec.Read(ctx, rdb, l.Prefix())
+	if err != nil || !st.On() {
+		return nil, err
+	}
+	return &Shadow{Workers: st.Workers, Since: st.Since}, nil
+}
+
 // Options narrows what Collect looks at.
 type Options struct {
 	// Tenants to report; empty: every tenant with a policy of its own or
@@ -182,6 +209,12 @@ func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, op
 		}
 	}
 	sort.Strings(ids)
+	var shadow shadowrec.State
+	if opts.Asynq != nil {
+		if shadow, err = shadowrec.Read(ctx, opts.Asynq, l.Prefix(), ids...); err != nil {
+			return nil, fmt.Errorf("tenantstatus: %w", err)
+		}
+	}
 	out := make([]Status, len(ids))
 	conc := opts.Concurrency
 	if conc <= 0 {
@@ -208,6 +241,9 @@ func Collect(ctx context.Context, l *throttle.Limiter, insp *asynq.Inspector, op
 					continue
 				}
 				out[i] = FromStanding(s, tasks[ids[i]])
+				if shadow.On() {
+					out[i].Shadow = &Shadow{Workers: shadow.Workers, WouldThrottle: shadow.Throttled[ids[i]], Since: shadow.Since}
+				}
 				if opts.Asynq != nil && out[i].Tasks.Scheduled > 0 {
 					w, err := asynqrequeue.New(opts.Asynq).Waiting(ctx, ids[i])
 					if err != nil {
@@ -260,6 +296,15 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Remaining       int64   `json:"remaining"`
 		ResetsInSeconds float64 `json:"resets_in_seconds"`
 	}
+	type shadow struct {
+		Workers       int       `json:"workers"`
+		WouldThrottle int64     `json:"would_throttle"`
+		Since         time.Time `json:"since"`
+	}
+	var sh *shadow
+	if s.Shadow != nil {
+		sh = &shadow{s.Shadow.Workers, s.Shadow.WouldThrottle, s.Shadow.Since.UTC()}
+	}
 	type waiting struct {
 		Waiting
 		NextDueInSeconds float64 `json:"next_due_in_seconds"`
@@ -285,6 +330,7 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Waiting            waiting `json:"waiting"`
 		Quota              *quota  `json:"quota"`
 		Tasks              Tasks   `json:"tasks"`
+		Shadow             *shadow `json:"shadow,omitempty"` // workers in shadow mode
 	}{
 		Tenant:             s.Tenant,
 		Policy:             policy{s.Policy.Rate, s.Policy.Burst, s.Policy.Quota, s.Policy.QuotaPeriod.String(), s.Policy.Concurrency, s.Explicit},
@@ -301,5 +347,6 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		Waiting:            waiting{s.Waiting, s.Waiting.NextDueIn.Seconds(), s.Waiting.DrainIn.Seconds()},
 		Quota:              q,
 		Tasks:              s.Tasks,
+		Shadow:             sh,
 	})
 }
