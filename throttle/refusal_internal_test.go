@@ -86,16 +86,9 @@ func coalescesAnExpiredRefusal(t *testing.T, opts ...Option) {
 		})
 	}
 	// one caller leads and is held at the gate; the others wait for it
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if l.local.waiting("acme") == callers-1 && g.evals.Load() == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %d scripts sent, %d waiting, want 1 with %d callers waiting", g.evals.Load(), l.local.waiting("acme"), callers-1)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, "one script sent, the other callers waiting for it", func() bool {
+		return l.local.waiting("acme") == callers-1 && g.evals.Load() == 1
+	})
 	close(g.open)
 	wg.Wait()
 	close(results)
@@ -242,13 +235,9 @@ func TestRefusalCacheCoalescesAfterAnAdmission(t *testing.T) {
 			admitted <- r.Allowed
 		})
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for l.local.waiting("acme") != callers-1 || g.evals.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %d scripts sent, %d waiting, want 1 with %d callers waiting", g.evals.Load(), l.local.waiting("acme"), callers-1)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, "one script sent, the other callers waiting for it", func() bool {
+		return l.local.waiting("acme") == callers-1 && g.evals.Load() == 1
+	})
 	close(g.open)
 	wg.Wait()
 	close(admitted)
