@@ -3,10 +3,12 @@ package redisconn
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/alicebob/miniredis/v2/server"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -25,6 +27,12 @@ func openEmbedded(addr string, logger *slog.Logger) (*Conn, error) {
 	m := miniredis.NewMiniRedis()
 	if err := m.StartAddr(addr); err != nil {
 		return nil, fmt.Errorf("redisconn: start the embedded Redis on %s: %v (is a Redis already running there? point --redis-url at it, or choose another --embedded-addr)", addr, err)
+	}
+	// miniredis never evicts, but has no CONFIG: the CLI and other
+	// processes that reach it would warn that they cannot tell
+	if err := m.Server().Register("CONFIG", configGet); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("redisconn: embedded Redis: %w", err)
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -61,4 +69,20 @@ func openEmbedded(addr string, logger *slog.Logger) (*Conn, error) {
 			})
 		},
 	}, nil
+}
+
+// configGet answers CONFIG GET maxmemory-policy on the embedded server as a
+// Redis that never evicts does; other CONFIG calls are refused.
+func configGet(c *server.Peer, cmd string, args []string) {
+	if len(args) != 2 || !strings.EqualFold(args[0], "GET") || !strings.EqualFold(args[1], "maxmemory-policy") {
+		c.WriteError("ERR the embedded Redis (miniredis) answers only CONFIG GET maxmemory-policy")
+		return
+	}
+	if c.Resp3 {
+		c.WriteMapLen(1)
+	} else {
+		c.WriteLen(2)
+	}
+	c.WriteBulk("maxmemory-policy")
+	c.WriteBulk(NoEviction)
 }
