@@ -23,8 +23,11 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ENV CGO_ENABLED=0
-RUN go build -trimpath -tags timetzdata -ldflags="-s -w" -o /out/quotaq-worker ./cmd/worker
-RUN go build -trimpath -tags timetzdata -ldflags="-s -w" -o /out/quotaq-enqueue ./cmd/enqueue
+# the version --version prints (the source here has no .git to tell it):
+# docker build --build-arg VERSION=$(git describe --tags --always --dirty) .
+ARG VERSION=(devel)
+RUN go build -trimpath -tags timetzdata -ldflags="-s -w -X github.com/quotaq/quotaq/worker.release=${VERSION}" -o /out/quotaq-worker ./cmd/worker
+RUN go build -trimpath -tags timetzdata -ldflags="-s -w -X github.com/quotaq/quotaq/worker.release=${VERSION}" -o /out/quotaq-enqueue ./cmd/enqueue
 RUN go build -trimpath -tags timetzdata -ldflags="-s -w" -o /out/quotaq-upstream ./examples/upstream
 
 FROM gcr.io/distroless/static-debian12:nonroot

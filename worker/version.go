@@ -81,10 +81,24 @@ func BuildVersion() string {
 	return buildVersion(bi)
 }
 
+// release is the version a build names itself where the toolchain cannot
+// know it (a source tree without its .git, as in the Dockerfile):
+// -ldflags "-X github.com/quotaq/quotaq/worker.release=v1.2.0". It stands in
+// for the module version "(devel)".
+var release string
+
 func buildVersion(bi *debug.BuildInfo) string {
+	return describeBuild(bi, release)
+}
+
+// describeBuild is buildVersion with rel as the release a build named.
+func describeBuild(bi *debug.BuildInfo, rel string) string {
 	v := bi.Main.Version
-	if v == "" {
+	if v == "" || v == "(devel)" {
 		v = "(devel)"
+		if rel != "" {
+			v = rel
+		}
 	}
 	var vcs []string
 	for _, s := range bi.Settings {

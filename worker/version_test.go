@@ -58,25 +58,28 @@ func TestBuildVersionSaysWhatTheBuildRecorded(t *testing.T) {
 		{Key: "vcs.modified", Value: "true"},
 	}
 	cases := []struct {
-		name string
-		bi   debug.BuildInfo
-		want string
+		name    string
+		bi      debug.BuildInfo
+		release string // -ldflags -X worker.release
+		want    string
 	}{
-		{"Release", debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}, Deps: asynqDep}, "v1.2.0 asynq v0.26.0"},
-		{"FromARepository", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs, Deps: asynqDep},
+		{"Release", debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}, Deps: asynqDep}, "", "v1.2.0 asynq v0.26.0"},
+		{"NamedByTheBuild", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Deps: asynqDep}, "v1.3.0-rc1", "v1.3.0-rc1 asynq v0.26.0"},
+		{"ModuleVersionWins", debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}, Deps: asynqDep}, "v9", "v1.2.0 asynq v0.26.0"},
+		{"FromARepository", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs, Deps: asynqDep}, "",
 			"(devel) (revision 4ce2d3e1a2b3, 2026-11-30T19:20:00Z, modified) asynq v0.26.0"},
-		{"CleanTree", debug.BuildInfo{Main: debug.Module{Version: "v1.2.1"}, Settings: vcs[:3], Deps: asynqDep},
+		{"CleanTree", debug.BuildInfo{Main: debug.Module{Version: "v1.2.1"}, Settings: vcs[:3], Deps: asynqDep}, "",
 			"v1.2.1 (revision 4ce2d3e1a2b3, 2026-11-30T19:20:00Z) asynq v0.26.0"},
-		{"NothingRecorded", debug.BuildInfo{}, "(devel)"},
+		{"NothingRecorded", debug.BuildInfo{}, "", "(devel)"},
 		{"AsynqReplaced", debug.BuildInfo{Main: debug.Module{Version: "v1.0.0"},
 			Deps: []*debug.Module{{Path: "github.com/hibiken/asynq", Version: "v0.26.0", Replace: &debug.Module{Path: "../asynq", Version: "(devel)"}}}},
-			"v1.0.0 asynq (devel)"},
+			"", "v1.0.0 asynq (devel)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := buildVersion(&tc.bi); got != tc.want {
-				t.Errorf("buildVersion = %q, want %q", got, tc.want)
+			if got := describeBuild(&tc.bi, tc.release); got != tc.want {
+				t.Errorf("describeBuild(%q) = %q, want %q", tc.release, got, tc.want)
 			}
 		})
 	}
