@@ -62,7 +62,7 @@ func TestBinariesBehaveAlike(t *testing.T) {
 		{"WorkerBadEnv", w, nil, map[string]string{"QUOTAQ_CONCURRENCY": "abc"}, 2, nil, `quotaq-worker: QUOTAQ_CONCURRENCY="abc": not a whole number (see quotaq-worker --help)`},
 		{"WorkerBadEnvDuration", w, nil, map[string]string{"QUOTAQ_MAX_WAIT": "10"}, 2, nil, `quotaq-worker: QUOTAQ_MAX_WAIT="10": not a duration such as 1.5s, 2m or 1h (see quotaq-worker --help)`},
 		{"WorkerArgument", w, []string{"start"}, nil, 2, nil, `quotaq-worker: unexpected argument "start": quotaq-worker takes flags only (see quotaq-worker --help)`},
-		{"EnqueueMistypedCommand", e, []string{"polcy", "show", "acme"}, nil, 2, nil, `quotaq-enqueue: unknown command "polcy" (did you mean policy?) (commands: policy, standing, status, quota; with none, it enqueues) (see quotaq-enqueue --help)`},
+		{"EnqueueMistypedCommand", e, []string{"polcy", "show", "acme"}, nil, 2, nil, `quotaq-enqueue: unknown command "polcy" (did you mean policy?) (commands: policy, standing, status, quota, unhold; with none, it enqueues) (see quotaq-enqueue --help)`},
 		{"EnqueueMistypedSubcommand", e, []string{"policy", "sett", "acme"}, nil, 2, nil, `quotaq-enqueue: unknown policy subcommand "sett" (did you mean set?) (use show, set or delete) (see quotaq-enqueue --help)`},
 		{"HealthcheckWithoutAddress", w, []string{"healthcheck", "--metrics-addr="}, nil, 2, nil, "quotaq-worker: healthcheck: --metrics-addr is empty, so the worker serves no /healthz: give the worker and the check the same --metrics-addr (see quotaq-worker --help)"},
 		{"HealthcheckMistypedFlag", w, []string{"healthcheck", "--metrics-adr", ":1"}, nil, 2, nil, "quotaq-worker: unknown flag --metrics-adr (did you mean --metrics-addr?) (see quotaq-worker --help)"},

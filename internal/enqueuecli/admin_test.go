@@ -400,3 +400,37 @@ func TestQuotaCommands(t *testing.T) {
 		}
 	})
 }
+
+// TestUnhold: unhold lifts a tenant's pause and slowed rate at once, keeps
+// its bookings, says when there was nothing to lift, and refuses bad ids
+// as usage errors.
+func TestUnhold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	l := f.limiter()
+	if err := l.Backoff(ctx, "held", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := l.Reserve(ctx, throttle.Request{IDs: []string{"held"}, N: 1, Ticket: "job-1"}); err != nil || !r.OK || r.Delay == 0 {
+		t.Fatalf("Reserve while held: %+v, %v; want a booking after the pause", r, err)
+	}
+	code, out, errOut := f.run("", "unhold", "held", "idle")
+	if code != ExitOK || !strings.Contains(out, "held: pause lifted, it runs at its policy's rate again") ||
+		!strings.Contains(out, "idle: no pause or slowed rate to lift") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
+	}
+	s, err := l.Standing(ctx, "held")
+	if err != nil || s.HoldLeft != 0 || s.LearnedRate != 0 || s.Booked != 1 {
+		t.Errorf("after unhold: %+v, %v; want no pause, the policy's rate, the booking kept", s, err)
+	}
+	code, out, _ = f.run("", "unhold", "held", "--json")
+	if code != ExitOK || !strings.Contains(out, `"tenants":[{"tenant":"held","lifted":false}]`) {
+		t.Errorf("--json again: exit %d, %s", code, out)
+	}
+	for _, args := range [][]string{{"unhold"}, {"unhold", ""}} {
+		if code, _, errOut := f.run("", args...); code != ExitUsage {
+			t.Errorf("%q: exit %d (%s), want %d", args, code, errOut, ExitUsage)
+		}
+	}
+}

@@ -17,6 +17,7 @@ Usage:
   quotaq-enqueue standing TENANT                one tenant: tokens, quota, tasks
   quotaq-enqueue status [TENANT...]             every tenant, one line each
   quotaq-enqueue quota reset|adjust ...         through the scheduler's tasks
+  quotaq-enqueue unhold TENANT...               lift a pause (429) and a slowed rate now
   quotaq-enqueue COMMAND --help                 a command's own help
   quotaq-enqueue --version
 

@@ -212,6 +212,8 @@ func dispatch(ctx context.Context, args []string, cio cmdIO) error {
 		return runStatus(ctx, c, rest, cio)
 	case "quota":
 		return runQuota(ctx, c, rest, cio)
+	case "unhold":
+		return runUnhold(ctx, c, rest, cio)
 	case "help":
 		printHelp(cio.stdout)
 		return nil
@@ -221,7 +223,7 @@ func dispatch(ctx context.Context, args []string, cio cmdIO) error {
 }
 
 // commands are the command names dispatch knows, besides help.
-var commands = []string{"policy", "standing", "status", "quota"}
+var commands = []string{"policy", "standing", "status", "quota", "unhold"}
 
 // warnEnv warns on stderr about QUOTAQ_* variables that look like a
 // mistyped one of those the command reads (QUOTAQ_PREFX). Others are left
