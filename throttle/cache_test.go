@@ -246,3 +246,28 @@ func TestStateOfAnotherVersion(t *testing.T) {
 		t.Fatalf("Allow on a junk state: %v, want an error that says to reset the tenant, not an outage", err)
 	}
 }
+
+// TestBrokenStateRecordIsNotAnOutage: a state record cut short, or with
+// numbers no version writes, is an error that says to reset the tenant,
+// never an outage.
+func TestBrokenStateRecordIsNotAnOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	l := throttle.New(c, throttle.WithPrefix(prefix), throttle.WithDefaultPolicy(throttle.Policy{Rate: 1, Burst: 3}))
+	nan := string([]byte{0, 0, 0, 0, 0, 0, 0xf8, 0x7f})
+	one := string([]byte{0, 0, 0, 0, 0, 0, 0xf0, 0x3f})
+	for name, state := range map[string]string{
+		"TooShort":     "Qabc",
+		"NaNBacklog":   "Q" + nan + strings.Repeat(one, 6),
+		"PolicyCutOff": "Q" + strings.Repeat(one, 6) + one, // says it caches its own policy (1), which is missing
+	} {
+		if err := c.Set(ctx, prefix+":{"+name+"}:tb", state, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := l.Allow(ctx, name)
+		if err == nil || !strings.Contains(err.Error(), "Reset the tenant") || errors.Is(err, throttle.ErrUnavailable) {
+			t.Errorf("%s: Allow = %v, want an error that says to reset the tenant, not an outage", name, err)
+		}
+	}
+}

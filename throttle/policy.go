@@ -42,6 +42,10 @@ const (
 	MaxRate = 1e9
 )
 
+// maxCount is the largest quota or concurrency limit: the scripts count in
+// doubles, exact up to 2^53.
+const maxCount = 1 << 53
+
 // Validate reports whether p can be enforced, and if not, which field is
 // wrong and why.
 func (p Policy) Validate() error {
@@ -61,11 +65,15 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("%w: quota period %s given without a quota", ErrInvalidPolicy, p.QuotaPeriod)
 	case p.Concurrency < 0:
 		return fmt.Errorf("%w: concurrency %d must be 0 (no limit) or more", ErrInvalidPolicy, p.Concurrency)
+	case p.Quota > maxCount:
+		return fmt.Errorf("%w: quota %d is above %d (for no quota, give 0)", ErrInvalidPolicy, p.Quota, int64(maxCount))
+	case p.Concurrency > maxCount:
+		return fmt.Errorf("%w: concurrency %d is above %d (for no limit, give 0)", ErrInvalidPolicy, p.Concurrency, int64(maxCount))
 	}
 	if iv := p.interval(); p.Burst > int64(maxFill)/iv {
-		fill := time.Duration(float64(iv) * float64(p.Burst))
-		return fmt.Errorf("%w: burst %d at rate %v takes %s to refill, the most is %s (raise the rate or lower the burst)",
-			ErrInvalidPolicy, p.Burst, p.Rate, fill, maxFill)
+		hours := float64(iv) * float64(p.Burst) / float64(time.Hour)
+		return fmt.Errorf("%w: burst %d at rate %v takes %.0fh to refill, the most is %s (raise the rate or lower the burst)",
+			ErrInvalidPolicy, p.Burst, p.Rate, hours, maxFill)
 	}
 	return nil
 }

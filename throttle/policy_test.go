@@ -21,6 +21,8 @@ var badPolicies = []throttle.Policy{
 	{Rate: 1, Burst: 0},
 	{Rate: 1, Burst: -3},
 	{Rate: 1, Burst: 1, Quota: -1},
+	{Rate: 1, Burst: 1, Quota: 1<<53 + 1}, // past what the scripts count exactly
+	{Rate: 1, Burst: 1, Concurrency: 1 << 62},
 	{Rate: 1, Burst: 1, Quota: 10, QuotaPeriod: -time.Hour},
 	{Rate: 1, Burst: 1, QuotaPeriod: time.Hour},
 	{Rate: 1, Burst: 1, Quota: 10, QuotaPeriod: time.Microsecond},

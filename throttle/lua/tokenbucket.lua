@@ -48,7 +48,14 @@ function algo.read(L, d, now)
   if not v then return end
   local bl, last, was, lu, le, x, cache, pos
   if string.byte(v, 1) == 81 then -- 'Q'
+    if #v ~= 57 and #v ~= 81 then error('the token bucket state is not one quotaq writes: ' .. #v .. ' bytes') end
     bl, last, was, lu, le, x, cache, pos = unpack_record(STATE, v, 2)
+    -- (x ~= x: NaN; a record of another length or with numbers out of range
+    -- is not one this code wrote)
+    if not (bl >= 0 and bl < MAXBOOK * 2 and last > 0 and was > 0 and was < 1e15 and lu >= 0 and le >= 0 and x >= 0 and
+        (cache == -1 or (cache == 0 and #v == 57) or (cache == 1 and #v == 81))) then
+      error('the token bucket state is not one quotaq writes: a record out of range')
+    end
   else
     -- an earlier version's state
     bl, last, was, lu, le, x = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*):?(%d*)')
