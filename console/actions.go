@@ -66,8 +66,10 @@ func (c *Console) fromPage(r *http.Request) error {
 	origin := r.Header.Get("Origin")
 	switch {
 	case origin != "":
+		// the page's own host, or the name an authenticating proxy in
+		// front of it serves it under (WithAllowedHosts)
 		u, err := url.Parse(origin)
-		if err != nil || u.Host != r.Host {
+		if err != nil || (u.Host != r.Host && !c.hosts[strings.ToLower(u.Hostname())]) {
 			return fmt.Errorf("origin %q is not this page's (%s)", origin, r.Host)
 		}
 	case r.Header.Get("Sec-Fetch-Site") != "same-origin":

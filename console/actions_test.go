@@ -164,3 +164,31 @@ func TestActionsDoWhatTheCLIDoes(t *testing.T) {
 		}
 	}
 }
+
+// TestActionsThroughAProxy: behind an authenticating proxy that serves the
+// page under its own name, kept in Host and Origin, an action from the
+// page is accepted once that name is allowed, and refused otherwise.
+func TestActionsThroughAProxy(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		opts []Option
+		want int
+	}{
+		{"Allowed", []Option{WithActions(true), WithAllowedHosts("console.corp")}, http.StatusOK},
+		{"NotAllowed", []Option{WithActions(true)}, http.StatusMisdirectedRequest},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, _ := setup(t, tt.opts...)
+			_, token := metaToken(t, srv)
+			code, msg := post(t, srv, token, "/ui/api/tenant/reset-quota?id=acme", "", func(r *http.Request) {
+				r.Host = "console.corp"
+				r.Header.Set("Origin", "https://console.corp")
+			})
+			if code != tt.want {
+				t.Errorf("%d %q, want %d", code, msg, tt.want)
+			}
+		})
+	}
+}

@@ -158,6 +158,12 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMisdirectedRequest, err.Error())
 		return
 	}
+	// another site's page cannot read the answers, but could make the
+	// worker and Redis work for each request it fires
+	if site := r.Header.Get("Sec-Fetch-Site"); strings.HasPrefix(r.URL.Path, "/api/") && site != "" && site != "same-origin" && site != "none" {
+		writeError(w, http.StatusForbidden, "the page's data is served to the page itself (Sec-Fetch-Site "+site+")")
+		return
+	}
 	c.mux.ServeHTTP(w, r)
 }
 

@@ -19,7 +19,7 @@ import (
 // started), which expires after keepStarts.
 
 // keepStarts is how long the per-second counts stay in Redis.
-const keepStarts = 10 * time.Minute
+const keepStarts = 3 * time.Minute // the chart reads the last 2
 
 // rates counts started tasks by second and tenant until the next flush.
 type rates struct {

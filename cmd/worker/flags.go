@@ -49,6 +49,7 @@ type options struct {
 	metricsAddr      string
 	console          bool
 	consoleActions   bool
+	consoleHosts     string
 	perTenant        bool
 	maxTypes         int
 	metricsTenants   string
@@ -208,6 +209,7 @@ func (o *options) flagSet() (fs *flag.FlagSet, shared map[string]bool) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:2112", "`address` of the Prometheus /metrics and /healthz endpoint; the default listens on loopback only, give :2112 to listen on every interface (\"\": none)")
 	fs.BoolVar(&o.console, "console", true, "serve the live web page of the tenants at /ui/ on --metrics-addr (read-only unless --console-actions)")
 	fs.BoolVar(&o.consoleActions, "console-actions", false, "let the web page reset a tenant's quota, release its hold and change its policy, each confirmed in the page and logged; whoever reaches --metrics-addr can then do so")
+	fs.StringVar(&o.consoleHosts, "console-hosts", "", "comma-separated host `names` the web page may also be reached under, besides IP addresses, localhost and this machine's name: the name an authenticating proxy in front of it serves it under (other names are refused, against DNS rebinding)")
 	fs.BoolVar(&o.perTenant, "per-tenant-metrics", false, "label metrics by tenant too (one series per tenant: only with a bounded number of tenants)")
 	fs.IntVar(&o.maxTypes, "metrics-max-types", worker.DefaultMaxTypes, "how many distinct task types get their own metrics \"type\" label; later ones are counted as \""+worker.OtherType+"\" (-1: no cap)")
 	fs.StringVar(&o.metricsTenants, "metrics-tenants", "", metricsTenantsUsage)
@@ -436,4 +438,16 @@ func algorithmUsage() string {
 		names = append(names, fmt.Sprintf("%s (%s)", a, a.Summary()))
 	}
 	return "limiter algorithm: " + strings.Join(names, ", ")
+}
+
+// splitList splits a comma-separated flag value into its trimmed, non-empty
+// items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

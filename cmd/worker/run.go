@@ -179,7 +179,8 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	mux.Use(th.Middleware)
 	var cons *console.Console
 	if o.console && o.metricsAddr != "" {
-		cons = console.New(limiter, conn.Redis, console.WithActions(o.consoleActions), console.WithLogger(logger))
+		cons = console.New(limiter, conn.Redis, console.WithActions(o.consoleActions), console.WithLogger(logger),
+			console.WithAllowedHosts(splitList(o.consoleHosts)...))
 		defer cons.Close()
 		mux.Use(cons.Middleware) // after the throttler's: counts the tasks that start
 	}

@@ -288,10 +288,10 @@ async function post(path, body) {
 
 function setupActions() {
   $("act-reset-quota").addEventListener("click", () =>
-    ask("Reset the quota of " + tenantID + "? Its used count goes back to 0 and its parked tasks run again.",
+    ask("Reset the quota of " + JSON.stringify(tenantID) + "? Its used count goes back to 0 and its parked tasks run again.",
       () => post("api/tenant/reset-quota")));
   $("act-release-hold").addEventListener("click", () =>
-    ask("Release the hold of " + tenantID + "? Its pause ends and it runs at its policy's rate again, " +
+    ask("Release the hold of " + JSON.stringify(tenantID) + "? Its pause ends and it runs at its policy's rate again, " +
       "not at a rate slowed by its upstream's refusals; its bookings and quota stay.", () => post("api/tenant/release-hold")));
   $("policy-form").addEventListener("submit", (e) => {
     e.preventDefault();
