@@ -421,15 +421,7 @@ func asynqLevel(l slog.Level) asynq.LogLevel {
 }
 
 // upstreamList is --upstreams as a list.
-func (o *options) upstreamList() []string {
-	var out []string
-	for _, s := range strings.Split(o.upstreams, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+func (o *options) upstreamList() []string { return splitList(o.upstreams) }
 
 // algorithmUsage lists the limiter's algorithms for --algorithm.
 func algorithmUsage() string {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -186,10 +185,8 @@ func (o *options) run(ctx context.Context, logw io.Writer) int {
 	}
 	scheduler.RegisterHandlers(mux, limiter, scheduler.WithLogger(logger), scheduler.WithRelease(th.Release), scheduler.WithMetrics(schedMetrics))
 	mux.Handle(worker.TypeHTTPCall, worker.NewHTTPCallHandler(&http.Client{Timeout: o.httpTimeout}, worker.WithAllowList(o.allow)))
-	for _, typ := range strings.Split(o.echoTypes, ",") {
-		if typ = strings.TrimSpace(typ); typ != "" {
-			mux.HandleFunc(typ, echo(logger))
-		}
+	for _, typ := range o.echoTypeList() {
+		mux.HandleFunc(typ, echo(logger))
 	}
 
 	var metricsSrv *http.Server

@@ -41,15 +41,7 @@ func (o *options) handledTypes() []string {
 }
 
 // echoTypeList is --echo-types as a list.
-func (o *options) echoTypeList() []string {
-	var out []string
-	for _, typ := range strings.Split(o.echoTypes, ",") {
-		if typ = strings.TrimSpace(typ); typ != "" {
-			out = append(out, typ)
-		}
-	}
-	return out
-}
+func (o *options) echoTypeList() []string { return splitList(o.echoTypes) }
 
 // queueNames are the queues of --queues.
 func (o *options) queueNames() []string {
