@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quotaq/quotaq/scheduler"
 	"github.com/quotaq/quotaq/throttle"
 	"github.com/quotaq/quotaq/worker"
 )
@@ -124,20 +125,10 @@ type policyChange struct {
 	Concurrency *int64   `json:"concurrency"`
 }
 
-// apply overlays ch on p.
+// apply overlays ch on p, as a schedule's adjust entry does
+// (scheduler.Adjust.Apply), and checks the result.
 func (ch policyChange) apply(p throttle.Policy) (throttle.Policy, error) {
-	if ch.Rate != nil {
-		p.Rate = *ch.Rate
-	}
-	if ch.Burst != nil {
-		p.Burst = *ch.Burst
-	}
-	if ch.Quota != nil {
-		p.Quota = *ch.Quota
-		if p.Quota == 0 && ch.QuotaPeriod == nil {
-			p.QuotaPeriod = 0 // no quota, no period
-		}
-	}
+	adj := scheduler.Adjust{Rate: ch.Rate, Burst: ch.Burst, Quota: ch.Quota, Concurrency: ch.Concurrency}
 	if ch.QuotaPeriod != nil {
 		d, err := time.ParseDuration(*ch.QuotaPeriod)
 		if *ch.QuotaPeriod == "" || *ch.QuotaPeriod == "0" {
@@ -146,11 +137,9 @@ func (ch policyChange) apply(p throttle.Policy) (throttle.Policy, error) {
 		if err != nil || d < 0 {
 			return p, fmt.Errorf("%w: quota_period %q: give a duration such as 24h, or 0 (until reset)", throttle.ErrInvalidPolicy, *ch.QuotaPeriod)
 		}
-		p.QuotaPeriod = d
+		adj.QuotaPeriod = &d
 	}
-	if ch.Concurrency != nil {
-		p.Concurrency = *ch.Concurrency
-	}
+	p = adj.Apply(p)
 	if err := p.Validate(); err != nil {
 		return p, fmt.Errorf("%w: %w", throttle.ErrInvalidPolicy, err)
 	}

@@ -63,7 +63,7 @@ entries:
 		t.Errorf("b: quota %v rate %v, want quota 0 given and rate not", b.Adjust.Quota, b.Adjust.Rate)
 	}
 	// quota 0 drops the period too: a period without a quota is invalid.
-	p := b.Adjust.apply(throttle.Policy{Rate: 1, Burst: 1, Quota: 5, QuotaPeriod: time.Hour})
+	p := b.Adjust.Apply(throttle.Policy{Rate: 1, Burst: 1, Quota: 5, QuotaPeriod: time.Hour})
 	if p.Quota != 0 || p.QuotaPeriod != 0 {
 		t.Errorf("apply quota 0 = %+v, want no quota and no period", p)
 	}
@@ -86,7 +86,7 @@ entries:
 	if a.Concurrency == nil || *a.Concurrency != 2 || a.Rate != nil {
 		t.Fatalf("adjust = %+v, want concurrency 2 only", a)
 	}
-	if p := a.apply(throttle.Policy{Rate: 1, Burst: 1, Concurrency: 5}); p != (throttle.Policy{Rate: 1, Burst: 1, Concurrency: 2}) {
+	if p := a.Apply(throttle.Policy{Rate: 1, Burst: 1, Concurrency: 5}); p != (throttle.Policy{Rate: 1, Burst: 1, Concurrency: 2}) {
 		t.Errorf("apply = %+v, want the concurrency changed and the rest kept", p)
 	}
 }

@@ -127,7 +127,7 @@ func (h *handlers) adjust(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return fmt.Errorf("scheduler: read the default policy: %w", err)
 		}
-		changes = append(changes, change{"", a.apply(def)})
+		changes = append(changes, change{"", a.Apply(def)})
 		if tenants, err = h.l.Tenants(ctx); err != nil {
 			return fmt.Errorf("scheduler: list tenants: %w", err)
 		}
@@ -137,7 +137,7 @@ func (h *handlers) adjust(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return fmt.Errorf("scheduler: read policy of tenant %q: %w", id, err)
 		}
-		changes = append(changes, change{id, a.apply(p)})
+		changes = append(changes, change{id, a.Apply(p)})
 	}
 	for _, c := range changes {
 		if err := c.p.Validate(); err != nil {

@@ -106,8 +106,9 @@ func (a Adjust) Validate() error {
 	return nil
 }
 
-// apply returns p with a's fields set.
-func (a Adjust) apply(p throttle.Policy) throttle.Policy {
+// Apply returns p with a's policy fields set (a quota set to 0 without a
+// period clears the period too); the others stay.
+func (a Adjust) Apply(p throttle.Policy) throttle.Policy {
 	if a.Rate != nil {
 		p.Rate = *a.Rate
 	}
