@@ -71,27 +71,8 @@ func coalescesAnExpiredRefusal(t *testing.T, opts ...Option) {
 		t.Fatalf("second token: %+v, %v; want refused for about 1000s", r, err)
 	}
 	skew.Store(int64(r.RetryAfter + time.Second)) // the refusal has expired here
-	g := &gate{open: make(chan struct{})}
-	c.AddHook(g)
 	const callers = 20
-	results := make(chan Result, callers)
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			r, err := l.Allow(ctx, "acme")
-			if err != nil {
-				t.Error(err)
-			}
-			results <- r
-		})
-	}
-	// one caller leads and is held at the gate; the others wait for it
-	wait.For(t, 10*time.Second, "one script sent, the other callers waiting for it", func() bool {
-		return l.local.waiting("acme") == callers-1 && g.evals.Load() == 1
-	})
-	close(g.open)
-	wg.Wait()
-	close(results)
+	g, results := allowTogether(t, l, c, callers)
 	for r := range results {
 		if r.Allowed || r.Reason != ReasonRate {
 			t.Fatalf("a caller got %+v, want the shared refusal", r)
@@ -221,29 +202,11 @@ func TestRefusalCacheCoalescesAfterAnAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	skew.Store(int64(r.RetryAfter + time.Second))
-	g := &gate{open: make(chan struct{})}
-	c.AddHook(g)
 	const callers = 20
-	admitted := make(chan bool, callers)
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			r, err := l.Allow(ctx, "acme")
-			if err != nil {
-				t.Error(err)
-			}
-			admitted <- r.Allowed
-		})
-	}
-	wait.For(t, 10*time.Second, "one script sent, the other callers waiting for it", func() bool {
-		return l.local.waiting("acme") == callers-1 && g.evals.Load() == 1
-	})
-	close(g.open)
-	wg.Wait()
-	close(admitted)
+	g, results := allowTogether(t, l, c, callers)
 	n := 0
-	for a := range admitted {
-		if a {
+	for r := range results {
+		if r.Allowed {
 			n++
 		}
 	}
@@ -252,4 +215,32 @@ func TestRefusalCacheCoalescesAfterAnAdmission(t *testing.T) {
 	if n != 1 || g.evals.Load() != 2 {
 		t.Fatalf("%d callers: %d admitted with %d scripts, want 1 admitted with 2", callers, n, g.evals.Load())
 	}
+}
+
+// allowTogether has callers decide on "acme" at once through l while a
+// gate on c holds the first script sent: it waits until that one caller
+// leads and the others wait for its flight, lets it through, and returns
+// the gate (its count of scripts) and every caller's result.
+func allowTogether(t *testing.T, l *Limiter, c *redis.Client, callers int) (*gate, <-chan Result) {
+	t.Helper()
+	g := &gate{open: make(chan struct{})}
+	c.AddHook(g)
+	results := make(chan Result, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			r, err := l.Allow(context.Background(), "acme")
+			if err != nil {
+				t.Error(err)
+			}
+			results <- r
+		})
+	}
+	wait.For(t, 10*time.Second, "one script sent, the other callers waiting for it", func() bool {
+		return l.local.waiting("acme") == int64(callers-1) && g.evals.Load() == 1
+	})
+	close(g.open)
+	wg.Wait()
+	close(results)
+	return g, results
 }
