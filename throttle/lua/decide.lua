@@ -46,8 +46,9 @@
 -- the run's arguments, set by decide_all: KEYS, ARGV, the default policy,
 -- and the time now
 local keys, argv, def, defnext, ttl, recovery, now
--- the ids' tables (see load)
-local tables = {}
+-- the ids' tables (see load), and those of the decision being made, in
+-- order (levels[1..ids]): both kept from run to run
+local tables, levels = {}, {}
 -- the settings last read: a Redis function keeps them from run to run, and
 -- unpacks them again only when they change
 local settings
@@ -79,13 +80,12 @@ local function load(k, ticket, settle, sk, su, sa)
 end
 
 -- decide makes the decision whose arguments start at argv[a] on the ids
--- from keys[k+1], appends its reply to out and returns how many ids it
--- decided on.
-local function decide(a, k, out)
+-- from keys[k+1], and returns how many ids it decided on and its reply.
+local function decide(a, k)
   local mode, ticket, slot = argv[a], argv[a+1], argv[a+2]
   local ids, n, maxwait, keep, want, sk, su, sa, slotttl = unpack_record('<ddddddddd', argv[a+3])
   maxwait, keep = maxwait * 1000, keep == 1
-  local levels, redeem = {}, ticket ~= ''
+  local redeem = ticket ~= ''
   local wait, level, reason = 0, 1, 0
   for i = 1, ids do
     local L = load(k + 5 * (i - 1), ticket, ids == 1 and sk > 0, sk, su, sa)
@@ -128,7 +128,8 @@ local function decide(a, k, out)
     -- (a due time below 0 is -due of a ticket that holds its start too)
     wait, reason = 0, 0
     local late = false
-    for i, L in ipairs(levels) do
+    for i = 1, ids do
+      local L = levels[i]
       local due = math.abs(L.due)
       local w = math.max((due - now) * 1000, L.hold)
       if w > wait then wait, level, reason = w, i, (L.hold >= w and 3 or 1) end
@@ -138,29 +139,31 @@ local function decide(a, k, out)
     end
     if wait == 0 then
       -- due: it starts when a slot is free
-      for i, L in ipairs(levels) do
+      for i = 1, ids do
+        local L = levels[i]
         if L.slotwait > wait then wait, level, reason = L.slotwait, i, 5 end
       end
     end
     local paced = false
     if wait == 0 and late and algo.books then
-      for i, L in ipairs(levels) do
+      for i = 1, ids do
+        local L = levels[i]
         L.sb = starts_backlog(L.s, L.bl, L.t, L.b, now)
         local w = starts_wait(L.sb, L.t, L.b, n)
         if w > wait then wait, level, reason = w, i, 1 end
       end
       if wait == 0 or mode == 'reserve' then
-        for _, L in ipairs(levels) do starts_take(L, L.sb, n, now) end
+        for i = 1, ids do starts_take(levels[i], levels[i].sb, n, now) end
         paced = wait > 0
       end
     end
     if wait == 0 then
       allowed = 1
-      for _, L in ipairs(levels) do ticket_del(L, ticket) end
+      for i = 1, ids do ticket_del(levels[i], ticket) end
     elseif paced then
       booked = 2 -- its start is booked: it comes back then
       local due = now + math.ceil(wait / 1000)
-      for _, L in ipairs(levels) do ticket_set(L, ticket, -due, now) end
+      for i = 1, ids do ticket_set(levels[i], ticket, -due, now) end
     else
       booked = 2 -- still booked, just not due yet
     end
@@ -170,7 +173,8 @@ local function decide(a, k, out)
     -- or cancelled already; and algo.give, told the booking's due time, keeps
     -- what later bookings rely on (a ticket whose start is booked, due below
     -- 0, had its tokens due long ago: it gets none back).
-    for _, L in ipairs(levels) do
+    for i = 1, ids do
+      local L = levels[i]
       if ticket == '' or L.due then
         algo.give(L, n, now, L.due)
         if L.q > 0 and L.used > 0 then
@@ -188,7 +192,8 @@ local function decide(a, k, out)
     -- admit now, or book tokens due in 'wait' (all ids alike)
     if wait == 0 then allowed = 1 else booked = 1 end
     local ticketed = ticket ~= '' and (booked == 1 or keep)
-    local due = now + math.ceil(wait / 1000)
+    local due = now
+    if wait > 0 then due = now + math.ceil(wait / 1000) end
     for i = 1, ids do
       local L = levels[i]
       algo.take(L, n, now)
@@ -238,10 +243,18 @@ local function decide(a, k, out)
     qrem = math.max(0, L.q - L.used)
     qreset = quota_reset_us(L, now, defnext)
   end
-  if wait > 0 then wait = math.ceil(wait / 1000) end
-  out[#out+1] = pack_record('<dddddddddddd', allowed, booked, reason, L.left, wait,
-    math.ceil(L.reset / 1000), qrem, qreset, level, leased, now, slots)
-  return ids
+  -- (µs, rounded up: inline, since on this path a function call costs more
+  -- than the arithmetic)
+  local r = L.reset / 1000
+  local reset = r - r % 1
+  if reset < r then reset = reset + 1 end
+  if wait > 0 then
+    local w = wait / 1000
+    wait = w - w % 1
+    if wait < w then wait = wait + 1 end
+  end
+  return ids, pack_record('<dddddddddddd', allowed, booked, reason, L.left, wait,
+    reset, qrem, qreset, level, leased, now, slots)
 end
 
 -- decide_all makes every decision of the run and returns their replies.
@@ -253,10 +266,12 @@ local function decide_all(k, a)
     def, settings = {t, b, q, qp, c}, a[1]
   end
   now = now_us()
-  local out, first, at = {}, 0, 2
-  while at <= #a do
-    first, at = first + 5 * decide(at, first, out), at + 4
+  local ids, r = decide(2, 0)
+  if #a == 5 then return r end
+  local out, first = {r}, 5 * ids
+  for at = 6, #a, 4 do
+    ids, out[#out + 1] = decide(at, first)
+    first = first + 5 * ids
   end
-  if #out == 1 then return out[1] end
   return table.concat(out)
 end

@@ -65,7 +65,8 @@ function algo.read(L, d, now)
   end
   L.was, L.x = was, x
   if lu > 0 then L.lu, L.le = lu, le end
-  L.owed = math.max(0, bl - (now - last) * 1000)
+  L.owed = bl - (now - last) * 1000
+  if L.owed < 0 then L.owed = 0 end
   if cache == 0 then
     L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, false, d[1], d[2], d[3], d[4], d[5]
   elseif cache == 1 then
@@ -89,13 +90,16 @@ function algo.load(L, now, k, unspent, at, ttl)
     st = math.max(0, st - unspent * t)
     L.dirty = true
   end
-  L.st = math.max(st, L.lu * t)
+  if L.lu * t > st then st = L.lu * t end
+  L.st = st
 end
 
 -- algo.wait returns how long (ns) until n tokens are there: 0 now, -1 never.
 function algo.wait(L, n, now)
   if n > L.b then return -1 end
-  return math.max(0, L.st + (n - L.b) * L.t)
+  local w = L.st + (n - L.b) * L.t
+  if w < 0 then return 0 end
+  return w
 end
 
 -- algo.pause treats the bucket as empty until the pause (L.hold, ns) ends:
@@ -129,7 +133,9 @@ end
 
 -- algo.report returns the tokens left now and the time (ns) until full.
 function algo.report(L, now)
-  return math.max(0, math.floor((L.b * L.t - L.st) / L.t)), L.st
+  local left = (L.b * L.t - L.st) / L.t
+  if left <= 0 then return 0, L.st end
+  return left - left % 1, L.st
 end
 
 -- lease_grant leases the caller up to want tokens besides the ones it took
@@ -156,7 +162,8 @@ end
 -- long as the script ran before TIME: it is kept only with 2 ms to spare).
 function algo.store(L, now)
   if not L.dirty then return end
-  local need = math.max(now + L.st / 1000, L.le)
+  local need = now + L.st / 1000
+  if L.le > need then need = L.le end
   local keep = (L.x - 2) * 1000 >= need and L.x * 1000 >= now + LINGER / 2
   local px
   if not keep then
