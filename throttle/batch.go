@@ -250,20 +250,30 @@ func (r *batchRun) add(c *batchCall) {
 	r.args = append(r.args, c.own...)
 }
 
-// answer gives each call its part of the reply: a record of replyLen
-// numbers each.
+// answer gives each call its part of the reply: its record (see
+// decodeReply).
 func (r *batchRun) answer() {
-	const size = 8 * replyLen
-	reply, err := replyBytes(r.cmd)
-	if err == nil && len(reply) != size*len(r.calls) {
-		err = fmt.Errorf("throttle: unexpected script reply of %d bytes for %d decisions", len(reply), len(r.calls))
+	if len(r.calls) == 1 {
+		c := r.calls[0]
+		c.reply, c.err = replyBytes(r.cmd)
+		return
+	}
+	// several decisions: an array of records
+	v, err := r.cmd.Slice()
+	if err == nil && len(v) != len(r.calls) {
+		err = fmt.Errorf("throttle: unexpected script reply of %d records for %d decisions", len(v), len(r.calls))
 	}
 	for i, c := range r.calls {
 		if err != nil {
 			c.err = err
 			continue
 		}
-		c.reply = reply[i*size : (i+1)*size]
+		s, ok := v[i].(string)
+		if !ok {
+			c.err = fmt.Errorf("throttle: unexpected script reply %v for a decision", v[i])
+			continue
+		}
+		c.reply = []byte(s)
 	}
 }
 

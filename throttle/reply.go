@@ -16,9 +16,13 @@ const (
 	modeCancel  mode = "cancel"  // give back
 )
 
-// replyLen is how many numbers decide.lua answers per decision, in one
-// record (see record.go).
-const replyLen = 12
+// decide.lua answers each decision with a record (see record.go) of
+// replyLen numbers, or of its first replyShort alone when the others would
+// say: not booked, decided by the first id, no quota, lease or slot.
+const (
+	replyLen   = 12
+	replyShort = 5
+)
 
 // reply is decide.lua's answer to one decision; see lua/decide.lua.
 type reply struct {
@@ -38,15 +42,23 @@ type reply struct {
 
 // decodeReply reads decide.lua's record for one decision.
 func decodeReply(b []byte) (reply, error) {
-	v, err := readRecord(b, replyLen)
+	n := replyLen
+	if len(b) == 8*replyShort {
+		n = replyShort
+	}
+	v, err := readRecord(b, n)
 	if err != nil {
 		return reply{}, err
 	}
-	return reply{
-		allowed: v[0] == 1, booked: v[1], reason: Reason(v[2]), remaining: v[3],
-		waitUS: v[4], resetUS: v[5], quotaRemaining: v[6], quotaResetUS: v[7],
-		level: v[8], leased: v[9], leasedAt: v[10], slots: v[11],
-	}, nil
+	r := reply{
+		allowed: v[0] == 1, reason: Reason(v[1]), remaining: v[2], waitUS: v[3], resetUS: v[4],
+		level: 1, quotaRemaining: -1,
+	}
+	if n == replyLen {
+		r.booked, r.level, r.quotaRemaining, r.quotaResetUS = v[5], v[6], v[7], v[8]
+		r.leased, r.leasedAt, r.slots = v[9], v[10], v[11]
+	}
+	return r, nil
 }
 
 // decision is what a Limiter makes of a reply.

@@ -16,16 +16,16 @@
 -- parse or format. Redis's struct library does it; a server without one
 -- (the embedded miniredis) gets the same bytes from plain Lua below.
 
--- pack_record('<dd...', x1, x2, ...) packs the numbers (no NaN, infinity
--- or subnormals); unpack_record('<dd...', s, pos) returns the numbers
+-- pack_record('<dd...', x1, x2, ...) packs as many numbers as the format
+-- says (no NaN, infinity or subnormals; any more are left out); unpack_record('<dd...', s, pos) returns the numbers
 -- packed in s from pos (1 when nil), then the position after them. Both
 -- are chosen on first use (a Redis function library cannot see the struct
 -- library while it loads), then called directly.
 local pack_record, unpack_record
 
-local function plain_pack(_, ...)
+local function plain_pack(f, ...)
   local out = {}
-  for i = 1, select('#', ...) do
+  for i = 1, #f - 1 do
     local x, sign, e, m = select(i, ...), 0, 0, 0
     if x < 0 then sign, x = 128, -x end
     if x > 0 then

@@ -34,14 +34,16 @@
 --     settle   the caller's previous lease of this id, settled now: its
 --              tokens, those unspent, when Redis granted it (µs); 0 0 0: none
 --     slotttl  how long the slot is held unless renewed, µs
--- Returns a record of twelve numbers per decision, one after the other:
--- allowed (1 or 0); booked (1 when reserve booked tokens due later, 2 when
--- they were booked under the ticket before this call); reason (0 none, 1
--- rate, 2 quota, 3 paused, 4 cost above burst, 5 no slot free); remaining
--- tokens; wait_us (0 when allowed, -1 never or quota reset unknown);
--- reset_us (until full); quota remaining (-1: no quota); quota_reset_us;
--- level (1-based id that decided); tokens leased; when they were leased
--- (Redis µs); slots taken (ids on which the call now holds a slot).
+-- Returns a record per decision (an array of them for several): allowed
+-- (1 or 0); reason (0 none, 1 rate, 2 quota, 3 paused, 4 cost above burst,
+-- 5 no slot free); remaining tokens; wait_us (0 when allowed, -1 never or
+-- quota reset unknown); reset_us (until full); then, unless they are all
+-- 0, 1, -1, 0, 0, 0, 0, 0 (the common case; the record stops after five):
+-- booked (1 when reserve booked tokens due later, 2 when they were booked
+-- under the ticket before this call); level (1-based id that decided);
+-- quota remaining (-1: no quota); quota_reset_us; tokens leased; when they
+-- were leased (Redis µs); slots taken (ids on which the call now holds a
+-- slot).
 
 -- the run's arguments, set by decide_all: KEYS, ARGV, the default policy,
 -- and the time now
@@ -55,6 +57,8 @@ local settings
 -- a job that comes back this much (ns) after its slot, or an interval if
 -- shorter, is late: a wake-up and a dequeue take less
 local LATE = 50000000
+-- a reply's record, in full or its first five numbers alone
+local REPLY, REPLY_SHORT = '<dddddddddddd', '<ddddd'
 
 -- load reads an id (keys[k+1..k+5]): its policy, aux hash and state.
 local function load(k, ticket, settle, sk, su, sa)
@@ -253,8 +257,10 @@ local function decide(a, k)
     wait = w - w % 1
     if wait < w then wait = wait + 1 end
   end
-  return ids, pack_record('<dddddddddddd', allowed, booked, reason, L.left, wait,
-    reset, qrem, qreset, level, leased, now, slots)
+  local f = REPLY
+  if booked == 0 and level == 1 and qrem == -1 and leased == 0 and slots == 0 then f = REPLY_SHORT end
+  return ids, pack_record(f, allowed, reason, L.left, wait, reset, booked, level, qrem, qreset, leased,
+    now, slots)
 end
 
 -- decide_all makes every decision of the run and returns their replies.
@@ -273,5 +279,5 @@ local function decide_all(k, a)
     ids, out[#out + 1] = decide(at, first)
     first = first + 5 * ids
   end
-  return table.concat(out)
+  return out
 end
