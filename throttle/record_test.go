@@ -60,6 +60,14 @@ return pack_record(f, unpack(v))
 					t.Errorf("number %d came back as %d, want %d", i, back[i], v)
 				}
 			}
+			// a byte, as the token bucket's state starts with ('Q')
+			marked := redis.NewScript(commonLua + `
+local m, x, y = unpack_record('<Bdd', ARGV[1])
+return pack_record('<Bdd', m + 1, x, y)`)
+			got, err = marked.Run(context.Background(), c, nil, "Q"+record(7, -8)).Text()
+			if err != nil || got != "R"+record(7, -8) {
+				t.Errorf("a record with a byte: %q, %v, want %q", got, err, "R"+record(7, -8))
+			}
 		})
 	}
 }

@@ -11,33 +11,38 @@
 
 
 -- Records. The token bucket's state, a decision's arguments and its reply
--- are fixed records of numbers, each a little-endian double (exact for the
+-- are records of numbers, each a little-endian double (exact for the
 -- integers used here): packed and unpacked in one call, with no text to
 -- parse or format. Redis's struct library does it; a server without one
 -- (the embedded miniredis) gets the same bytes from plain Lua below.
 
--- pack_record('<dd...', x1, x2, ...) packs as many numbers as the format
--- says (no NaN, infinity or subnormals; any more are left out); unpack_record('<dd...', s, pos) returns the numbers
--- packed in s from pos (1 when nil), then the position after them. Both
--- are chosen on first use (a Redis function library cannot see the struct
--- library while it loads), then called directly.
+-- pack_record('<Bdd...', x1, x2, ...) packs as many numbers as the format
+-- says ('d' a double: no NaN, infinity or subnormals; 'B' a byte, 0 to
+-- 255); any more are left out. unpack_record('<Bdd...', s, pos) returns
+-- the numbers packed in s from pos (1 when nil), then the position after
+-- them. Both are chosen on first use (a Redis function library cannot see
+-- the struct library while it loads), then called directly.
 local pack_record, unpack_record
 
 local function plain_pack(f, ...)
   local out = {}
   for i = 1, #f - 1 do
     local x, sign, e, m = select(i, ...), 0, 0, 0
-    if x < 0 then sign, x = 128, -x end
-    if x > 0 then
-      m, e = math.frexp(x) -- x = m * 2^e, 1/2 <= m < 1
-      m, e = (m * 2 - 1) * 2 ^ 52, e + 1022
+    if string.sub(f, i + 1, i + 1) == 'B' then
+      out[#out + 1] = string.char(x)
+    else
+      if x < 0 then sign, x = 128, -x end
+      if x > 0 then
+        m, e = math.frexp(x) -- x = m * 2^e, 1/2 <= m < 1
+        m, e = (m * 2 - 1) * 2 ^ 52, e + 1022
+      end
+      for _ = 1, 6 do
+        out[#out + 1] = string.char(m % 256)
+        m = math.floor(m / 256)
+      end
+      out[#out + 1] = string.char(e % 16 * 16 + m)
+      out[#out + 1] = string.char(sign + math.floor(e / 16))
     end
-    for _ = 1, 6 do
-      out[#out + 1] = string.char(m % 256)
-      m = math.floor(m / 256)
-    end
-    out[#out + 1] = string.char(e % 16 * 16 + m)
-    out[#out + 1] = string.char(sign + math.floor(e / 16))
   end
   return table.concat(out)
 end
@@ -46,14 +51,20 @@ local function plain_unpack(f, s, pos)
   local v = {}
   pos = pos or 1
   for i = 1, #f - 1 do
-    local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(s, pos, pos + 7)
-    if not b8 then error('a record too short: ' .. #s .. ' bytes') end
-    local e = b8 % 128 * 16 + math.floor(b7 / 16)
-    local m = (((((b7 % 16 * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256 + b1
-    v[i] = 0
-    if e > 0 then v[i] = math.ldexp(m + 2 ^ 52, e - 1075) end
-    if b8 >= 128 then v[i] = -v[i] end
-    pos = pos + 8
+    if string.sub(f, i + 1, i + 1) == 'B' then
+      v[i] = string.byte(s, pos)
+      if not v[i] then error('a record too short: ' .. #s .. ' bytes') end
+      pos = pos + 1
+    else
+      local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(s, pos, pos + 7)
+      if not b8 then error('a record too short: ' .. #s .. ' bytes') end
+      local e = b8 % 128 * 16 + math.floor(b7 / 16)
+      local m = (((((b7 % 16 * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256 + b1
+      v[i] = 0
+      if e > 0 then v[i] = math.ldexp(m + 2 ^ 52, e - 1075) end
+      if b8 >= 128 then v[i] = -v[i] end
+      pos = pos + 8
+    end
   end
   v[#v + 1] = pos
   return unpack(v)

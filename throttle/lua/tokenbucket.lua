@@ -29,7 +29,8 @@
 -- hash outside decide.lua is a change script (changeScript in
 -- algorithm.go), which ends with drop_cache: no writer has to remember it.
 
-local STATE, STATE_POLICY = '<ddddddd', '<ddd'
+-- ('Q', byte 81, then the numbers: seven, or ten with the policy)
+local STATE, STATE_POLICY = '<Bddddddd', '<Bdddddddddd'
 
 local algo = {books = true}
 
@@ -46,16 +47,20 @@ function algo.read(L, d, now)
   L.owed, L.lu, L.le, L.x, L.was = 0, 0, 0, 0, false
   local v = redis.call('GET', L.sk)
   if not v then return end
-  local bl, last, was, lu, le, x, cache, pos
-  if string.byte(v, 1) == 81 then -- 'Q'
-    if #v ~= 57 and #v ~= 81 then error('the token bucket state is not one quotaq writes: ' .. #v .. ' bytes') end
-    bl, last, was, lu, le, x, cache, pos = unpack_record(STATE, v, 2)
-    -- (x ~= x: NaN; a record of another length or with numbers out of range
-    -- is not one this code wrote)
+  local mark, bl, last, was, lu, le, x, cache, b, q, qp
+  local size = #v
+  if size == 57 or size == 81 then
+    mark, bl, last, was, lu, le, x, cache, b, q, qp = unpack_record(size == 57 and STATE or STATE_POLICY, v)
+  end
+  if mark == 81 then
+    -- (x ~= x: NaN; a record with numbers out of range is not one this code
+    -- wrote)
     if not (bl >= 0 and bl < MAXBOOK * 2 and last > 0 and was > 0 and was < 1e15 and lu >= 0 and le >= 0 and x >= 0 and
-        (cache == -1 or (cache == 0 and #v == 57) or (cache == 1 and #v == 81))) then
+        (cache == -1 or (cache == 0 and size == 57) or (cache == 1 and size == 81))) then
       error('the token bucket state is not one quotaq writes: a record out of range')
     end
+  elseif string.byte(v, 1) == 81 then
+    error('the token bucket state is not one quotaq writes: ' .. size .. ' bytes')
   else
     -- an earlier version's state
     bl, last, was, lu, le, x = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*):?(%d*):?(%d*)')
@@ -70,7 +75,6 @@ function algo.read(L, d, now)
   if cache == 0 then
     L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, false, d[1], d[2], d[3], d[4], d[5]
   elseif cache == 1 then
-    local b, q, qp = unpack_record(STATE_POLICY, v, pos)
     L.aux, L.own, L.t, L.b, L.q, L.qp, L.c = false, true, was, b, q, qp, 0
   end
 end
@@ -172,9 +176,9 @@ function algo.store(L, now)
   end
   local v
   if L.own and not L.aux and L.c == 0 then
-    v = 'Q' .. pack_record(STATE .. 'ddd', L.st, now, L.t, L.lu, L.le, L.x, 1, L.b, L.q, L.qp)
+    v = pack_record(STATE_POLICY, 81, L.st, now, L.t, L.lu, L.le, L.x, 1, L.b, L.q, L.qp)
   else
-    v = 'Q' .. pack_record(STATE, L.st, now, L.t, L.lu, L.le, L.x, (L.aux or L.own) and -1 or 0)
+    v = pack_record(STATE, 81, L.st, now, L.t, L.lu, L.le, L.x, (L.aux or L.own) and -1 or 0)
   end
   if keep then
     redis.call('SET', L.sk, v, 'KEEPTTL')
@@ -187,7 +191,7 @@ end
 -- hashes (they are read again by the next decision), keeping its TTL.
 local function drop_cache(key)
   local v = redis.call('GET', key)
-  if not v or string.byte(v, 1) ~= 81 then return end -- none, or caching nothing
-  local bl, last, t, lu, le, x = unpack_record(STATE, v, 2)
-  redis.call('SET', key, 'Q' .. pack_record(STATE, bl, last, t, lu, le, x, -1), 'KEEPTTL')
+  if not v or string.byte(v, 1) ~= 81 or (#v ~= 57 and #v ~= 81) then return end -- none, caching nothing, or not ours
+  local _, bl, last, t, lu, le, x = unpack_record(STATE, v)
+  redis.call('SET', key, pack_record(STATE, 81, bl, last, t, lu, le, x, -1), 'KEEPTTL')
 end
