@@ -184,7 +184,7 @@ end
 local function aux_load(L, ticket, now)
   L.hold = 0
   if redis.call('PTTL', L.ak) == -2 then
-    L.aux = false
+    L.aux, L.due, L.s, L.lr, L.lc = false, false, false, false, false
     return
   end
   L.aux = true

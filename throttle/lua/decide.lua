@@ -68,12 +68,14 @@ local function load(k, ticket, settle, sk, su, sa)
   local L = tables[k] or {}
   tables[k] = L
   L.pk, L.sk, L.qk, L.ak, L.zk = keys[k+1], keys[k+2], keys[k+3], keys[k+4], keys[k+5]
-  L.aux, L.hold, L.due, L.s, L.lr, L.lc, L.dirty, L.slotwait = true, 0, false, false, false, false, false, 0
+  L.aux, L.dirty, L.slotwait = true, false, 0
   algo.read(L, def, now) -- the token bucket's state may know the rest
   if L.aux then
     policy_load(L, def)
     aux_load(L, ticket, now)
     if algo.books then L.t = learned_t(L.t, L.lr, L.lc, now, recovery) end
+  else
+    L.hold, L.due, L.s = 0, false, false -- (no aux hash)
   end
   if settle then
     algo.load(L, now, sk, su, sa, ttl)

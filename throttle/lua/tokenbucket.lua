@@ -44,9 +44,11 @@ local LINGER = 10000000
 -- and what the state caches: L.aux = false when the id has no aux hash,
 -- with its policy (L.t, L.b, L.q, L.qp) when known. d: the default policy.
 function algo.read(L, d, now)
-  L.owed, L.lu, L.le, L.x, L.was = 0, 0, 0, 0, false
   local v = redis.call('GET', L.sk)
-  if not v then return end
+  if not v then
+    L.owed, L.lu, L.le, L.x, L.was = 0, 0, 0, 0, false
+    return
+  end
   local mark, bl, last, was, lu, le, x, cache, b, q, qp
   local size = #v
   if size == 57 or size == 81 then
@@ -68,8 +70,8 @@ function algo.read(L, d, now)
     bl, last, was, lu, le, x, cache = tonumber(bl), tonumber(last), tonumber(was), tonumber(lu) or 0,
       tonumber(le) or 0, tonumber(x) or 0, -1
   end
-  L.was, L.x = was, x
-  if lu > 0 then L.lu, L.le = lu, le end
+  L.was, L.x, L.lu, L.le = was, x, lu, le
+  if lu == 0 then L.le = 0 end
   L.owed = bl - (now - last) * 1000
   if L.owed < 0 then L.owed = 0 end
   if cache == 0 then
