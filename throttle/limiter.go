@@ -393,11 +393,18 @@ func (l *Limiter) run(ctx context.Context, mode mode, req Request) (decision, er
 	if req.KeepTicket {
 		keep = 1
 	}
+	var slotTTL int64
+	if req.Slot != "" {
+		slotTTL = req.slotTTL().Microseconds()
+	}
+	nums := []int64{int64(len(req.IDs)), n, req.MaxWait.Microseconds(), keep, want, settle, unspent, at, slotTTL}
+	if slices.IndexFunc(nums[2:], func(x int64) bool { return x != 0 }) < 0 {
+		nums = nums[:2] // (the rest are 0: see decide.lua)
+	}
 	c := &batchCall{
 		keys:   l.decisionKeys(req.IDs),
 		shared: l.settings(def, ttl),
-		own: []any{string(mode), req.Ticket, req.Slot, record(int64(len(req.IDs)), n, req.MaxWait.Microseconds(),
-			keep, want, settle, unspent, at, req.slotTTL().Microseconds())},
+		own:    []any{string(mode), req.Ticket, req.Slot, record(nums...)},
 	}
 	v, err := l.decide(ctx, c)
 	var rerr redis.Error

@@ -24,7 +24,7 @@
 --   slot     the call's name among those in flight ('' none): on an id with
 --            a concurrency limit a call that starts takes a slot under it
 --            (see slots_wait in common.lua), and waits for one if none is free
---   numbers  a record:
+--   numbers  a record (of the first two alone when the others are 0):
 --     ids      how many ids (five KEYS each) it decides on
 --     n        the cost in tokens (>= 1)
 --     maxwait  reserve: the longest wait to book, µs (0: no cap)
@@ -33,7 +33,7 @@
 --     lease    tokens the caller would like leased besides n (0: none)
 --     settle   the caller's previous lease of this id, settled now: its
 --              tokens, those unspent, when Redis granted it (µs); 0 0 0: none
---     slotttl  how long the slot is held unless renewed, µs
+--     slotttl  how long the slot is held unless renewed, µs (with a slot)
 -- Returns a record per decision (an array of them for several): allowed
 -- (1 or 0); reason (0 none, 1 rate, 2 quota, 3 paused, 4 cost above burst,
 -- 5 no slot free); remaining tokens; wait_us (0 when allowed, -1 never or
@@ -57,7 +57,8 @@ local settings
 -- a job that comes back this much (ns) after its slot, or an interval if
 -- shorter, is late: a wake-up and a dequeue take less
 local LATE = 50000000
--- a reply's record, in full or its first five numbers alone
+-- a decision's numbers and its reply's, in full or the first ones alone
+local ARGS, ARGS_SHORT = '<ddddddddd', '<dd'
 local REPLY, REPLY_SHORT = '<dddddddddddd', '<ddddd'
 
 -- load reads an id (keys[k+1..k+5]): its policy, aux hash and state.
@@ -89,7 +90,12 @@ end
 -- from keys[k+1], and returns how many ids it decided on and its reply.
 local function decide(a, k)
   local mode, ticket, slot = argv[a], argv[a+1], argv[a+2]
-  local ids, n, maxwait, keep, want, sk, su, sa, slotttl = unpack_record('<ddddddddd', argv[a+3])
+  local ids, n, maxwait, keep, want, sk, su, sa, slotttl = 0, 0, 0, 0, 0, 0, 0, 0, 0
+  if #argv[a+3] == 16 then
+    ids, n = unpack_record(ARGS_SHORT, argv[a+3])
+  else
+    ids, n, maxwait, keep, want, sk, su, sa, slotttl = unpack_record(ARGS, argv[a+3])
+  end
   maxwait, keep = maxwait * 1000, keep == 1
   local redeem = ticket ~= ''
   local wait, level, reason = 0, 1, 0

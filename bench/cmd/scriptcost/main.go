@@ -207,7 +207,7 @@ func tenantKeys(k int) []string {
 func decideArgs(k int) []any {
 	args := []any{record(1000, 1000000, 0, 0, 0, 0, 0, 0)}
 	for range k {
-		args = append(args, "allow", "", "", record(1, 1, 0, 0, 0, 0, 0, 0, 0))
+		args = append(args, "allow", "", "", record(1, 1))
 	}
 	return args
 }
