@@ -24,58 +24,57 @@
 -- the struct library while it loads), then called directly.
 local pack_record, unpack_record
 
-local function plain_pack(f, ...)
-  local out = {}
-  for i = 1, #f - 1 do
-    local x, sign, e, m = select(i, ...), 0, 0, 0
-    if string.sub(f, i + 1, i + 1) == 'B' then
-      out[#out + 1] = string.char(x)
-    else
-      if x < 0 then sign, x = 128, -x end
-      if x > 0 then
-        m, e = math.frexp(x) -- x = m * 2^e, 1/2 <= m < 1
-        m, e = (m * 2 - 1) * 2 ^ 52, e + 1022
-      end
-      for _ = 1, 6 do
-        out[#out + 1] = string.char(m % 256)
-        m = math.floor(m / 256)
-      end
-      out[#out + 1] = string.char(e % 16 * 16 + m)
-      out[#out + 1] = string.char(sign + math.floor(e / 16))
-    end
-  end
-  return table.concat(out)
-end
-
-local function plain_unpack(f, s, pos)
-  local v = {}
-  pos = pos or 1
-  for i = 1, #f - 1 do
-    if string.sub(f, i + 1, i + 1) == 'B' then
-      v[i] = string.byte(s, pos)
-      if not v[i] then error('a record too short: ' .. #s .. ' bytes') end
-      pos = pos + 1
-    else
-      local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(s, pos, pos + 7)
-      if not b8 then error('a record too short: ' .. #s .. ' bytes') end
-      local e = b8 % 128 * 16 + math.floor(b7 / 16)
-      local m = (((((b7 % 16 * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256 + b1
-      v[i] = 0
-      if e > 0 then v[i] = math.ldexp(m + 2 ^ 52, e - 1075) end
-      if b8 >= 128 then v[i] = -v[i] end
-      pos = pos + 8
-    end
-  end
-  v[#v + 1] = pos
-  return unpack(v)
-end
-
+-- (the plain Lua codec is made only where it is used)
 local function choose_records()
   local ok, lib = pcall(function() return struct end)
   if ok and lib then
     pack_record, unpack_record = lib.pack, lib.unpack
-  else
-    pack_record, unpack_record = plain_pack, plain_unpack
+    return
+  end
+  pack_record = function(f, ...)
+    local out = {}
+    for i = 1, #f - 1 do
+      local x, sign, e, m = select(i, ...), 0, 0, 0
+      if string.sub(f, i + 1, i + 1) == 'B' then
+        out[#out + 1] = string.char(x)
+      else
+        if x < 0 then sign, x = 128, -x end
+        if x > 0 then
+          m, e = math.frexp(x) -- x = m * 2^e, 1/2 <= m < 1
+          m, e = (m * 2 - 1) * 2 ^ 52, e + 1022
+        end
+        for _ = 1, 6 do
+          out[#out + 1] = string.char(m % 256)
+          m = math.floor(m / 256)
+        end
+        out[#out + 1] = string.char(e % 16 * 16 + m)
+        out[#out + 1] = string.char(sign + math.floor(e / 16))
+      end
+    end
+    return table.concat(out)
+  end
+
+  unpack_record = function(f, s, pos)
+    local v = {}
+    pos = pos or 1
+    for i = 1, #f - 1 do
+      if string.sub(f, i + 1, i + 1) == 'B' then
+        v[i] = string.byte(s, pos)
+        if not v[i] then error('a record too short: ' .. #s .. ' bytes') end
+        pos = pos + 1
+      else
+        local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(s, pos, pos + 7)
+        if not b8 then error('a record too short: ' .. #s .. ' bytes') end
+        local e = b8 % 128 * 16 + math.floor(b7 / 16)
+        local m = (((((b7 % 16 * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256 + b1
+        v[i] = 0
+        if e > 0 then v[i] = math.ldexp(m + 2 ^ 52, e - 1075) end
+        if b8 >= 128 then v[i] = -v[i] end
+        pos = pos + 8
+      end
+    end
+    v[#v + 1] = pos
+    return unpack(v)
   end
 end
 pack_record = function(...) choose_records() return pack_record(...) end
