@@ -151,7 +151,7 @@ func TestTLSAndACLThroughRedisconn(t *testing.T) {
 	}{
 		{"UntrustedCertificate", redisconn.Config{URL: srv.URL()}, []string{"certificate", srv.Addr}},
 		{"WrongPassword", redisconn.Config{URL: "rediss://quotaq:wrong-" + secret + "@" + srv.Addr + "/0", TLSCAFile: srv.CAFile},
-			[]string{srv.Addr}},
+			[]string{srv.Addr, "password"}},
 		{"NoUser", redisconn.Config{URL: "rediss://" + srv.Addr + "/0", TLSCAFile: srv.CAFile}, []string{srv.Addr}},
 		{"PlainTextToTLSPort", redisconn.Config{URL: strings.Replace(srv.URL(), "rediss://", "redis://", 1), DialTimeout: time.Second},
 			[]string{srv.Addr}},
@@ -241,9 +241,9 @@ func TestBinariesOverTLSWithACLUser(t *testing.T) {
 		{"WorkerHelpURL", wbin, withURLPassword, []string{"--help"}, 0},
 		{"EnqueueHelp", ebin, withURLPassword, []string{"--help"}, 0},
 		{"EnqueuePolicyHelp", ebin, env, []string{"policy", "--help"}, 0},
-		{"WorkerWrongPassword", wbin, []string{"REDIS_URL=rediss://quotaq:wrong-" + secret + "@" + srv.Addr + "/0", "REDIS_TLS_CA=" + srv.CAFile}, []string{"--metrics-addr", ""}, 1},
+		{"WorkerWrongPassword", wbin, []string{"REDIS_URL=rediss://quotaq:wrong-" + secret + "@" + srv.Addr + "/0", "REDIS_TLS_CA=" + srv.CAFile}, []string{"--metrics-addr", ""}, 2},
 		{"WorkerUntrustedCert", wbin, []string{"REDIS_URL=rediss://quotaq:" + secret + "@" + srv.Addr + "/0"}, []string{"--metrics-addr", ""}, 1},
-		{"EnqueueWrongPassword", ebin, []string{"REDIS_URL=rediss://quotaq:wrong-" + secret + "@" + srv.Addr + "/0", "REDIS_TLS_CA=" + srv.CAFile}, []string{"status"}, 1},
+		{"EnqueueWrongPassword", ebin, []string{"REDIS_URL=rediss://quotaq:wrong-" + secret + "@" + srv.Addr + "/0", "REDIS_TLS_CA=" + srv.CAFile}, []string{"status"}, 2},
 		{"EnqueueBadURL", ebin, []string{"REDIS_URL=rediss://quotaq:" + secret + "@" + srv.Addr + "/x"}, []string{"status"}, 2},
 		{"WorkerBadURL", wbin, []string{"REDIS_URL=redis://quotaq:" + secret + "@" + srv.Addr + ":99/0"}, []string{"--metrics-addr", ""}, 2},
 	} {

@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -108,6 +109,9 @@ func (c *Config) Open(ctx context.Context, logger *slog.Logger) (*Conn, error) {
 	defer cancel()
 	if err := conn.Redis.Ping(pctx).Err(); err != nil {
 		_ = conn.Redis.Close()
+		if refusedCredentials(err) {
+			return nil, &credentialsError{addr: t.addr, err: err, secrets: t.secrets}
+		}
 		return nil, &unreachableError{addr: t.addr, err: err, secrets: t.secrets}
 	}
 	if err := checkEviction(pctx, conn, t.allowEviction, logger); err != nil {
@@ -359,6 +363,41 @@ func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.e
 
 // GoString is Error, so %#v does not print the secrets either.
 func (e *unreachableError) GoString() string { return e.Error() }
+
+// refusedCredentials says whether err is the server refusing the user name
+// or password it was given (or asking for one): it is up and answering, the
+// configuration is wrong.
+func refusedCredentials(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR AUTH", "ERR invalid password", "ERR invalid username"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// credentialsError is a server that refused the credentials: a
+// configuration error (ErrInvalidConfig), not an outage. Like
+// unreachableError it keeps the driver's error and scrubs passwords.
+type credentialsError struct {
+	addr    string
+	err     error
+	secrets []string
+}
+
+func (e *credentialsError) Error() string {
+	return scrub(fmt.Sprintf("redisconn: Redis at %s refused the credentials: %v (check the user name and password in --redis-url or REDIS_URL)", e.addr, e.err), e.secrets)
+}
+
+func (e *credentialsError) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }
+
+// GoString is Error, so %#v does not print the secrets either.
+func (e *credentialsError) GoString() string { return e.Error() }
 
 // scrub replaces every occurrence of a secret (and its URL-escaped form) in s.
 // Secrets shorter than 3 bytes are left alone: replacing them would mangle the

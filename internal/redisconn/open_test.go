@@ -175,13 +175,16 @@ func TestOpenRealServer(t *testing.T) {
 		}
 	})
 
-	t.Run("WrongPasswordIsUnreachableAndRedacted", func(t *testing.T) {
+	t.Run("WrongPasswordIsAConfigurationErrorAndRedacted", func(t *testing.T) {
 		t.Parallel()
 		wrong := "wrong-" + pass
 		c := &Config{URL: fmt.Sprintf("redis://%s@%s/0", user, addr), Password: wrong, Env: env()}
 		_, err := c.Open(ctx, nil)
-		if !errors.Is(err, ErrUnreachable) {
-			t.Fatalf("Open with a wrong password: %v, want ErrUnreachable", err)
+		if !errors.Is(err, ErrInvalidConfig) || errors.Is(err, ErrUnreachable) {
+			t.Fatalf("Open with a wrong password: %v, want ErrInvalidConfig (not an outage)", err)
+		}
+		if !strings.Contains(err.Error(), "password") || strings.Contains(err.Error(), "is it running") {
+			t.Errorf("error %q does not say to check the password", err)
 		}
 		if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), "hunter") {
 			t.Errorf("error shows the password: %v", err)
