@@ -5,7 +5,11 @@
 -- the next window opens. The functions are token bucket's (tokenbucket.lua);
 -- the state L.st is {count in the current window, window µs, window index}.
 
-local algo = {books = false}
+-- (every function's name is in the table from the start, so that it is
+-- made at its size once: growing it costs a script run more than the
+-- functions themselves)
+local algo = {books = false, read = false, load = false, wait = false, pause = false, take = false, give = false,
+  report = false, lease = false, store = false}
 
 function algo.read(L, d, now) end
 

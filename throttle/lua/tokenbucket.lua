@@ -32,7 +32,11 @@
 -- ('Q', byte 81, then the numbers: seven, or ten with the policy)
 local STATE, STATE_POLICY = '<Bddddddd', '<Bdddddddddd'
 
-local algo = {books = true}
+-- (every function's name is in the table from the start, so that it is
+-- made at its size once: growing it costs a script run more than the
+-- functions themselves)
+local algo = {books = true, read = false, load = false, wait = false, pause = false, take = false, give = false,
+  report = false, lease = false, store = false}
 
 -- LINGER (µs): a state lives LINGER/2 to LINGER after its last write even
 -- when its bucket is full, so that a tenant far under its limit keeps its
