@@ -4,7 +4,13 @@
 // script and a trivial one, one caller, and prints INFO commandstats'
 // µs per call for each.
 //
+// With -instructions it counts instead the CPU instructions redis-server
+// executes per decision, under valgrind's callgrind (installed separately:
+// apt install valgrind): the same on every run and every machine of the
+// same build, where timings vary by a few percent from run to run.
+//
 //	cd bench && go run ./cmd/scriptcost -calls 20000
+//	cd bench && go run ./cmd/scriptcost -instructions -calls 2000
 package main
 
 import (
@@ -28,6 +34,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds (variants interleaved)")
 	lua := flag.String("lua", "../throttle/lua", "directory of quotaq's Lua files")
 	addr := flag.String("addr", "", "use this redis-server instead of starting one")
+	instructions := flag.Bool("instructions", false, "count redis-server's instructions per call under valgrind's callgrind instead of timing")
 	flag.Parse()
 	vs, err := variants(*lua)
 	if err != nil {
@@ -35,6 +42,13 @@ func main() {
 		os.Exit(2)
 	}
 	ctx := context.Background()
+	if *instructions {
+		if err := countInstructions(ctx, vs, *calls); err != nil {
+			fmt.Fprintln(os.Stderr, "scriptcost:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	srv, err := harness.StartServer(*addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scriptcost:", err)
