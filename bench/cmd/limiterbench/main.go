@@ -266,9 +266,16 @@ func decisions(ctx context.Context, w io.Writer, rdb *redis.Client, cfg config, 
 			if c.scripts > 0 {
 				perCall = strconv.FormatFloat(c.perCall, 'f', 1, 64)
 			}
-			fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %s | %s | %.2f | %s | %.1f | %d |\n", m.name, callers, c.o.PerSecond(),
+			// (scripts/decision: three significant digits below 0.01, where
+			// a limiter that answers locally would otherwise show 0.00)
+			perDecision := float64(c.scripts) / float64(c.o.Calls)
+			scripts := strconv.FormatFloat(perDecision, 'f', 2, 64)
+			if perDecision > 0 && perDecision < 0.01 {
+				scripts = strconv.FormatFloat(perDecision, 'g', 3, 64)
+			}
+			fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %s | %s | %s | %s | %.1f | %d |\n", m.name, callers, c.o.PerSecond(),
 				float64(c.o.Allowed)/c.o.Elapsed.Seconds(), harness.Micros(c.o.P50), harness.Micros(c.o.P99),
-				float64(c.scripts)/float64(c.o.Calls), perCall, c.cpu, c.o.Errors)
+				scripts, perCall, c.cpu, c.o.Errors)
 		}
 	}
 	fmt.Fprintln(w)
