@@ -20,14 +20,15 @@
 -- says ('d' a double: no NaN, infinity or subnormals; 'B' a byte, 0 to
 -- 255); any more are left out. unpack_record('<Bdd...', s, pos) returns
 -- the numbers packed in s from pos (1 when nil), then the position after
--- them. Both are chosen on first use (a Redis function library cannot see
--- the struct library while it loads), then called directly.
+-- them. A script chooses them as it starts; a Redis function library, which
+-- cannot see the struct library (nor any function) while it loads, on
+-- first use; then they are called directly.
 local pack_record, unpack_record
 
 -- (the plain Lua codec is made only where it is used)
 local function choose_records()
-  local ok, lib = pcall(function() return struct end)
-  if ok and lib then
+  local lib = rawget(_G, 'struct')
+  if lib then
     pack_record, unpack_record = lib.pack, lib.unpack
     return
   end
@@ -77,8 +78,14 @@ local function choose_records()
     return unpack(v)
   end
 end
-pack_record = function(...) choose_records() return pack_record(...) end
-unpack_record = function(...) choose_records() return unpack_record(...) end
+if redis.register_function then
+  -- a function library that loads: nothing but redis can be looked at
+  -- yet (see above), so the first call chooses
+  pack_record = function(...) choose_records() return pack_record(...) end
+  unpack_record = function(...) choose_records() return unpack_record(...) end
+else
+  choose_records() -- a script
+end
 
 local function now_us()
   local t = redis.call('TIME')
