@@ -154,15 +154,10 @@ func (c *Console) setPolicy(ctx context.Context, id string, r *http.Request) (st
 	if err := dec.Decode(&ch); err != nil {
 		return "", fmt.Errorf("%w: the body is not a policy change (JSON with rate, burst, quota, quota_period, concurrency): %v", throttle.ErrInvalidPolicy, err)
 	}
-	cur, _, err := c.lim.GetPolicy(ctx, id)
+	// (in one step with the read: a schedule's adjustment or another
+	// operator's change made meanwhile is changed, not overwritten)
+	cur, p, err := c.lim.UpdatePolicy(ctx, id, ch.apply)
 	if err != nil {
-		return "", err
-	}
-	p, err := ch.apply(cur)
-	if err != nil {
-		return "", err
-	}
-	if err := c.lim.SetPolicy(ctx, id, p); err != nil {
 		return "", err
 	}
 	return c.release(ctx, id, fmt.Sprintf("policy of %s set to %s (was %s)", id, p, cur))

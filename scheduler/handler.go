@@ -153,7 +153,11 @@ func (h *handlers) adjust(ctx context.Context, t *asynq.Task) error {
 		if c.tenant == "" {
 			err = h.l.SetDefaultPolicy(ctx, c.p)
 		} else {
-			err = h.l.SetPolicy(ctx, c.tenant, c.p)
+			// applied to the policy as it is when written: a change made
+			// since it was read above (an operator's) is adjusted, not lost
+			_, _, err = h.l.UpdatePolicy(ctx, c.tenant, func(p throttle.Policy) (throttle.Policy, error) {
+				return a.Apply(p), nil
+			})
 		}
 		if err != nil {
 			return fmt.Errorf("scheduler: adjust: %w", err)

@@ -24,17 +24,57 @@ func (l *Limiter) SetPolicy(ctx context.Context, tenant string, p Policy) error 
 	return l.writePolicy(ctx, tenant, p.fields())
 }
 
+// UpdatePolicy sets tenant's policy to what change makes of its current
+// one (its own, or the default), in one step: when another process changes
+// the policy meanwhile (a schedule's adjustment, an operator), change is
+// called again with that policy instead of overwriting it. It returns the
+// policy before and after; an error from change, or an invalid policy,
+// writes nothing.
+func (l *Limiter) UpdatePolicy(ctx context.Context, tenant string, change func(Policy) (Policy, error)) (before, after Policy, err error) {
+	if err := ValidateID(tenant); err != nil {
+		return Policy{}, Policy{}, err
+	}
+	defInterval, err := l.defaultInterval(ctx, tenant)
+	if err != nil {
+		return Policy{}, Policy{}, err
+	}
+	defer l.local.forget(tenant)
+	k := l.keysFor(tenant)
+	for range 20 {
+		err = l.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			if before, _, err = l.readPolicy(ctx, tx, tenant); err != nil {
+				return err
+			}
+			if after, err = change(before); err != nil {
+				return err
+			}
+			if err := after.Validate(); err != nil {
+				return fmt.Errorf("tenant %q: %w", tenant, err)
+			}
+			args := append([]any{defInterval}, after.fields()...)
+			_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				// (Eval: a script not cached would fail only at EXEC)
+				return policyScript.Eval(ctx, pipe, []string{k.tb, k.policy, k.aux}, args...).Err()
+			})
+			if err != nil && !errors.Is(err, redis.TxFailedErr) {
+				return fmt.Errorf("%w: write policy of tenant %q: %w", ErrUnavailable, tenant, err)
+			}
+			return err
+		}, k.policy)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return before, after, err
+		}
+	}
+	return before, after, fmt.Errorf("%w: policy of tenant %q changed by others 20 times while it was updated; try again", ErrUnavailable, tenant)
+}
+
 // writePolicy sets tenant's own policy hash to fields (none: deletes it),
 // re-spacing its bookings at the new rate (see lua/policy.lua).
 func (l *Limiter) writePolicy(ctx context.Context, tenant string, fields []any) error {
 	k := l.keysFor(tenant)
-	var defInterval int64 // 0: unknown (an invalid stored default), no re-spacing from it
-	def, err := l.defaults(ctx)
-	switch {
-	case err == nil:
-		defInterval = def.p.interval()
-	case !errors.Is(err, ErrInvalidPolicy):
-		return fmt.Errorf("%w: write policy of tenant %q: %w", ErrUnavailable, tenant, err)
+	defInterval, err := l.defaultInterval(ctx, tenant)
+	if err != nil {
+		return err
 	}
 	args := append([]any{defInterval}, fields...)
 	if err := policyScript.Run(ctx, l.rdb, []string{k.tb, k.policy, k.aux}, args...).Err(); err != nil {
@@ -43,13 +83,32 @@ func (l *Limiter) writePolicy(ctx context.Context, tenant string, fields []any) 
 	return nil
 }
 
+// defaultInterval is the default policy's interval, which policy.lua
+// re-spaces bookings from when a tenant's own policy goes (0: an invalid
+// stored default, no re-spacing from it).
+func (l *Limiter) defaultInterval(ctx context.Context, tenant string) (int64, error) {
+	def, err := l.defaults(ctx)
+	switch {
+	case err == nil:
+		return def.p.interval(), nil
+	case errors.Is(err, ErrInvalidPolicy):
+		return 0, nil
+	}
+	return 0, fmt.Errorf("%w: write policy of tenant %q: %w", ErrUnavailable, tenant, err)
+}
+
 // GetPolicy returns tenant's policy, and whether it is the tenant's own
 // (explicit) rather than the default.
 func (l *Limiter) GetPolicy(ctx context.Context, tenant string) (p Policy, explicit bool, err error) {
 	if err := ValidateID(tenant); err != nil {
 		return Policy{}, false, err
 	}
-	m, err := l.rdb.HGetAll(ctx, l.keysFor(tenant).policy).Result()
+	return l.readPolicy(ctx, l.rdb, tenant)
+}
+
+// readPolicy is GetPolicy through c (a transaction's client: UpdatePolicy).
+func (l *Limiter) readPolicy(ctx context.Context, c redis.Cmdable, tenant string) (p Policy, explicit bool, err error) {
+	m, err := c.HGetAll(ctx, l.keysFor(tenant).policy).Result()
 	if err != nil {
 		return Policy{}, false, fmt.Errorf("%w: get policy of tenant %q: %w", ErrUnavailable, tenant, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,5 +170,75 @@ func TestValidDefaultPolicyHasNoError(t *testing.T) {
 	l, _ := setup(t, throttle.WithDefaultPolicy(throttle.Policy{Rate: throttle.MinRate, Burst: 1}))
 	if err := l.Err(); err != nil {
 		t.Fatalf("Err() = %v, want nil", err)
+	}
+}
+
+// UpdatePolicy changes a policy in one step with reading it: callers that
+// each add to the rate at once lose none of the others' changes (a read
+// then a write would), and a change that errs or is invalid writes nothing.
+// On redis-server and on miniredis (the embedded Redis).
+func TestUpdatePolicyLosesNoConcurrentChange(t *testing.T) {
+	t.Parallel()
+	real, _ := setup(t)
+	mini, _ := setupClock(t, time.Time{})
+	for name, l := range map[string]*throttle.Limiter{"redis-server": real, "miniredis": mini} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			updatePolicyLosesNothing(t, l)
+		})
+	}
+}
+
+func updatePolicyLosesNothing(t *testing.T, l *throttle.Limiter) {
+	ctx := context.Background()
+	if err := l.SetPolicy(ctx, "acme", throttle.Policy{Rate: 100, Burst: 10}); err != nil {
+		t.Fatal(err)
+	}
+	const callers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := l.UpdatePolicy(ctx, "acme", func(p throttle.Policy) (throttle.Policy, error) {
+				p.Rate++
+				return p, nil
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, explicit, err := l.GetPolicy(ctx, "acme")
+	if err != nil || !explicit || p.Rate != 100+callers || p.Burst != 10 {
+		t.Fatalf("after %d concurrent +1 changes: %+v (own %v), %v; want rate %d, burst 10", callers, p, explicit, err, 100+callers)
+	}
+
+	refuse := errors.New("refused by the caller")
+	for name, change := range map[string]func(throttle.Policy) (throttle.Policy, error){
+		"an error":         func(p throttle.Policy) (throttle.Policy, error) { p.Rate = 1; return p, refuse },
+		"an invalid burst": func(p throttle.Policy) (throttle.Policy, error) { p.Burst = -1; return p, nil },
+	} {
+		if _, _, err := l.UpdatePolicy(ctx, "acme", change); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+		if got, _, _ := l.GetPolicy(ctx, "acme"); got != p {
+			t.Errorf("%s: the policy became %+v, want %+v unchanged", name, got, p)
+		}
+	}
+	// a tenant on the default policy gets its own, from the default
+	before, after, err := l.UpdatePolicy(ctx, "newco", func(p throttle.Policy) (throttle.Policy, error) {
+		p.Burst = 3
+		return p, nil
+	})
+	def, _ := l.DefaultPolicy(ctx)
+	if err != nil || before != def || after.Burst != 3 || after.Rate != def.Rate {
+		t.Errorf("UpdatePolicy on the default = %+v -> %+v, %v; want the default %+v with burst 3", before, after, err, def)
 	}
 }
