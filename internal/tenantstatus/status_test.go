@@ -108,6 +108,16 @@ func TestCollect(t *testing.T) {
 	enqueue("a", q2, asynq.ProcessIn(time.Hour))
 	enqueue("b", q2)
 	enqueue("", q1) // no tenant header
+	// the tenant named only in the payload, as the worker finds it; the
+	// header wins over the payload
+	for _, task := range []*asynq.Task{
+		asynq.NewTask("t", []byte(`{"tenant": "b", "n": 1}`), asynq.Queue(q1)),
+		asynq.NewTaskWithHeaders("t", []byte(`{"tenant": "b"}`), map[string]string{TenantHeader: "a"}, asynq.Queue(q1)),
+	} {
+		if _, err := client.Enqueue(task); err != nil {
+			t.Fatal(err)
+		}
+	}
 	l := throttle.New(rdb, throttle.WithPrefix(prefix))
 	if err := l.SetPolicy(ctx, "c", throttle.PerMinute(6)); err != nil {
 		t.Fatal(err)
@@ -119,7 +129,7 @@ func TestCollect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts["a"] != (Tasks{Pending: 3, Scheduled: 1}) || counts["b"] != (Tasks{Pending: 1}) || counts[""] != (Tasks{Pending: 1}) {
+	if counts["a"] != (Tasks{Pending: 4, Scheduled: 1}) || counts["b"] != (Tasks{Pending: 2}) || counts[""] != (Tasks{Pending: 1}) {
 		t.Errorf("counts = %+v", counts)
 	}
 
@@ -134,12 +144,12 @@ func TestCollect(t *testing.T) {
 	if strings.Join(names, ",") != "a,b,c" {
 		t.Fatalf("tenants %v, want a, b (tasks) and c (policy), sorted, and no untenanted row", names)
 	}
-	if all[0].Tasks.Pending != 3 || all[2].Explicit != true || all[2].Policy != throttle.PerMinute(6) || all[0].Explicit {
+	if all[0].Tasks.Pending != 4 || all[2].Explicit != true || all[2].Policy != throttle.PerMinute(6) || all[0].Explicit {
 		t.Errorf("statuses %+v", all)
 	}
 
 	one, err := Collect(ctx, l, insp, Options{Tenants: []string{"b"}, Queues: []string{q1, q2}})
-	if err != nil || len(one) != 1 || one[0].Tenant != "b" || one[0].Tasks.Pending != 1 {
+	if err != nil || len(one) != 1 || one[0].Tenant != "b" || one[0].Tasks.Pending != 2 {
 		t.Errorf("Collect(b) = %+v, %v", one, err)
 	}
 	if _, err := Collect(ctx, l, insp, Options{Tenants: []string{""}}); err == nil {

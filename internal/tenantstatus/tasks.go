@@ -6,14 +6,17 @@ import (
 	"fmt"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/quotaq/quotaq/worker"
 )
 
 // pageSize is how many tasks one Inspector call lists.
 const pageSize = 1000
 
-// CountTasks counts the tasks of each tenant (by TenantHeader) in queues,
-// or in every queue when queues is empty. Tasks without the header are
-// counted under "". It lists every pending, scheduled, retry, active and
+// CountTasks counts the tasks of each tenant in queues, or in every queue
+// when queues is empty: the tenant the worker finds on a task (its
+// TenantHeader header, else the "tenant" field of its JSON payload; see
+// worker.TaskTenant). Tasks with neither are counted under "". It lists every pending, scheduled, retry, active and
 // archived task, a page at a time: its cost grows with the queues' length
 // (one to a few seconds per 100,000 tasks on a small machine).
 func CountTasks(ctx context.Context, insp *asynq.Inspector, queues []string) (map[string]Tasks, error) {
@@ -49,7 +52,7 @@ func CountTasks(ctx context.Context, insp *asynq.Inspector, queues []string) (ma
 					return nil, fmt.Errorf("tenantstatus: list tasks of queue %q: %w", q, err)
 				}
 				for _, ti := range infos {
-					tenant := ti.Headers[TenantHeader]
+					tenant, _ := worker.TaskTenant(asynq.NewTaskWithHeaders(ti.Type, ti.Payload, ti.Headers))
 					c := counts[tenant]
 					ls.add(&c)
 					counts[tenant] = c
