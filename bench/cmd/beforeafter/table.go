@@ -77,11 +77,26 @@ func number(cell string) (float64, bool) {
 	return v, err == nil && !math.IsNaN(v) && !math.IsInf(v, 0)
 }
 
+// resolution is the place of a number cell's last digit: 0.01 for "0.00",
+// 1 for "152", 1e-06 for "0.000245", 1e-07 for "2.45e-05". Two versions
+// may print a figure to different digits; a difference finer than the
+// coarser of them cannot be told.
+func resolution(cell string) float64 {
+	f, _, _ := strings.Cut(strings.TrimPrefix(cell, "<"), " ")
+	mant, exp, _ := strings.Cut(strings.ToLower(f), "e")
+	e, _ := strconv.Atoi(exp)
+	if _, frac, ok := strings.Cut(mant, "."); ok {
+		e -= len(frac)
+	}
+	return math.Pow(10, float64(e))
+}
+
 // series is one table's figures over the runs of one side.
 type series struct {
 	table
 	order []string               // row names, first seen first
 	vals  map[string][][]float64 // row name → column → one value a run (NaN: not a number)
+	res   map[string][]float64   // row name → column → the coarsest resolution printed
 	names map[string][]string    // row name → its key cells
 }
 
@@ -104,7 +119,7 @@ func (s *side) add(out string, rename map[string]string) error {
 		ser, ok := s.by[t.id()]
 		if !ok {
 			ser = &series{table: table{title: t.title, cols: t.cols, keys: t.keys},
-				vals: map[string][][]float64{}, names: map[string][]string{}}
+				vals: map[string][][]float64{}, res: map[string][]float64{}, names: map[string][]string{}}
 			s.by[t.id()] = ser
 			s.order = append(s.order, t.id())
 		}
@@ -116,12 +131,15 @@ func (s *side) add(out string, rename map[string]string) error {
 			if _, ok := ser.vals[name]; !ok {
 				ser.order = append(ser.order, name)
 				ser.vals[name] = make([][]float64, len(t.cols))
+				ser.res[name] = make([]float64, len(t.cols))
 				ser.names[name] = r[:t.keys]
 			}
 			for c := t.keys; c < len(r); c++ {
 				v, ok := number(r[c])
 				if !ok {
 					v = math.NaN()
+				} else {
+					ser.res[name][c] = max(ser.res[name][c], resolution(r[c]))
 				}
 				ser.vals[name][c] = append(ser.vals[name][c], v)
 			}
@@ -160,8 +178,9 @@ var unranked = []string{"admitted/s"}
 func higherIsBetter(col string) bool { return strings.HasSuffix(col, "/s") }
 
 // worse reports whether after is worse than before by more than the larger
-// of their spreads.
-func worse(col string, before, after stat) bool {
+// of their spreads, and by more than res, the coarser of the two sides'
+// resolutions.
+func worse(col string, before, after stat, res float64) bool {
 	if slices.Contains(unranked, col) {
 		return false
 	}
@@ -169,7 +188,7 @@ func worse(col string, before, after stat) bool {
 	if higherIsBetter(col) {
 		d = -d
 	}
-	return d > max(before.spread(), after.spread())
+	return d > max(before.spread(), after.spread(), res)
 }
 
 // compare writes one table per table found on either side: each row and
@@ -218,7 +237,7 @@ func compare(w io.Writer, before, after *side, columns []string) (cells, marked 
 					ratio = strconv.FormatFloat(as.mean/bs.mean, 'f', 2, 64)
 				}
 				cells++
-				if worse(col, bs, as) {
+				if worse(col, bs, as, max(b.res[name][c], a.res[name][ac])) {
 					mark = "**worse**"
 					marked++
 				}
@@ -268,7 +287,9 @@ func format(v float64) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		return strconv.FormatFloat(v, 'f', 1, 64)
-	default:
+	case a >= 0.01:
 		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
 }

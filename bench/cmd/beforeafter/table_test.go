@@ -108,6 +108,20 @@ func TestCompare(t *testing.T) {
 			cells:  1, marked: 1,
 		},
 		{
+			name:   "A figure printed to fewer digits on one side is compared at those digits",
+			before: []string{limiterRun("0.00"), limiterRun("0.00")},
+			after:  []string{limiterRun("0.000245"), limiterRun("2.5e-04")},
+			want:   []string{"| q | 16 | scripts/decision | 0 | 0.000247 (0.000245–0.00025) | - |  |"},
+			cells:  1,
+		},
+		{
+			name:   "A figure past the coarser side's digits is marked",
+			before: []string{limiterRun("0.00"), limiterRun("0.00")},
+			after:  []string{limiterRun("0.02"), limiterRun("0.02")},
+			want:   []string{"| q | 16 | scripts/decision | 0 | 0.02 | - | **worse** |"},
+			cells:  1, marked: 1,
+		},
+		{
 			name:   "A rate that falls is worse, one that rises is not",
 			before: []string{"| limiter | callers | decisions/s | admitted/s |\n|---|---:|---:|---:|\n| q | 1 | 100 | 100 |\n| q | 16 | 100 | 10 |\n"},
 			after:  []string{"| limiter | callers | decisions/s | admitted/s |\n|---|---:|---:|---:|\n| q | 1 | 200 | 200 |\n| q | 16 | 50 | 5 |\n"},
@@ -206,4 +220,9 @@ func TestCheckRefusesFlagsItSets(t *testing.T) {
 			t.Errorf("check(%s, %d, %q) = %v", tt.cmd, tt.rounds, tt.args, err)
 		}
 	}
+}
+
+// limiterRun is a limiterbench output with one scripts/decision figure.
+func limiterRun(scripts string) string {
+	return "| limiter | callers | scripts/decision |\n|---|---:|---:|\n| q | 16 | " + scripts + " |\n"
 }
